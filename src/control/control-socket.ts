@@ -1,0 +1,99 @@
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import type { Kysely } from 'kysely';
+import type { Logger } from 'pino';
+import { adminCommands, type AdminArgs } from '../cli/admin-commands.js';
+import type { Database } from '../db/schema.js';
+import { toHttpError } from '../http/error-handler.js';
+
+/**
+ * A Unix socket in the data directory (mode 0600: only the owner of the data
+ * may use it) through which CLI commands run inside the server that holds the
+ * embedded database. Output streams back as the response body.
+ */
+export function controlSocketPath(dataDir: string): string {
+  return path.join(dataDir, 'control.sock');
+}
+
+export async function startControlSocket(
+  dataDir: string,
+  db: Kysely<Database>,
+  log: Logger,
+): Promise<http.Server> {
+  const socketPath = controlSocketPath(dataDir);
+  fs.rmSync(socketPath, { force: true });
+  const server = http.createServer((req, res) => {
+    readJson(req)
+      .then(async ({ command, args }) => {
+        const run = adminCommands[command];
+        if (!run) throw Object.assign(new Error(`unknown command ${command}`), { status: 404 });
+        res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8' });
+        await run(db, args, res);
+        res.end();
+      })
+      .catch((err: unknown) => {
+        if (res.headersSent) return res.destroy();
+        const appError = toHttpError(err);
+        if (appError.status >= 500) log.error({ err }, 'control command failed');
+        res.writeHead(appError.status, { 'Content-Type': 'application/json' });
+        res.end(JSON.stringify({ error: appError.message, code: appError.code }));
+      });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(socketPath, () => resolve());
+  });
+  fs.chmodSync(socketPath, 0o600);
+  return server;
+}
+
+async function readJson(req: http.IncomingMessage): Promise<{ command: string; args: AdminArgs }> {
+  let body = '';
+  for await (const chunk of req) body += String(chunk);
+  const parsed = JSON.parse(body) as { command?: unknown; args?: unknown };
+  return { command: String(parsed.command), args: (parsed.args ?? {}) as AdminArgs };
+}
+
+/** Runs an admin command in the server behind the socket, streaming its output to `out`. */
+export function runThroughControlSocket(
+  dataDir: string,
+  command: string,
+  args: AdminArgs,
+  out: NodeJS.WritableStream,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { socketPath: controlSocketPath(dataDir), method: 'POST', path: '/run' },
+      (res) => {
+        if (res.statusCode === 200) {
+          res.pipe(out as NodeJS.WritableStream, { end: false });
+          res.on('end', () => resolve());
+          res.on('error', reject);
+          res.on('aborted', () => reject(new Error('the server interrupted the command')));
+          return;
+        }
+        let body = '';
+        res.on('data', (chunk) => (body += String(chunk)));
+        res.on('end', () => {
+          const parsed = safeJson(body);
+          reject(new ControlCommandError(parsed?.error ?? `server answered ${res.statusCode}`));
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(JSON.stringify({ command, args }));
+  });
+}
+
+export class ControlCommandError extends Error {
+  override name = 'ControlCommandError';
+}
+
+function safeJson(text: string): { error?: string } | null {
+  try {
+    return JSON.parse(text) as { error?: string };
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,23 @@
+/** Postgres SQLSTATE helpers, shared by the pg and PGlite drivers (both set `code`). */
+export function sqlStateOf(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+export const isUniqueViolation = (err: unknown) => sqlStateOf(err) === '23505';
+
+/**
+ * Errors that mean "the database is not reachable right now", as opposed to a
+ * bug: connection refused or reset, server shutting down, pool checkout timeout.
+ */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  const state = sqlStateOf(err);
+  if (state && (state.startsWith('08') || state.startsWith('57P'))) return true;
+  if (state && ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND'].includes(state)) {
+    return true;
+  }
+  const message = err instanceof Error ? err.message : '';
+  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|connection is closed/i.test(
+    message,
+  );
+}

@@ -1,0 +1,34 @@
+import type { Request, Response } from 'express';
+import type { Kysely } from 'kysely';
+import { bindCertificate } from '../devices/binding.service.js';
+import type { Database } from '../db/schema.js';
+import { badRequest } from '../http/app-error.js';
+import { PSK_MAX_LENGTH, PSK_MIN_LENGTH } from '../psks/psk-secret.js';
+import { requireClientCertificate } from '../tls/client-certificate.js';
+
+/** `{"PSK": "..."}` over mTLS: binds the presented certificate to the PSK's identity. */
+export async function handleBind(db: Kysely<Database>, req: Request, res: Response) {
+  const certificate = requireClientCertificate(req);
+  const psk = pskFromBody(req.body);
+  const result = await bindCertificate(db, psk, certificate, req.socket.remoteAddress ?? null);
+  res.status(200).json({
+    status: result.status,
+    identity: result.identity,
+    fingerprint: certificate.fingerprint,
+    boundAt: result.boundAt.toISOString(),
+  });
+}
+
+function pskFromBody(body: unknown): string {
+  if (!body || typeof body !== 'object' || Array.isArray(body)) {
+    throw badRequest('invalid_bind_request', 'body must be a JSON object {"PSK": "..."}');
+  }
+  const psk = (body as Record<string, unknown>).PSK;
+  if (typeof psk !== 'string') {
+    throw badRequest('invalid_bind_request', 'body must have a string field "PSK"');
+  }
+  if (psk.length < PSK_MIN_LENGTH || psk.length > PSK_MAX_LENGTH) {
+    throw badRequest('invalid_psk', 'PSK is not valid');
+  }
+  return psk;
+}

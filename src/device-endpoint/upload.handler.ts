@@ -1,0 +1,25 @@
+import type { Request, Response } from 'express';
+import type { Kysely } from 'kysely';
+import type { Config } from '../config/config.js';
+import type { Database } from '../db/schema.js';
+import { requireActiveDevice } from '../devices/device-auth.js';
+import { ingestUpload } from '../ingest/ingest.service.js';
+import { multipartFileParts } from '../ingest/multipart-parts.js';
+
+/** A multipart upload from a bound device: one series per file part. */
+export async function handleUpload(
+  db: Kysely<Database>,
+  config: Config,
+  req: Request,
+  res: Response,
+) {
+  const { device } = await requireActiveDevice(db, req);
+  // If anything fails mid-body, the rest of it is not worth reading: answer and close.
+  res.setHeader('Connection', 'close');
+  const summary = await ingestUpload(db, device.deviceId, multipartFileParts(req, config.limits), {
+    maxLineBytes: config.limits.maxLineBytes,
+    timestampRange: { minEpochMs: 0, maxEpochMs: Date.now() + config.limits.maxClockSkewMs },
+  });
+  res.removeHeader('Connection');
+  res.status(200).json(summary);
+}

@@ -1,0 +1,164 @@
+import type { IncomingMessage } from 'node:http';
+import type { Readable } from 'node:stream';
+import busboy from 'busboy';
+import { AppError, badRequest, tooLarge } from '../http/app-error.js';
+
+export interface FilePart {
+  /** The form field name: the series name. */
+  name: string;
+  /** Informative only. */
+  filename: string;
+  stream: Readable;
+}
+
+export interface MultipartLimits {
+  maxUploadBytes: number;
+  maxParts: number;
+}
+
+/**
+ * Turns a multipart request into a sequence of file parts, consumed one at a
+ * time. Busboy only parses further as the current part's stream is read, so a
+ * slow consumer (the database) slows the client down instead of filling memory.
+ * Any limit or syntax problem ends the sequence with an AppError; stopping the
+ * iteration early detaches the parser from the request.
+ */
+export async function* multipartFileParts(
+  req: IncomingMessage,
+  limits: MultipartLimits,
+): AsyncGenerator<FilePart> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limits.maxUploadBytes) {
+    throw uploadTooLarge(limits);
+  }
+  const channel = new PartChannel();
+  let parser: busboy.Busboy;
+  try {
+    parser = busboy({
+      headers: req.headers,
+      limits: {
+        fileSize: limits.maxUploadBytes,
+        files: limits.maxParts,
+        parts: limits.maxParts,
+        fieldSize: 1024,
+        headerPairs: 16,
+      },
+    });
+  } catch (err) {
+    throw badRequest(
+      'malformed_multipart',
+      `multipart request not understood: ${(err as Error).message}`,
+    );
+  }
+
+  let received = 0;
+  const countBytes = (chunk: Buffer) => {
+    received += chunk.length;
+    if (received > limits.maxUploadBytes) channel.fail(uploadTooLarge(limits));
+  };
+  const onClose = () => {
+    if (!req.complete)
+      channel.fail(badRequest('upload_aborted', 'the client closed the connection mid-upload'));
+  };
+
+  parser.on('file', (name, stream, info) => {
+    stream.on('limit', () => stream.destroy(uploadTooLarge(limits)));
+    channel.push({ name, filename: info.filename ?? '', stream });
+  });
+  parser.on('field', (name) =>
+    channel.fail(
+      badRequest(
+        'unexpected_field',
+        `part "${name}" is a form field; each series must be a file part`,
+      ),
+    ),
+  );
+  parser.on('partsLimit', () => channel.fail(tooManyParts(limits)));
+  parser.on('filesLimit', () => channel.fail(tooManyParts(limits)));
+  parser.on('fieldsLimit', () => channel.fail(tooManyParts(limits)));
+  parser.on('error', (err: Error) =>
+    channel.fail(badRequest('malformed_multipart', `multipart body is malformed: ${err.message}`)),
+  );
+  parser.on('close', () => channel.end());
+  req.on('data', countBytes);
+  req.on('close', onClose);
+  req.pipe(parser);
+
+  try {
+    yield* channel;
+  } finally {
+    req.off('data', countBytes);
+    req.off('close', onClose);
+    req.unpipe(parser);
+    parser.removeAllListeners('file');
+    channel.destroyPending();
+  }
+}
+
+function uploadTooLarge(limits: MultipartLimits) {
+  return tooLarge(
+    'upload_too_large',
+    `upload exceeds the limit of ${limits.maxUploadBytes} bytes`,
+    {
+      limit: limits.maxUploadBytes,
+    },
+  );
+}
+
+function tooManyParts(limits: MultipartLimits) {
+  return tooLarge('too_many_parts', `upload has more than ${limits.maxParts} parts`, {
+    limit: limits.maxParts,
+  });
+}
+
+/** A queue of parts with one failure slot; iterating it waits for the next part. */
+class PartChannel implements AsyncIterable<FilePart> {
+  private readonly parts: FilePart[] = [];
+  private current: FilePart | undefined;
+  private failure: AppError | undefined;
+  private ended = false;
+  private wake: (() => void) | undefined;
+
+  push(part: FilePart) {
+    this.parts.push(part);
+    this.notify();
+  }
+
+  end() {
+    this.ended = true;
+    this.notify();
+  }
+
+  fail(error: AppError) {
+    if (this.failure) return;
+    this.failure = error;
+    // The consumer may be blocked reading the current part: wake it with the error.
+    this.current?.stream.destroy(error);
+    this.notify();
+  }
+
+  destroyPending() {
+    for (const part of this.parts) part.stream.resume();
+    this.parts.length = 0;
+  }
+
+  private notify() {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<FilePart> {
+    for (;;) {
+      if (this.failure) throw this.failure;
+      const next = this.parts.shift();
+      if (next) {
+        this.current = next;
+        yield next;
+        continue;
+      }
+      if (this.ended) return;
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+  }
+}

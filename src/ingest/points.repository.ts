@@ -1,0 +1,91 @@
+import { sql, type Kysely } from 'kysely';
+import type { Database } from '../db/schema.js';
+
+export async function findOrCreateSeries(
+  db: Kysely<Database>,
+  deviceId: number,
+  name: string,
+): Promise<number> {
+  const existing = await db
+    .selectFrom('series')
+    .select('id')
+    .where('device_id', '=', deviceId)
+    .where('name', '=', name)
+    .executeTakeFirst();
+  if (existing) return existing.id;
+  const created = await db
+    .insertInto('series')
+    .values({ device_id: deviceId, name })
+    .onConflict((oc) => oc.columns(['device_id', 'name']).doNothing())
+    .returning('id')
+    .executeTakeFirst();
+  if (created) return created.id;
+  // A concurrent upload of the same device created it first.
+  const raced = await db
+    .selectFrom('series')
+    .select('id')
+    .where('device_id', '=', deviceId)
+    .where('name', '=', name)
+    .executeTakeFirstOrThrow();
+  return raced.id;
+}
+
+/**
+ * Inserts one batch of a series' points; points already stored (a retried
+ * upload) or repeated within the batch are skipped, the first one winning.
+ * Timestamps travel as integer milliseconds and are converted in SQL with
+ * interval arithmetic, which is exact (to_timestamp would go through a double).
+ * Returns how many points were new.
+ */
+export async function insertPointBatch(
+  db: Kysely<Database>,
+  seriesId: number,
+  epochMs: readonly number[],
+  values: readonly number[],
+): Promise<number> {
+  const result = await sql`
+    insert into points (series_id, ts, value)
+    select ${seriesId}, timestamptz 'epoch' + u.ms * interval '1 millisecond', u.v
+    from unnest(${epochMs}::bigint[], ${values}::float8[]) as u(ms, v)
+    on conflict do nothing`.execute(db);
+  return Number(result.numAffectedRows ?? 0n);
+}
+
+export interface StoredPoint {
+  epochMs: string;
+  value: number;
+}
+
+/** One page of a series in time order, after the given timestamp (keyset paging). */
+export async function readSeriesPage(
+  db: Kysely<Database>,
+  seriesId: number,
+  afterEpochMs: string | null,
+  limit: number,
+): Promise<StoredPoint[]> {
+  const after =
+    afterEpochMs === null
+      ? sql``
+      : sql`and ts > timestamptz 'epoch' + ${afterEpochMs}::bigint * interval '1 millisecond'`;
+  const result = await sql<StoredPoint>`
+    select (extract(epoch from ts) * 1000)::bigint::text as "epochMs", value
+    from points
+    where series_id = ${seriesId} ${after}
+    order by ts
+    limit ${limit}`.execute(db);
+  return result.rows;
+}
+
+export async function findSeriesId(
+  db: Kysely<Database>,
+  deviceId: number,
+  name: string,
+): Promise<number | undefined> {
+  const row = await db
+    .selectFrom('series')
+    .select('id')
+    .where('device_id', '=', deviceId)
+    .where('name', '=', name)
+    .executeTakeFirst();
+  return row?.id;
+}
