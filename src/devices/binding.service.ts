@@ -76,12 +76,17 @@ async function bindInTransaction(
   }
 
   if (pskExhausted(psk)) throw badRequest('psk_exhausted', 'PSK has reached its device limit');
-  const deviceId = await insertDeviceWithCertificate(trx, {
+  const created = await insertDeviceWithCertificate(trx, {
     identityId: psk.identity_id,
     pskId: psk.id,
     boundFrom: remoteAddress,
     certificate,
   });
   await incrementDevicesBound(trx, psk.id);
-  return { status: 'bound', deviceId, identity: identity.name, boundAt: new Date() };
+  return {
+    status: 'bound',
+    deviceId: created.id,
+    identity: identity.name,
+    boundAt: created.boundAt,
+  };
 }

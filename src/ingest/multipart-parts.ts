@@ -63,7 +63,8 @@ export async function* multipartFileParts(
 
   parser.on('file', (name, stream, info) => {
     stream.on('limit', () => stream.destroy(uploadTooLarge(limits)));
-    channel.push({ name, filename: info.filename ?? '', stream });
+    // busboy reports an empty name as undefined.
+    channel.push({ name: name ?? '', filename: info.filename ?? '', stream });
   });
   parser.on('field', (name) =>
     channel.fail(
