@@ -12,7 +12,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['bin/**/*.js'],
-    languageOptions: { globals: { process: 'readonly' } },
+    files: ['bin/**/*.js', '*.cjs'],
+    languageOptions: { globals: { process: 'readonly', module: 'writable' } },
   },
 );

@@ -88,7 +88,7 @@ export class DeviceClient {
       dispatcher: this.agent,
     });
     const text = await res.body.text();
-    let json: unknown = undefined;
+    let json: unknown;
     try {
       json = JSON.parse(text);
     } catch {
