@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import type { Readable } from 'node:stream';
 import { Agent, request } from 'undici';
 import { fingerprintOf, parsePemCertificate } from '../../src/tls/certificate-info.js';
 import {
@@ -77,7 +78,7 @@ export class DeviceClient {
 
   async send(
     method: 'GET' | 'POST' | 'PUT' | 'DELETE' | 'PATCH',
-    body?: string | Buffer,
+    body?: string | Buffer | Readable,
     headers: Record<string, string> = {},
     path = '/device_endpoint',
   ): Promise<Answer> {
