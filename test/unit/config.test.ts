@@ -1,0 +1,54 @@
+import { expect } from 'chai';
+import { ConfigError, loadConfig } from '../../src/config/config.js';
+import { parseDuration } from '../../src/psks/duration.js';
+import { displayPrefixOf, generatePskSecret, hashPskSecret } from '../../src/psks/psk-secret.js';
+
+describe('configuration', () => {
+  it('has safe defaults', () => {
+    const config = loadConfig({});
+    expect(config.port).to.equal(8443);
+    expect(config.databaseUrl).to.equal(undefined);
+    expect(config.migrateOnStart).to.equal(true);
+    expect(config.limits.maxUploadBytes).to.be.greaterThan(0);
+    expect(Object.isFrozen(config.limits)).to.equal(true);
+  });
+
+  it('reads the environment and lets flags win', () => {
+    const config = loadConfig(
+      { FLEETGATE_PORT: '9000', DATABASE_URL: 'postgres://u@h/db', FLEETGATE_MAX_PARTS: '7' },
+      { port: '9100', migrate: false },
+    );
+    expect(config.port).to.equal(9100);
+    expect(config.databaseUrl).to.equal('postgres://u@h/db');
+    expect(config.limits.maxParts).to.equal(7);
+    expect(config.migrateOnStart).to.equal(false);
+  });
+
+  it('rejects nonsense with a message naming the setting', () => {
+    expect(() => loadConfig({ FLEETGATE_PORT: 'http' })).to.throw(ConfigError, /port/);
+    expect(() => loadConfig({ FLEETGATE_MAX_PARTS: '0' })).to.throw(ConfigError, /limits.maxParts/);
+    expect(() => loadConfig({ FLEETGATE_TLS_CERT: '/x.crt' })).to.throw(ConfigError, /together/);
+  });
+});
+
+describe('PSK secrets', () => {
+  it('carry 256 random bits and are stored as SHA-256', () => {
+    const a = generatePskSecret();
+    const b = generatePskSecret();
+    expect(a).to.match(/^fgpsk_[A-Za-z0-9_-]{43}$/);
+    expect(a).to.not.equal(b);
+    expect(Buffer.from(a.slice(6), 'base64url')).to.have.length(32);
+    expect(hashPskSecret(a)).to.have.length(32);
+    expect(displayPrefixOf(a)).to.equal(a.slice(0, 12));
+  });
+});
+
+describe('durations', () => {
+  it('parses s, m, h, d, w and rejects the rest', () => {
+    expect(parseDuration('90s')).to.equal(90_000);
+    expect(parseDuration('12h')).to.equal(43_200_000);
+    expect(parseDuration('2w')).to.equal(14 * 86_400_000);
+    for (const bad of ['', '5', 'h', '1.5h', '-1d', '0d', '1y'])
+      expect(() => parseDuration(bad), bad).to.throw();
+  });
+});
