@@ -2,6 +2,7 @@ import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig, type ConfigOverrides } from '../config/config.js';
 import { AppError } from '../http/app-error.js';
+import { renderNginxConfig } from '../proxy/nginx-config.js';
 import { startServer } from '../server/serve.js';
 import { createLogger } from '../server/logger.js';
 import { writeDeviceCertificate } from '../tls/dev-certificates.js';
@@ -74,6 +75,19 @@ certs
     process.stdout.write(
       `certificate: ${written.certPath}\nkey:         ${written.keyPath}\nfingerprint: ${written.fingerprint}\n`,
     );
+  });
+
+program
+  .command('nginx-config')
+  .description(
+    'print an nginx configuration for running behind nginx (FLEETGATE_PROXY_MODE=nginx), ' +
+      'with limits, timeouts and upstream taken from this configuration',
+  )
+  .option('--listen <port>', "nginx's public port or address:port", '8443')
+  .requiredOption('--prefix <dir>', "directory for nginx's pid file, logs and temp files")
+  .action((opts: { listen: string; prefix: string }) => {
+    const config = loadConfig(process.env);
+    process.stdout.write(renderNginxConfig(config, opts));
   });
 
 async function admin(command: string, args: AdminArgs, overrides: ConfigOverrides = {}) {
