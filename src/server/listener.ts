@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
+import path from 'node:path';
 import type { Express } from 'express';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
@@ -38,6 +39,7 @@ export async function listen(config: Config, app: Express, log: Logger): Promise
   );
   const socketPath = config.proxy.listenSocket ?? null;
   if (socketPath) {
+    fs.mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o750 });
     await claimSocketPath(socketPath);
     // Whoever can connect to the socket can claim any certificate: owner and
     // group only (nginx's user belongs in the group), from the very first moment.
