@@ -6,7 +6,7 @@ import { DeviceClient, newDevice, type TestDevice } from '../support/device-clie
 import { startFleetgate } from '../support/fleetgate-process.js';
 import {
   escapedPem,
-  NGINX_BIN,
+  skipUnlessNginx,
   startBehindNginx,
   type ProxiedFleetgate,
 } from '../support/nginx-front.js';
@@ -19,10 +19,7 @@ describe('behind nginx: certificates forwarded by the proxy', function () {
   let psk: string;
 
   before(async function () {
-    if (!NGINX_BIN) {
-      console.warn('    nginx is not installed (apt-get install nginx): skipping the nginx tests');
-      this.skip();
-    }
+    skipUnlessNginx(this);
     db = await createTestDatabase();
     front = await startBehindNginx((env) => startFleetgate(db, env), db.workDir);
     expect((await front.app.cli(['identity', 'create', 'acme'])).code).to.equal(0);

@@ -6,7 +6,11 @@ import {
   type TestDevice,
 } from '../support/device-client.js';
 import { startFleetgate, type FleetgateProcess } from '../support/fleetgate-process.js';
-import { NGINX_BIN, startBehindNginx, type ProxiedFleetgate } from '../support/nginx-front.js';
+import {
+  skipUnlessNginx,
+  startBehindNginx,
+  type ProxiedFleetgate,
+} from '../support/nginx-front.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 
 const DAY_MS = 24 * 3600 * 1000;
@@ -24,10 +28,7 @@ describe('behind nginx: answers are the same as over a direct connection', funct
   const psks: { direct?: string; proxied?: string } = {};
 
   before(async function () {
-    if (!NGINX_BIN) {
-      console.warn('    nginx is not installed (apt-get install nginx): skipping the nginx tests');
-      this.skip();
-    }
+    skipUnlessNginx(this);
     [directDb, proxiedDb] = await Promise.all([createTestDatabase(), createTestDatabase()]);
     direct = await startFleetgate(directDb);
     front = await startBehindNginx((env) => startFleetgate(proxiedDb, env), proxiedDb.workDir);

@@ -4,7 +4,11 @@ import path from 'node:path';
 import { expect } from 'chai';
 import { newDevice } from '../support/device-client.js';
 import { startFleetgate } from '../support/fleetgate-process.js';
-import { NGINX_BIN, startBehindNginx, type ProxiedFleetgate } from '../support/nginx-front.js';
+import {
+  skipUnlessNginx,
+  startBehindNginx,
+  type ProxiedFleetgate,
+} from '../support/nginx-front.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 
 /** Runs `openssl s_client` against nginx, feeding `input`, and returns everything it printed. */
@@ -27,10 +31,7 @@ describe('behind nginx: the public TLS front', function () {
   let certArgs: string[];
 
   before(async function () {
-    if (!NGINX_BIN) {
-      console.warn('    nginx is not installed (apt-get install nginx): skipping the nginx tests');
-      this.skip();
-    }
+    skipUnlessNginx(this);
     db = await createTestDatabase();
     front = await startBehindNginx((env) => startFleetgate(db, env), db.workDir);
     const device = newDevice();

@@ -1,7 +1,11 @@
 import { expect } from 'chai';
 import { DeviceClient, newDevice, type TestDevice } from '../support/device-client.js';
 import { startFleetgate } from '../support/fleetgate-process.js';
-import { NGINX_BIN, startBehindNginx, type ProxiedFleetgate } from '../support/nginx-front.js';
+import {
+  skipUnlessNginx,
+  startBehindNginx,
+  type ProxiedFleetgate,
+} from '../support/nginx-front.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 import { overMutualTls, rawRequest, writeUntilAnswered } from './raw-http.js';
 
@@ -21,10 +25,7 @@ describe('behind nginx: large uploads stream to the app and meet its limits', fu
   let device: TestDevice;
 
   before(async function () {
-    if (!NGINX_BIN) {
-      console.warn('    nginx is not installed (apt-get install nginx): skipping the nginx tests');
-      this.skip();
-    }
+    skipUnlessNginx(this);
     db = await createTestDatabase();
     front = await startBehindNginx((env) => startFleetgate(db, env), db.workDir, {
       FLEETGATE_MAX_UPLOAD_BYTES: String(LIMIT),

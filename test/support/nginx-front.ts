@@ -9,6 +9,13 @@ export const NGINX_BIN = ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/loca
   (candidate) => fs.existsSync(candidate),
 );
 
+/** Skips the calling suite, saying why, on a machine without nginx (CI installs it). */
+export function skipUnlessNginx(suite: Mocha.Context): void {
+  if (NGINX_BIN) return;
+  console.warn('    nginx is not installed (apt-get install nginx): skipping the nginx tests');
+  suite.skip();
+}
+
 export interface NginxFront {
   port: number;
   /** https://localhost:PORT: what devices connect to. */
