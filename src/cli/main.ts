@@ -17,8 +17,14 @@ const program = new Command('fleetgate')
 program
   .command('serve')
   .description('start the HTTPS device endpoint (applies pending migrations first)')
-  .option('-p, --port <port>', 'port to listen on (env FLEETGATE_PORT, default 8443)')
-  .option('--host <host>', 'address to listen on (env FLEETGATE_HOST, default 0.0.0.0)')
+  .option(
+    '-p, --port <port>',
+    'port to listen on (env FLEETGATE_PORT, default 8443; 8081 behind nginx)',
+  )
+  .option(
+    '--host <host>',
+    'address to listen on (env FLEETGATE_HOST, default 0.0.0.0; 127.0.0.1 behind nginx)',
+  )
   .option('--no-migrate', 'do not apply pending migrations at start')
   .action(async (opts: { port?: string; host?: string; migrate: boolean }) => {
     const config = loadConfig(process.env, {

@@ -25,7 +25,7 @@ const commaList = (value: string | undefined) =>
         .map((item) => item.trim())
         .filter(Boolean);
 
-/** Ports the app listens on when it is not facing devices itself (behind nginx). */
+/** Devices use 8443; behind nginx, nginx takes that port and the app moves to 8081. */
 const DIRECT_PORT = 8443;
 const BEHIND_PROXY_PORT = 8081;
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', 'localhost']);
