@@ -2,6 +2,7 @@ import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig, type ConfigOverrides } from '../config/config.js';
 import { AppError } from '../http/app-error.js';
+import { renderNginxConfig } from '../proxy/nginx-config.js';
 import { startServer } from '../server/serve.js';
 import { createLogger } from '../server/logger.js';
 import { writeDeviceCertificate } from '../tls/dev-certificates.js';
@@ -16,8 +17,14 @@ const program = new Command('fleetgate')
 program
   .command('serve')
   .description('start the HTTPS device endpoint (applies pending migrations first)')
-  .option('-p, --port <port>', 'port to listen on (env FLEETGATE_PORT, default 8443)')
-  .option('--host <host>', 'address to listen on (env FLEETGATE_HOST, default 0.0.0.0)')
+  .option(
+    '-p, --port <port>',
+    'port to listen on (env FLEETGATE_PORT, default 8443; 8081 behind nginx)',
+  )
+  .option(
+    '--host <host>',
+    'address to listen on (env FLEETGATE_HOST, default 0.0.0.0; 127.0.0.1 behind nginx)',
+  )
   .option('--no-migrate', 'do not apply pending migrations at start')
   .action(async (opts: { port?: string; host?: string; migrate: boolean }) => {
     const config = loadConfig(process.env, {
@@ -74,6 +81,19 @@ certs
     process.stdout.write(
       `certificate: ${written.certPath}\nkey:         ${written.keyPath}\nfingerprint: ${written.fingerprint}\n`,
     );
+  });
+
+program
+  .command('nginx-config')
+  .description(
+    'print an nginx configuration for running behind nginx (FLEETGATE_PROXY_MODE=nginx), ' +
+      'with limits, timeouts and upstream taken from this configuration',
+  )
+  .option('--listen <port>', "nginx's public port or address:port", '8443')
+  .requiredOption('--prefix <dir>', "directory for nginx's pid file, logs and temp files")
+  .action((opts: { listen: string; prefix: string }) => {
+    const config = loadConfig(process.env);
+    process.stdout.write(renderNginxConfig(config, opts));
   });
 
 async function admin(command: string, args: AdminArgs, overrides: ConfigOverrides = {}) {

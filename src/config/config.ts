@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
 
@@ -7,8 +8,30 @@ import { z } from 'zod';
  */
 const intFrom = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
+/** An IP address or a CIDR block such as 10.0.0.0/8 or fd00::/8. */
+const ipOrCidr = z.string().refine((value) => {
+  const [address, bits, extra] = value.split('/');
+  const family = isIP(address ?? '');
+  if (!family || extra !== undefined) return false;
+  if (bits === undefined) return true;
+  return /^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128);
+}, 'must be an IP address or CIDR block');
+
+const commaList = (value: string | undefined) =>
+  value === undefined
+    ? undefined
+    : value
+        .split(',')
+        .map((item) => item.trim())
+        .filter(Boolean);
+
+/** Devices use 8443; behind nginx, nginx takes that port and the app moves to 8081. */
+const DIRECT_PORT = 8443;
+const BEHIND_PROXY_PORT = 8081;
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', 'localhost']);
+
 const schema = z.object({
-  port: intFrom(0, 65535).default(8443),
+  port: intFrom(0, 65535),
   host: z.string().min(1).default('0.0.0.0'),
   databaseUrl: z.string().url().optional(),
   dataDir: z.string().min(1).default('./data'),
@@ -37,6 +60,23 @@ const schema = z.object({
     keepAliveMs: intFrom(1000, 3_600_000).default(65_000),
   }),
   dbPoolSize: intFrom(1, 1000).default(20),
+  proxy: z.object({
+    /**
+     * `off`: devices connect over mTLS to the app itself. `nginx`: nginx
+     * terminates TLS and forwards the client certificate in `certHeader`;
+     * the app then speaks plain HTTP on loopback or a Unix socket only.
+     */
+    mode: z.enum(['off', 'nginx']).default('off'),
+    /** Peers whose certificate header is believed (TCP listener only). */
+    trustedProxies: z.array(ipOrCidr).default(['127.0.0.1', '::1']),
+    certHeader: z
+      .string()
+      .regex(/^[A-Za-z0-9-]+$/, 'must be an HTTP header name')
+      .transform((name) => name.toLowerCase())
+      .default('x-ssl-client-cert'),
+    /** A Unix socket path to listen on instead of host:port (behind nginx only). */
+    listenSocket: z.string().min(1).optional(),
+  }),
 });
 
 export type Config = Readonly<z.infer<typeof schema>>;
@@ -51,9 +91,10 @@ export interface ConfigOverrides {
 }
 
 export function loadConfig(env: Env, overrides: ConfigOverrides = {}): Config {
+  const behindProxy = env.FLEETGATE_PROXY_MODE === 'nginx';
   const raw = {
-    port: overrides.port ?? env.FLEETGATE_PORT,
-    host: overrides.host ?? env.FLEETGATE_HOST,
+    port: overrides.port ?? env.FLEETGATE_PORT ?? (behindProxy ? BEHIND_PROXY_PORT : DIRECT_PORT),
+    host: overrides.host ?? env.FLEETGATE_HOST ?? (behindProxy ? '127.0.0.1' : undefined),
     databaseUrl: env.DATABASE_URL || undefined,
     dataDir: env.FLEETGATE_DATA_DIR,
     certsDir: env.FLEETGATE_CERTS_DIR,
@@ -74,6 +115,12 @@ export function loadConfig(env: Env, overrides: ConfigOverrides = {}): Config {
       keepAliveMs: env.FLEETGATE_KEEPALIVE_TIMEOUT_MS,
     },
     dbPoolSize: env.FLEETGATE_DB_POOL_SIZE,
+    proxy: {
+      mode: env.FLEETGATE_PROXY_MODE || undefined,
+      trustedProxies: commaList(env.FLEETGATE_TRUSTED_PROXIES),
+      certHeader: env.FLEETGATE_CLIENT_CERT_HEADER || undefined,
+      listenSocket: env.FLEETGATE_LISTEN_SOCKET || undefined,
+    },
   };
   const parsed = schema.safeParse(raw);
   if (!parsed.success) {
@@ -83,12 +130,38 @@ export function loadConfig(env: Env, overrides: ConfigOverrides = {}): Config {
   if (Boolean(parsed.data.tlsCert) !== Boolean(parsed.data.tlsKey)) {
     throw new ConfigError('FLEETGATE_TLS_CERT and FLEETGATE_TLS_KEY must be set together');
   }
+  assertProxySettings(parsed.data);
+  const { listenSocket } = parsed.data.proxy;
   const config = {
     ...parsed.data,
     dataDir: path.resolve(parsed.data.dataDir),
     certsDir: path.resolve(parsed.data.certsDir),
+    proxy: {
+      ...parsed.data.proxy,
+      listenSocket: listenSocket === undefined ? undefined : path.resolve(listenSocket),
+    },
   };
   return deepFreeze(config);
+}
+
+/**
+ * Behind nginx the app speaks plain HTTP and believes a certificate header, so
+ * it must only be reachable by the proxy: loopback or a Unix socket, never an
+ * address other hosts can reach.
+ */
+function assertProxySettings(config: z.infer<typeof schema>): void {
+  if (config.proxy.mode === 'off') {
+    if (config.proxy.listenSocket) {
+      throw new ConfigError('FLEETGATE_LISTEN_SOCKET needs FLEETGATE_PROXY_MODE=nginx');
+    }
+    return;
+  }
+  if (!config.proxy.listenSocket && !LOOPBACK_HOSTS.has(config.host)) {
+    throw new ConfigError(
+      `with FLEETGATE_PROXY_MODE=nginx the app serves plain HTTP and must listen on loopback ` +
+        `(127.0.0.1, ::1) or FLEETGATE_LISTEN_SOCKET, not on ${config.host}`,
+    );
+  }
 }
 
 export class ConfigError extends Error {

@@ -3,6 +3,7 @@ import type { Kysely } from 'kysely';
 import { bindCertificate } from '../devices/binding.service.js';
 import type { Database } from '../db/schema.js';
 import { badRequest } from '../http/app-error.js';
+import { clientAddressOf } from '../proxy/request-origin.js';
 import { PSK_MAX_LENGTH, PSK_MIN_LENGTH } from '../psks/psk-secret.js';
 import { requireClientCertificate } from '../tls/client-certificate.js';
 
@@ -10,7 +11,7 @@ import { requireClientCertificate } from '../tls/client-certificate.js';
 export async function handleBind(db: Kysely<Database>, req: Request, res: Response) {
   const certificate = requireClientCertificate(req);
   const psk = pskFromBody(req.body);
-  const result = await bindCertificate(db, psk, certificate, req.socket.remoteAddress ?? null);
+  const result = await bindCertificate(db, psk, certificate, clientAddressOf(req));
   res.status(200).json({
     status: result.status,
     identity: result.identity,

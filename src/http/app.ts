@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
 import type { Database } from '../db/schema.js';
 import { deviceEndpointRoutes } from '../device-endpoint/device-endpoint.routes.js';
+import { clientAddressOf, requestOrigin } from '../proxy/request-origin.js';
 import { errorHandler, notFoundHandler } from './error-handler.js';
 
 export interface AppDeps {
@@ -19,6 +20,7 @@ export function createApp({ db, config, log }: AppDeps): Express {
   app.disable('x-powered-by');
   app.set('etag', false);
   app.use(helmet());
+  app.use(requestOrigin(config.proxy));
   app.use((req, res, next) => {
     const started = process.hrtime.bigint();
     res.locals.requestId = crypto.randomUUID();
@@ -32,7 +34,7 @@ export function createApp({ db, config, log }: AppDeps): Express {
           path: req.path,
           status: res.statusCode,
           ms: Number(process.hrtime.bigint() - started) / 1e6,
-          remote: req.socket.remoteAddress,
+          remote: clientAddressOf(req),
         },
         'request',
       );

@@ -1,5 +1,3 @@
-import https from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { sql } from 'kysely';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
@@ -9,10 +7,12 @@ import { openDatabase, type DatabaseHandle } from '../db/connect.js';
 import { isDatabaseUnavailable } from '../db/errors.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { createApp } from '../http/app.js';
-import { httpsOptions, loadServerTlsMaterial } from './tls-options.js';
+import { listen, type Listener } from './listener.js';
 
 export interface RunningServer {
-  port: number;
+  /** The TCP port, or null when listening on a Unix socket (behind nginx). */
+  port: number | null;
+  socketPath: string | null;
   close(): Promise<void>;
 }
 
@@ -41,22 +41,10 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       cleanups.push(() => new Promise<void>((resolve) => control.close(() => resolve())));
     }
     const app = createApp({ db: database.db, config, log });
-    const server = https.createServer(
-      httpsOptions(loadServerTlsMaterial(config, log), config),
-      app,
-    );
-    server.on('tlsClientError', (err) => log.debug({ err: err.message }, 'TLS handshake failed'));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(config.port, config.host, () => resolve());
-    });
+    const { server, port, socketPath } = await listen(config, app, log);
     cleanups.push(() => closeHttpServer(server));
-    const port = (server.address() as AddressInfo).port;
-    log.info(
-      { port, host: config.host, database: database.kind, location: database.location },
-      `fleetgate listening on https://localhost:${port}/device_endpoint`,
-    );
-    return { port, close };
+    logListening(config, log, { port, socketPath, database });
+    return { port, socketPath, close };
   } catch (err) {
     await close();
     throw err;
@@ -90,7 +78,33 @@ async function waitForDatabase(database: DatabaseHandle, log: Logger): Promise<v
   }
 }
 
-function closeHttpServer(server: https.Server): Promise<void> {
+function logListening(
+  config: Config,
+  log: Logger,
+  at: Pick<Listener, 'port' | 'socketPath'> & { database: DatabaseHandle },
+): void {
+  const fields = { database: at.database.kind, location: at.database.location };
+  if (config.proxy.mode === 'off') {
+    log.info(
+      { port: at.port, host: config.host, ...fields },
+      `fleetgate listening on https://localhost:${at.port}/device_endpoint`,
+    );
+    return;
+  }
+  const where = at.socketPath ? `unix:${at.socketPath}` : `http://${config.host}:${at.port}`;
+  log.info(
+    {
+      ...(at.socketPath ? { socket: at.socketPath } : { port: at.port, host: config.host }),
+      proxyMode: config.proxy.mode,
+      certHeader: config.proxy.certHeader,
+      ...(at.socketPath ? {} : { trustedProxies: config.proxy.trustedProxies }),
+      ...fields,
+    },
+    `fleetgate listening on ${where} behind ${config.proxy.mode}; devices connect to nginx`,
+  );
+}
+
+function closeHttpServer(server: Listener['server']): Promise<void> {
   return new Promise((resolve) => {
     server.close(() => resolve());
     server.closeIdleConnections();

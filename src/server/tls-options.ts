@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
 import { ensureDevServerCertificates } from '../tls/dev-certificates.js';
+import { serverTimeouts } from './server-timeouts.js';
 
 /**
  * Modern TLS only: 1.2 with forward-secret AEAD suites, and 1.3. Client
@@ -56,8 +57,6 @@ export function httpsOptions(material: ServerTlsMaterial, config: Config) {
     // Client-initiated renegotiation is a DoS lever and could swap the peer
     // certificate mid-connection; turn it off entirely.
     secureOptions: crypto.constants.SSL_OP_NO_RENEGOTIATION,
-    headersTimeout: config.timeouts.headersMs,
-    requestTimeout: config.timeouts.requestMs,
-    keepAliveTimeout: config.timeouts.keepAliveMs,
+    ...serverTimeouts(config),
   };
 }

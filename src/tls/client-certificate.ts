@@ -1,6 +1,8 @@
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { unauthorized } from '../http/app-error.js';
+import { forwardedCertificate } from '../proxy/forwarded-certificate.js';
+import { originOf } from '../proxy/request-origin.js';
 import { inspectCertificate, type CertificateInfo } from './certificate-info.js';
 import { assertAcceptableDeviceCertificate } from './device-certificate-policy.js';
 
@@ -21,9 +23,21 @@ function certificateOfSocket(socket: TLSSocket): CertificateInfo | null {
   return info;
 }
 
-/** The certificate the client presented on this request's connection, if any. */
+/**
+ * The certificate the client presented: on the TLS connection in direct mode,
+ * in the forwarded header only when the request came through a trusted proxy,
+ * and none at all from any other peer while proxy mode is on.
+ */
 export function peerCertificate(req: IncomingMessage): CertificateInfo | null {
-  return certificateOfSocket(req.socket as TLSSocket);
+  const origin = originOf(req);
+  switch (origin.kind) {
+    case 'direct':
+      return certificateOfSocket(req.socket as TLSSocket);
+    case 'trusted-proxy':
+      return forwardedCertificate(req, origin.certHeader);
+    case 'untrusted-peer':
+      return null;
+  }
 }
 
 /** The presented certificate, or a 401 when it is missing or not acceptable. */

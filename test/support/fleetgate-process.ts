@@ -15,9 +15,12 @@ export interface CliResult {
 }
 
 export interface FleetgateProcess {
+  /** The TCP port; 0 when the server listens on a Unix socket (proxy mode). */
   port: number;
+  /** Set when the server listens on a Unix socket (FLEETGATE_LISTEN_SOCKET). */
+  socketPath?: string;
   baseUrl: string;
-  /** The development CA the server certificate was issued by. */
+  /** The development CA the server certificate was issued by ('' behind a proxy, which has none). */
   caPem: string;
   env: Record<string, string>;
   child: ChildProcess;
@@ -45,13 +48,14 @@ export async function startFleetgate(
   let output = '';
   child.stdout!.on('data', (chunk) => (output += String(chunk)));
   child.stderr!.on('data', (chunk) => (output += String(chunk)));
-  const port = await new Promise<number>((resolve, reject) => {
+  const listening = await new Promise<{ port: number; socketPath?: string }>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 30_000);
     const check = () => {
       const match = /"port":(\d+)[^\n]*fleetgate listening/.exec(output);
-      if (match) {
+      const socket = /"socket":"([^"]+)"[^\n]*fleetgate listening/.exec(output);
+      if (match || socket) {
         clearTimeout(timer);
-        resolve(Number(match[1]));
+        resolve(socket ? { port: 0, socketPath: socket[1] } : { port: Number(match![1]) });
       }
     };
     child.stdout!.on('data', check);
@@ -60,10 +64,14 @@ export async function startFleetgate(
       reject(new Error(`server exited with ${code}:\n${output}`));
     });
   });
-  const caPem = fs.readFileSync(path.join(env.FLEETGATE_CERTS_DIR!, 'dev-ca.crt'), 'utf8');
+  const { port } = listening;
+  // Behind a proxy the app serves plain HTTP and creates no certificates itself.
+  const caFile = path.join(env.FLEETGATE_CERTS_DIR!, 'dev-ca.crt');
+  const caPem = fs.existsSync(caFile) ? fs.readFileSync(caFile, 'utf8') : '';
   return {
     port,
-    baseUrl: `https://localhost:${port}`,
+    ...(listening.socketPath ? { socketPath: listening.socketPath } : {}),
+    baseUrl: `${env.FLEETGATE_PROXY_MODE === 'nginx' ? 'http' : 'https'}://localhost:${port}`,
     caPem,
     env,
     child,

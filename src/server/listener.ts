@@ -1,0 +1,91 @@
+import fs from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import net, { type AddressInfo } from 'node:net';
+import path from 'node:path';
+import type { Express } from 'express';
+import type { Logger } from 'pino';
+import type { Config } from '../config/config.js';
+import { serverTimeouts } from './server-timeouts.js';
+import { httpsOptions, loadServerTlsMaterial } from './tls-options.js';
+
+export interface Listener {
+  server: http.Server | https.Server;
+  /** The TCP port, or null on a Unix socket. */
+  port: number | null;
+  socketPath: string | null;
+}
+
+/**
+ * Behind nginx the forwarded certificate header carries a 16 KB certificate at
+ * most; leave room for it next to ordinary headers (Node's default is 16 KB).
+ */
+const BEHIND_PROXY_MAX_HEADER_BYTES = 64 * 1024;
+
+/**
+ * Direct mode: HTTPS with client certificates on host:port. Behind nginx:
+ * plain HTTP (nginx terminated TLS) on a loopback port or a Unix socket.
+ */
+export async function listen(config: Config, app: Express, log: Logger): Promise<Listener> {
+  const server =
+    config.proxy.mode === 'nginx'
+      ? http.createServer(
+          { ...serverTimeouts(config), maxHeaderSize: BEHIND_PROXY_MAX_HEADER_BYTES },
+          app,
+        )
+      : https.createServer(httpsOptions(loadServerTlsMaterial(config, log), config), app);
+  server.on('tlsClientError', (err: Error) =>
+    log.debug({ err: err.message }, 'TLS handshake failed'),
+  );
+  const socketPath = config.proxy.listenSocket ?? null;
+  if (socketPath) {
+    fs.mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o750 });
+    await claimSocketPath(socketPath);
+    // Whoever can connect to the socket can claim any certificate: owner and
+    // group only (nginx's user belongs in the group), from the very first moment.
+    const previousUmask = process.umask(0o117);
+    try {
+      await listenOn(server, () => server.listen(socketPath));
+    } finally {
+      process.umask(previousUmask);
+    }
+    fs.chmodSync(socketPath, 0o660);
+    return { server, port: null, socketPath };
+  }
+  await listenOn(server, () => server.listen(config.port, config.host));
+  return { server, port: (server.address() as AddressInfo).port, socketPath: null };
+}
+
+function listenOn(server: net.Server, start: () => void): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.once('listening', () => {
+      server.off('error', reject);
+      resolve();
+    });
+    start();
+  });
+}
+
+/** A socket file left by a crashed run is replaced; a live one or any other file is not. */
+async function claimSocketPath(socketPath: string): Promise<void> {
+  let stat: fs.Stats;
+  try {
+    stat = fs.lstatSync(socketPath);
+  } catch {
+    return;
+  }
+  if (!stat.isSocket()) {
+    throw new Error(`${socketPath} exists and is not a socket; refusing to replace it`);
+  }
+  const inUse = await new Promise<boolean>((resolve) => {
+    const probe = net.connect(socketPath);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (inUse) throw new Error(`${socketPath} is in use by another running server`);
+  fs.rmSync(socketPath, { force: true });
+}

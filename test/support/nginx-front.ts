@@ -1,0 +1,137 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import type { FleetgateProcess } from './fleetgate-process.js';
+import { REPO_ROOT } from './fleetgate-process.js';
+
+export const NGINX_BIN = ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/local/bin/nginx'].find(
+  (candidate) => fs.existsSync(candidate),
+);
+
+/** Skips the calling suite, saying why, on a machine without nginx (CI installs it). */
+export function skipUnlessNginx(suite: Mocha.Context): void {
+  if (NGINX_BIN) return;
+  console.warn('    nginx is not installed (apt-get install nginx): skipping the nginx tests');
+  suite.skip();
+}
+
+export interface NginxFront {
+  port: number;
+  /** https://localhost:PORT: what devices connect to. */
+  baseUrl: string;
+  /** The development CA that issued nginx's server certificate. */
+  caPem: string;
+  caPath: string;
+  prefix: string;
+  child: ChildProcess;
+  errorLog(): string;
+  /** Files nginx spooled request bodies to (must stay empty: no request buffering). */
+  spooledBodies(): string[];
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts nginx in front of a running proxy-mode fleetgate with the documented
+ * command (nginx/run.sh, the same as `npm run nginx`) and the app's own
+ * environment, on a free port, under a prefix in `workDir`.
+ */
+export async function startNginxFront(app: FleetgateProcess, workDir: string): Promise<NginxFront> {
+  if (!NGINX_BIN) throw new Error('nginx is not installed (apt-get install nginx)');
+  const port = await freePort();
+  const prefix = fs.mkdtempSync(path.join(workDir, 'nginx-'));
+  const env = {
+    ...process.env,
+    ...app.env,
+    NGINX_BIN,
+    ...(app.socketPath ? {} : { FLEETGATE_PORT: String(app.port) }),
+  };
+  const child = spawn(
+    path.join(REPO_ROOT, 'nginx', 'run.sh'),
+    ['--listen', `127.0.0.1:${port}`, '--prefix', prefix],
+    {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let output = '';
+  child.stdout!.on('data', (chunk) => (output += String(chunk)));
+  child.stderr!.on('data', (chunk) => (output += String(chunk)));
+  const exited = new Promise<never>((_, reject) =>
+    child.once('exit', (code) => reject(new Error(`nginx exited with ${code}:\n${output}`))),
+  );
+  await Promise.race([waitForPort(port), exited]);
+  const caPath = path.join(app.env.FLEETGATE_CERTS_DIR!, 'dev-ca.crt');
+  const errorLogPath = path.join(prefix, 'logs', 'error.log');
+  const bodyTemp = path.join(prefix, 'temp', 'client_body');
+  return {
+    port,
+    baseUrl: `https://localhost:${port}`,
+    caPem: fs.readFileSync(caPath, 'utf8'),
+    caPath,
+    prefix,
+    child,
+    errorLog: () => (fs.existsSync(errorLogPath) ? fs.readFileSync(errorLogPath, 'utf8') : ''),
+    spooledBodies: () =>
+      fs.existsSync(bodyTemp) ? fs.readdirSync(bodyTemp, { recursive: true }).map(String) : [],
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const done = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill('SIGTERM');
+      await done;
+    },
+  };
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+async function waitForPort(port: number): Promise<void> {
+  for (let attempt = 0; attempt < 300; attempt++) {
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, '127.0.0.1');
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (open) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`nginx did not listen on port ${port}`);
+}
+
+export interface ProxiedFleetgate {
+  app: FleetgateProcess;
+  nginx: NginxFront;
+  stop(): Promise<void>;
+}
+
+/** fleetgate in proxy mode on a Unix socket in `workDir`, with nginx in front of it. */
+export async function startBehindNginx(
+  start: (env: Record<string, string>) => Promise<FleetgateProcess>,
+  workDir: string,
+  env: Record<string, string> = {},
+): Promise<ProxiedFleetgate> {
+  const app = await start({
+    FLEETGATE_PROXY_MODE: 'nginx',
+    FLEETGATE_LISTEN_SOCKET: path.join(workDir, 'app.sock'),
+    ...env,
+  });
+  try {
+    const nginx = await startNginxFront(app, workDir);
+    return { app, nginx, stop: async () => (await nginx.stop(), await app.stop()) };
+  } catch (err) {
+    await app.stop();
+    throw err;
+  }
+}
+
+/** The certificate header as nginx's `$ssl_client_escaped_cert` would carry it. */
+export const escapedPem = (certPem: string): string => encodeURIComponent(certPem);

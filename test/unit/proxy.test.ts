@@ -1,0 +1,121 @@
+import type { IncomingMessage } from 'node:http';
+import { Socket } from 'node:net';
+import { expect } from 'chai';
+import { ConfigError, loadConfig } from '../../src/config/config.js';
+import { AppError } from '../../src/http/app-error.js';
+import { forwardedCertificate } from '../../src/proxy/forwarded-certificate.js';
+import { renderNginxConfig } from '../../src/proxy/nginx-config.js';
+import { newDevice } from '../support/device-client.js';
+
+const base = { FLEETGATE_DATA_DIR: '/tmp/fg-unit/data', FLEETGATE_CERTS_DIR: '/tmp/fg-unit/certs' };
+
+/** A stand-in request: only the headers and the connection are read. */
+function fakeRequest(socket: Socket, values: string[] | undefined): IncomingMessage {
+  return {
+    socket,
+    headersDistinct: values ? { 'x-ssl-client-cert': values } : {},
+  } as unknown as IncomingMessage;
+}
+
+describe('proxy mode configuration', () => {
+  it('is off by default and listens as before', () => {
+    const config = loadConfig(base);
+    expect(config.proxy).to.include({ mode: 'off', certHeader: 'x-ssl-client-cert' });
+    expect(config).to.include({ port: 8443, host: '0.0.0.0' });
+  });
+
+  it('behind nginx defaults to loopback port 8081 and trusts only loopback', () => {
+    const config = loadConfig({ ...base, FLEETGATE_PROXY_MODE: 'nginx' });
+    expect(config).to.include({ port: 8081, host: '127.0.0.1' });
+    expect(config.proxy.trustedProxies).to.deep.equal(['127.0.0.1', '::1']);
+  });
+
+  it('reads the proxy list, the header name and the socket', () => {
+    const config = loadConfig({
+      ...base,
+      FLEETGATE_PROXY_MODE: 'nginx',
+      FLEETGATE_TRUSTED_PROXIES: ' 127.0.0.1 , 10.0.0.0/8,fd00::/8 ',
+      FLEETGATE_CLIENT_CERT_HEADER: 'X-Client-Cert',
+      FLEETGATE_LISTEN_SOCKET: 'run/app.sock',
+    });
+    expect(config.proxy.trustedProxies).to.deep.equal(['127.0.0.1', '10.0.0.0/8', 'fd00::/8']);
+    expect(config.proxy.certHeader).to.equal('x-client-cert');
+    expect(config.proxy.listenSocket).to.match(/^\/.*\/run\/app\.sock$/);
+  });
+
+  for (const [what, env] of [
+    ['an unknown mode', { FLEETGATE_PROXY_MODE: 'traefik' }],
+    ['a host name as proxy', { FLEETGATE_PROXY_MODE: 'nginx', FLEETGATE_TRUSTED_PROXIES: 'nginx' }],
+    ['a bad CIDR', { FLEETGATE_PROXY_MODE: 'nginx', FLEETGATE_TRUSTED_PROXIES: '10.0.0.0/33' }],
+    ['a bad header name', { FLEETGATE_PROXY_MODE: 'nginx', FLEETGATE_CLIENT_CERT_HEADER: 'a b' }],
+    ['a socket in direct mode', { FLEETGATE_LISTEN_SOCKET: '/tmp/x.sock' }],
+    ['a public address behind nginx', { FLEETGATE_PROXY_MODE: 'nginx', FLEETGATE_HOST: '0.0.0.0' }],
+  ] as const) {
+    it(`refuses ${what}`, () => {
+      expect(() => loadConfig({ ...base, ...env })).to.throw(ConfigError);
+    });
+  }
+});
+
+describe('forwarded certificate header', () => {
+  const device = newDevice();
+  const other = newDevice();
+
+  it('is no certificate when absent and the certificate when present', () => {
+    const socket = new Socket();
+    expect(forwardedCertificate(fakeRequest(socket, undefined), 'x-ssl-client-cert')).to.equal(
+      null,
+    );
+    const header = encodeURIComponent(device.certPem);
+    const info = forwardedCertificate(fakeRequest(socket, [header]), 'x-ssl-client-cert');
+    expect(info?.fingerprint).to.equal(device.fingerprint);
+  });
+
+  it('follows the header, not the connection, when devices share one upstream connection', () => {
+    const socket = new Socket();
+    for (const current of [device, other, device, other]) {
+      const header = encodeURIComponent(current.certPem);
+      const info = forwardedCertificate(fakeRequest(socket, [header]), 'x-ssl-client-cert');
+      expect(info?.fingerprint).to.equal(current.fingerprint);
+    }
+  });
+
+  it('is a 400 AppError, never a crash, for anything else', () => {
+    const socket = new Socket();
+    for (const values of [[''], ['%'], ['x'], ['a', 'b'], ['A'.repeat(17_000)]]) {
+      expect(() => forwardedCertificate(fakeRequest(socket, values), 'x-ssl-client-cert'))
+        .to.throw(AppError)
+        .with.property('status', 400);
+    }
+  });
+});
+
+describe('nginx configuration rendering', () => {
+  const proxied = loadConfig({
+    ...base,
+    FLEETGATE_PROXY_MODE: 'nginx',
+    FLEETGATE_LISTEN_SOCKET: '/run/fleetgate/app.sock',
+    FLEETGATE_MAX_UPLOAD_BYTES: '12345678',
+    FLEETGATE_TLS_CERT: '/etc/fg/server.crt',
+    FLEETGATE_TLS_KEY: '/etc/fg/server.key',
+  });
+
+  it("takes the upstream, the limits and the header from the app's settings", () => {
+    const conf = renderNginxConfig(proxied, { listen: '443', prefix: '/var/lib/fg-nginx' });
+    expect(conf).to.include('server unix:/run/fleetgate/app.sock;');
+    expect(conf).to.include('client_max_body_size 12345678;');
+    expect(conf).to.include('proxy_set_header x-ssl-client-cert $ssl_client_escaped_cert;');
+    expect(conf).to.include('ssl_protocols TLSv1.2 TLSv1.3;');
+    expect(conf).to.include('ssl_verify_client optional_no_ca;');
+    expect(conf).to.include('proxy_request_buffering off;');
+    expect(conf).to.include('ssl_certificate /etc/fg/server.crt;');
+    expect(conf).to.not.match(/\{\{/);
+  });
+
+  it('refuses to render for direct mode or with a listen value that is not a port', () => {
+    expect(() => renderNginxConfig(loadConfig(base), { listen: '443', prefix: '/x' })).to.throw();
+    expect(() =>
+      renderNginxConfig(proxied, { listen: '443; include /etc/passwd', prefix: '/x' }),
+    ).to.throw(/--listen/);
+  });
+});
