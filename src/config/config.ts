@@ -37,6 +37,15 @@ const schema = z.object({
     keepAliveMs: intFrom(1000, 3_600_000).default(65_000),
   }),
   dbPoolSize: intFrom(1, 1000).default(20),
+  admin: z.object({
+    /** Loopback by default: plain HTTP there, TLS on any other address. */
+    host: z.string().min(1).default('127.0.0.1'),
+    port: intFrom(0, 65535).default(8080),
+    /** When set, the admin token; otherwise one is generated on first start. */
+    token: z.string().min(16, 'must be at least 16 characters').max(512).optional(),
+  }),
+  /** How long a certificate replaced by rotation keeps working; 0: not at all. */
+  rotationGraceMs: intFrom(0, 365 * 24 * 3_600_000).default(0),
 });
 
 export type Config = Readonly<z.infer<typeof schema>>;
@@ -48,6 +57,8 @@ export interface ConfigOverrides {
   port?: string | number;
   host?: string;
   migrate?: boolean;
+  adminPort?: string | number;
+  adminHost?: string;
 }
 
 export function loadConfig(env: Env, overrides: ConfigOverrides = {}): Config {
@@ -74,6 +85,12 @@ export function loadConfig(env: Env, overrides: ConfigOverrides = {}): Config {
       keepAliveMs: env.FLEETGATE_KEEPALIVE_TIMEOUT_MS,
     },
     dbPoolSize: env.FLEETGATE_DB_POOL_SIZE,
+    admin: {
+      host: overrides.adminHost ?? env.FLEETGATE_ADMIN_HOST,
+      port: overrides.adminPort ?? env.FLEETGATE_ADMIN_PORT,
+      token: env.FLEETGATE_ADMIN_TOKEN || undefined,
+    },
+    rotationGraceMs: env.FLEETGATE_ROTATION_GRACE_MS,
   };
   const parsed = schema.safeParse(raw);
   if (!parsed.success) {

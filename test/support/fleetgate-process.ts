@@ -1,4 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +20,11 @@ export interface FleetgateProcess {
   baseUrl: string;
   /** The development CA the server certificate was issued by. */
   caPem: string;
+  /** The admin API (plain HTTP on loopback unless FLEETGATE_ADMIN_HOST says otherwise). */
+  adminPort: number;
+  adminUrl: string;
+  /** FLEETGATE_ADMIN_TOKEN of this process (random unless the test chose one). */
+  adminToken: string;
   env: Record<string, string>;
   child: ChildProcess;
   /** Everything the server wrote to stdout and stderr so far. */
@@ -33,7 +39,13 @@ export async function startFleetgate(
   extraEnv: Record<string, string> = {},
   args: string[] = [],
 ): Promise<FleetgateProcess> {
-  const env: Record<string, string> = { ...db.env, FLEETGATE_LOG_LEVEL: 'info', ...extraEnv };
+  const env: Record<string, string> = {
+    ...db.env,
+    FLEETGATE_LOG_LEVEL: 'info',
+    FLEETGATE_ADMIN_PORT: '0',
+    FLEETGATE_ADMIN_TOKEN: `fgadm_test_${crypto.randomBytes(24).toString('base64url')}`,
+    ...extraEnv,
+  };
   const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--host', '127.0.0.1', ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -57,10 +69,16 @@ export async function startFleetgate(
     });
   });
   const caPem = fs.readFileSync(path.join(env.FLEETGATE_CERTS_DIR!, 'dev-ca.crt'), 'utf8');
+  // Logged before the device listener's line, so it is already in the output.
+  const admin = /"adminPort":(\d+)[^\n]*"msg":"admin API listening on (https?):/.exec(output);
+  const adminPort = admin ? Number(admin[1]) : 0;
   return {
     port,
     baseUrl: `https://localhost:${port}`,
     caPem,
+    adminPort,
+    adminUrl: `${admin?.[2] ?? 'http'}://${admin?.[2] === 'https' ? 'localhost' : '127.0.0.1'}:${adminPort}`,
+    adminToken: env.FLEETGATE_ADMIN_TOKEN ?? '',
     env,
     child,
     output: () => output,

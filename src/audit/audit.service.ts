@@ -1,0 +1,60 @@
+import type { Kysely } from 'kysely';
+import type { Database } from '../db/schema.js';
+import { requireDeviceByFingerprint } from '../devices/device.service.js';
+import { requireIdentity } from '../identities/identity.service.js';
+import { listAuditEvents, type AuditEventRow } from './audit.repository.js';
+
+/** Who did something and from where; every audited service call takes one. */
+export interface Actor {
+  /** `device`, `admin-api`, `cli`, or `server` (first-start token generation). */
+  kind: 'device' | 'admin-api' | 'cli' | 'server';
+  remoteAddress: string | null;
+}
+
+export const CLI_ACTOR: Actor = Object.freeze({ kind: 'cli', remoteAddress: null });
+
+export const AUDIT_ACTIONS = [
+  'identity.created',
+  'identity.updated',
+  'identity.disabled',
+  'identity.enabled',
+  'psk.issued',
+  'psk.revoked',
+  'device.bound',
+  'device.bind_refused',
+  'device.revoked',
+  'certificate.rotation_requested',
+  'certificate.activated',
+  'admin_token.reset',
+] as const;
+
+export interface AuditQuery {
+  identity?: string;
+  fingerprint?: string;
+  action?: string;
+  before?: string;
+  limit: number;
+}
+
+export interface AuditPage {
+  events: AuditEventRow[];
+  /** Pass as `before` for the next (older) page; null at the end. */
+  nextCursor: string | null;
+}
+
+export async function readAuditLog(db: Kysely<Database>, query: AuditQuery): Promise<AuditPage> {
+  const identityId = query.identity ? (await requireIdentity(db, query.identity)).id : undefined;
+  const deviceId = query.fingerprint
+    ? (await requireDeviceByFingerprint(db, query.fingerprint)).deviceId
+    : undefined;
+  const events = await listAuditEvents(db, {
+    identityId,
+    deviceId,
+    action: query.action,
+    beforeId: query.before,
+    limit: query.limit + 1,
+  });
+  const more = events.length > query.limit;
+  const page = more ? events.slice(0, query.limit) : events;
+  return { events: page, nextCursor: more ? page[page.length - 1]!.id : null };
+}
