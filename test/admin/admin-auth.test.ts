@@ -1,0 +1,239 @@
+import { expect } from 'chai';
+import { ADMIN_ROUTES } from '../../src/admin/admin.routes.js';
+import { AdminClient } from '../support/admin-client.js';
+import { DeviceClient, newDevice } from '../support/device-client.js';
+import { startFleetgate, type FleetgateProcess } from '../support/fleetgate-process.js';
+import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+
+describe('admin API: authentication and the OpenAPI document', () => {
+  let db: TestDatabase;
+  let server: FleetgateProcess;
+  let admin: AdminClient;
+
+  before(async () => {
+    db = await createTestDatabase();
+    server = await startFleetgate(db);
+    admin = new AdminClient(server);
+  });
+  after(async () => {
+    await admin?.close();
+    await server?.stop();
+    await db?.drop();
+  });
+
+  it('listens on loopback over plain HTTP by default', () => {
+    expect(server.adminUrl).to.match(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(server.adminPort).to.be.greaterThan(0);
+    expect(server.adminPort).to.not.equal(server.port);
+  });
+
+  it('refuses a request without a token with 401 and a Bearer challenge', async () => {
+    const anonymous = new AdminClient(server, null);
+    try {
+      const answer = await anonymous.get('/v1/identities');
+      expect(answer.status).to.equal(401);
+      expect(answer.json).to.deep.include({ code: 'admin_token_required' });
+      expect(answer.headers['www-authenticate']).to.match(/^Bearer /);
+      // Unknown paths too: a stranger learns nothing about what exists.
+      expect((await anonymous.get('/v1/nothing-here')).status).to.equal(401);
+    } finally {
+      await anonymous.close();
+    }
+  });
+
+  it('refuses a wrong token, a token of another length and a malformed header', async () => {
+    const wrong = new AdminClient(server, `${server.adminToken.slice(0, -1)}x`);
+    const short = new AdminClient(server, 'x');
+    try {
+      for (const client of [wrong, short]) {
+        const answer = await client.get('/v1/identities');
+        expect(answer.status).to.equal(401);
+        expect(answer.json).to.deep.equal({
+          error: 'the admin token is not valid',
+          code: 'invalid_admin_token',
+        });
+      }
+      const basic = await admin.get('/v1/identities', { authorization: 'Basic YWRtaW46YWRtaW4=' });
+      expect(basic.status).to.equal(401);
+      expect(basic.json.code).to.equal('invalid_authorization');
+    } finally {
+      await wrong.close();
+      await short.close();
+    }
+  });
+
+  it('accepts the configured token', async () => {
+    const answer = await admin.get('/v1/identities');
+    expect(answer.status).to.equal(200);
+    expect(answer.json).to.deep.equal({ identities: [] });
+  });
+
+  it('serves no admin route on the device port, even to a device with a certificate', async () => {
+    const device = new DeviceClient(server, newDevice());
+    try {
+      const answer = await device.send('GET', undefined, {}, '/v1/identities');
+      expect(answer.status).to.equal(404);
+      expect(answer.json.code).to.equal('not_found');
+      const withToken = await device.send(
+        'GET',
+        undefined,
+        { authorization: `Bearer ${server.adminToken}` },
+        '/v1/identities',
+      );
+      expect(withToken.status).to.equal(404);
+    } finally {
+      await device.close();
+    }
+  });
+
+  it('answers JSON errors for unknown routes, wrong methods and invalid input', async () => {
+    const unknown = await admin.get('/v1/nothing-here');
+    expect(unknown.status).to.equal(404);
+    expect(unknown.json.code).to.equal('not_found');
+    const wrongMethod = await admin.send('DELETE', '/v1/identities');
+    expect(wrongMethod.status).to.equal(405);
+    expect(wrongMethod.headers.allow).to.equal('GET, POST');
+    const badJson = await admin.post('/v1/identities', '{"name": ');
+    expect(badJson.status).to.equal(400);
+    expect(badJson.json.code).to.equal('invalid_json');
+    const extraField = await admin.post('/v1/identities', { name: 'a', owner: 'b' });
+    expect(extraField.status).to.equal(400);
+    expect(extraField.json.code).to.equal('invalid_request');
+    expect(extraField.json.error).to.match(/owner/);
+  });
+
+  it('serves an OpenAPI 3 document, without a token, that describes every served route', async () => {
+    const anonymous = new AdminClient(server, null);
+    try {
+      const answer = await anonymous.get('/openapi.json');
+      expect(answer.status).to.equal(200);
+      const doc = answer.json;
+      expect(doc.openapi).to.match(/^3\./);
+      const documented = new Set<string>();
+      for (const [path, operations] of Object.entries(doc.paths as Record<string, object>)) {
+        for (const method of Object.keys(operations)) documented.add(`${method} ${path}`);
+      }
+      const served = ADMIN_ROUTES.map(
+        (r) => `${r.method} ${r.path.replace(/:(\w+)/g, '{$1}')}`,
+      );
+      expect([...documented].sort()).to.deep.equal([...served].sort());
+      // And every declared route is really served: with a token none of them is a 404 for the route itself.
+      for (const route of ADMIN_ROUTES) {
+        const path = route.path
+          .replace(':name', 'no-such-identity')
+          .replace(':fingerprint', 'a'.repeat(64))
+          .replace(':id', '999999');
+        const method = route.method.toUpperCase() as 'GET' | 'POST' | 'PATCH';
+        const reply = await admin.send(method, path, method === 'GET' ? undefined : {});
+        expect(reply.json?.code, `${method} ${path}`).to.not.equal('not_found');
+        expect(reply.status, `${method} ${path}`).to.not.equal(405);
+      }
+      const create = doc.paths['/v1/identities'].post;
+      expect(create.requestBody.content['application/json'].schema.required).to.deep.equal(['name']);
+      const points = doc.paths['/v1/devices/{fingerprint}/points'].get;
+      expect(points.parameters.map((p: { name: string }) => p.name)).to.include.members([
+        'fingerprint',
+        'series',
+        'from',
+        'to',
+        'bucket',
+        'limit',
+        'cursor',
+        'format',
+      ]);
+    } finally {
+      await anonymous.close();
+    }
+  });
+});
+
+describe('admin API: the generated token', () => {
+  let db: TestDatabase;
+
+  before(async () => {
+    db = await createTestDatabase();
+  });
+  after(async () => {
+    await db?.drop();
+  });
+
+  it('is printed once to stderr on first start, never logged, and only its hash is stored', async () => {
+    const first = await startFleetgate(db, { FLEETGATE_ADMIN_TOKEN: '' });
+    let token: string;
+    try {
+      const printed = first.output().match(/fgadm_[A-Za-z0-9_-]{43}/g) ?? [];
+      expect(printed).to.have.length(1);
+      token = printed[0]!;
+      for (const line of first.output().split('\n').filter((l) => l.startsWith('{'))) {
+        expect(line).to.not.include(token);
+      }
+      expect(first.output()).to.match(/"token":"generated"/);
+      const admin = new AdminClient(first, token);
+      expect((await admin.get('/v1/identities')).status).to.equal(200);
+      await admin.close();
+      if (db.url) {
+        const { queryTestDatabase } = await import('../support/test-database.js');
+        const rows = await queryTestDatabase<{ hex: string }>(
+          db,
+          "select encode(token_hash, 'hex') as hex from admin_tokens",
+        );
+        expect(rows).to.have.length(1);
+        expect(rows[0]!.hex).to.have.length(64);
+        expect(rows[0]!.hex).to.not.include(Buffer.from(token).toString('hex'));
+      }
+    } finally {
+      await first.stop();
+    }
+
+    const second = await startFleetgate(db, { FLEETGATE_ADMIN_TOKEN: '' });
+    try {
+      expect(second.output()).to.not.match(/fgadm_/);
+      expect(second.output()).to.match(/"token":"stored"/);
+      const admin = new AdminClient(second, token);
+      expect((await admin.get('/v1/identities')).status).to.equal(200);
+
+      // A reset from the CLI replaces it at once in the running server.
+      const reset = await second.cli(['admin-token', 'reset']);
+      expect(reset.code, reset.stderr).to.equal(0);
+      const fresh = reset.stdout.trim();
+      expect(fresh).to.match(/^fgadm_/);
+      expect((await admin.get('/v1/identities')).status).to.equal(401);
+      const renewed = new AdminClient(second, fresh);
+      expect((await renewed.get('/v1/identities')).status).to.equal(200);
+      await admin.close();
+      await renewed.close();
+    } finally {
+      await second.stop();
+    }
+  });
+});
+
+describe('admin API off loopback', () => {
+  let db: TestDatabase;
+  let server: FleetgateProcess;
+
+  before(async () => {
+    db = await createTestDatabase();
+    server = await startFleetgate(db, { FLEETGATE_ADMIN_HOST: '0.0.0.0' });
+  });
+  after(async () => {
+    await server?.stop();
+    await db?.drop();
+  });
+
+  it('uses TLS with the server certificate and still wants the token, not a device certificate', async () => {
+    expect(server.adminUrl).to.match(/^https:\/\/localhost:\d+$/);
+    const device = newDevice();
+    const withCertOnly = new AdminClient(server, null, { cert: device.certPem, key: device.keyPem });
+    const withToken = new AdminClient(server);
+    try {
+      const refused = await withCertOnly.get('/v1/identities');
+      expect(refused.status).to.equal(401);
+      expect(refused.json.code).to.equal('admin_token_required');
+      expect((await withToken.get('/v1/identities')).status).to.equal(200);
+    } finally {
+      await withCertOnly.close();
+      await withToken.close();
+    }
+  });
+});
