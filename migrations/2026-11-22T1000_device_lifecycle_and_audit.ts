@@ -34,15 +34,19 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .execute();
   await sql`update device_certificates set activated_at = added_at`.execute(db);
 
+  // No foreign keys: a foreign key check takes a KEY SHARE lock on the identity
+  // and PSK rows, and a refused bind recorded outside the bind transaction
+  // would then deadlock against concurrent binds holding those rows FOR UPDATE.
+  // An audit log is a record of history; it must never block or be blocked.
   await db.schema
     .createTable('audit_events')
     .addColumn('id', 'bigint', (c) => c.primaryKey().generatedAlwaysAsIdentity())
     .addColumn('at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
     .addColumn('action', 'text', (c) => c.notNull())
     .addColumn('actor', 'text', (c) => c.notNull())
-    .addColumn('identity_id', 'integer', (c) => c.references('identities.id'))
-    .addColumn('psk_id', 'integer', (c) => c.references('psks.id'))
-    .addColumn('device_id', 'integer', (c) => c.references('devices.id'))
+    .addColumn('identity_id', 'integer')
+    .addColumn('psk_id', 'integer')
+    .addColumn('device_id', 'integer')
     .addColumn('fingerprint', 'text')
     .addColumn('remote_address', 'text')
     .addColumn('details', 'jsonb', (c) => c.notNull().defaultTo(sql`'{}'::jsonb`))
