@@ -113,9 +113,7 @@ describe('admin API: authentication and the OpenAPI document', () => {
       for (const [path, operations] of Object.entries(doc.paths as Record<string, object>)) {
         for (const method of Object.keys(operations)) documented.add(`${method} ${path}`);
       }
-      const served = ADMIN_ROUTES.map(
-        (r) => `${r.method} ${r.path.replace(/:(\w+)/g, '{$1}')}`,
-      );
+      const served = ADMIN_ROUTES.map((r) => `${r.method} ${r.path.replace(/:(\w+)/g, '{$1}')}`);
       expect([...documented].sort()).to.deep.equal([...served].sort());
       // And every declared route is really served: with a token none of them is a 404 for the route itself.
       for (const route of ADMIN_ROUTES) {
@@ -129,7 +127,9 @@ describe('admin API: authentication and the OpenAPI document', () => {
         expect(reply.status, `${method} ${path}`).to.not.equal(405);
       }
       const create = doc.paths['/v1/identities'].post;
-      expect(create.requestBody.content['application/json'].schema.required).to.deep.equal(['name']);
+      expect(create.requestBody.content['application/json'].schema.required).to.deep.equal([
+        'name',
+      ]);
       const points = doc.paths['/v1/devices/{fingerprint}/points'].get;
       expect(points.parameters.map((p: { name: string }) => p.name)).to.include.members([
         'fingerprint',
@@ -164,7 +164,10 @@ describe('admin API: the generated token', () => {
       const printed = first.output().match(/fgadm_[A-Za-z0-9_-]{43}/g) ?? [];
       expect(printed).to.have.length(1);
       token = printed[0]!;
-      for (const line of first.output().split('\n').filter((l) => l.startsWith('{'))) {
+      for (const line of first
+        .output()
+        .split('\n')
+        .filter((l) => l.startsWith('{'))) {
         expect(line).to.not.include(token);
       }
       expect(first.output()).to.match(/"token":"generated"/);
@@ -224,7 +227,10 @@ describe('admin API off loopback', () => {
   it('uses TLS with the server certificate and still wants the token, not a device certificate', async () => {
     expect(server.adminUrl).to.match(/^https:\/\/localhost:\d+$/);
     const device = newDevice();
-    const withCertOnly = new AdminClient(server, null, { cert: device.certPem, key: device.keyPem });
+    const withCertOnly = new AdminClient(server, null, {
+      cert: device.certPem,
+      key: device.keyPem,
+    });
     const withToken = new AdminClient(server);
     try {
       const refused = await withCertOnly.get('/v1/identities');

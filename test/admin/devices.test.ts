@@ -55,8 +55,12 @@ describe('admin API: devices, revocation and the audit log', () => {
 
     const paged = await admin.get('/v1/identities/fleet/devices?limit=2');
     expect(paged.json.devices).to.have.length(2);
-    const rest = await admin.get(`/v1/identities/fleet/devices?limit=2&cursor=${paged.json.nextCursor}`);
-    expect(rest.json.devices.map((d: { id: number }) => d.id)).to.deep.equal([answer.json.devices[2].id]);
+    const rest = await admin.get(
+      `/v1/identities/fleet/devices?limit=2&cursor=${paged.json.nextCursor}`,
+    );
+    expect(rest.json.devices.map((d: { id: number }) => d.id)).to.deep.equal([
+      answer.json.devices[2].id,
+    ]);
     expect(rest.json.nextCursor).to.equal(null);
     expect((await admin.get('/v1/identities/fleet/devices?limit=0')).status).to.equal(400);
     expect((await admin.get('/v1/identities/nobody/devices')).status).to.equal(404);
@@ -70,7 +74,9 @@ describe('admin API: devices, revocation and the audit log', () => {
     expect(answer.json.certificate.fingerprint).to.equal(fp);
     const colons = fp.toUpperCase().match(/../g)!.join(':');
     expect((await admin.get(`/v1/devices/${colons}`)).json.id).to.equal(answer.json.id);
-    expect((await admin.get(`/v1/devices/${'0'.repeat(64)}`)).json.code).to.equal('device_not_found');
+    expect((await admin.get(`/v1/devices/${'0'.repeat(64)}`)).json.code).to.equal(
+      'device_not_found',
+    );
     expect((await admin.get('/v1/devices/nothex')).json.code).to.equal('invalid_fingerprint');
   });
 
@@ -88,9 +94,14 @@ describe('admin API: devices, revocation and the audit log', () => {
       expect(revoked.status).to.equal(200);
       expect(revoked.json).to.deep.include({ status: 'revoked', revokedReason: 'reported stolen' });
 
-      const refused = await client.upload([{ name: 'temp', content: points(3, 1_700_000_100_000) }]);
+      const refused = await client.upload([
+        { name: 'temp', content: points(3, 1_700_000_100_000) },
+      ]);
       expect(refused.status).to.equal(403);
-      expect(refused.json).to.deep.equal({ error: 'this device has been revoked', code: 'device_revoked' });
+      expect(refused.json).to.deep.equal({
+        error: 'this device has been revoked',
+        code: 'device_revoked',
+      });
       expect((await client.send('GET')).json.status).to.equal('revoked');
       expect(connects, 'all requests went over one TLS connection').to.equal(1);
 
@@ -115,9 +126,16 @@ describe('admin API: devices, revocation and the audit log', () => {
     expect(all.status).to.equal(200);
     const actions = all.json.events.map((e: { action: string }) => e.action);
     expect(actions.filter((a: string) => a === 'device.bound')).to.have.length(3);
-    expect(actions).to.include.members(['identity.created', 'psk.issued', 'device.revoked', 'device.bind_refused']);
+    expect(actions).to.include.members([
+      'identity.created',
+      'psk.issued',
+      'device.revoked',
+      'device.bind_refused',
+    ]);
 
-    const revocation = all.json.events.find((e: { action: string }) => e.action === 'device.revoked');
+    const revocation = all.json.events.find(
+      (e: { action: string }) => e.action === 'device.revoked',
+    );
     expect(revocation).to.deep.include({
       identity: 'fleet',
       fingerprint: devices[2]!.fingerprint,
@@ -131,7 +149,9 @@ describe('admin API: devices, revocation and the audit log', () => {
     );
     expect(bound.pskId).to.be.a('number');
     expect(bound.remoteAddress).to.match(/127\.0\.0\.1/);
-    const refusedRebind = all.json.events.find((e: { action: string }) => e.action === 'device.bind_refused');
+    const refusedRebind = all.json.events.find(
+      (e: { action: string }) => e.action === 'device.bind_refused',
+    );
     expect(refusedRebind.details.code).to.equal('device_revoked');
 
     // A bind with an unknown PSK belongs to no identity, but is still recorded.
@@ -157,7 +177,9 @@ describe('admin API: devices, revocation and the audit log', () => {
       seen.push(...page.json.events.map((e) => e.id));
       cursor = page.json.nextCursor;
     } while (cursor);
-    const everything = (await admin.get('/v1/audit?limit=1000')).json.events.map((e: { id: string }) => e.id);
+    const everything = (await admin.get('/v1/audit?limit=1000')).json.events.map(
+      (e: { id: string }) => e.id,
+    );
     expect(seen).to.deep.equal(everything);
     expect((await admin.get('/v1/audit?action=nonsense')).status).to.equal(400);
     expect((await admin.get('/v1/audit?cursor=abc')).status).to.equal(400);

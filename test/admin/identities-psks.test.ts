@@ -70,12 +70,20 @@ describe('admin API: identities and PSKs', () => {
   });
 
   it('issues a PSK once and lists it without the secret', async () => {
-    const issued = await admin.post('/v1/identities/acme/psks', { maxDevices: 2, expiresIn: '30d' });
+    const issued = await admin.post('/v1/identities/acme/psks', {
+      maxDevices: 2,
+      expiresIn: '30d',
+    });
     expect(issued.status).to.equal(201);
     expect(issued.headers['cache-control']).to.equal('no-store');
     const secret: string = issued.json.secret;
     expect(secret).to.match(/^fgpsk_[A-Za-z0-9_-]{43}$/);
-    expect(issued.json.psk).to.deep.include({ identity: 'acme', uses: 0, maxDevices: 2, status: 'active' });
+    expect(issued.json.psk).to.deep.include({
+      identity: 'acme',
+      uses: 0,
+      maxDevices: 2,
+      status: 'active',
+    });
     const expiresIn = Date.parse(issued.json.psk.expiresAt) - Date.now();
     expect(expiresIn).to.be.within(29 * 86_400_000, 30 * 86_400_000);
 
@@ -86,13 +94,29 @@ describe('admin API: identities and PSKs', () => {
     const [psk] = list.json.psks;
     expect(psk.prefix).to.equal(secret.slice(0, 12));
     expect(Object.keys(psk).sort()).to.deep.equal(
-      ['createdAt', 'expiresAt', 'id', 'identity', 'maxDevices', 'prefix', 'revokedAt', 'singleUse', 'status', 'uses'].sort(),
+      [
+        'createdAt',
+        'expiresAt',
+        'id',
+        'identity',
+        'maxDevices',
+        'prefix',
+        'revokedAt',
+        'singleUse',
+        'status',
+        'uses',
+      ].sort(),
     );
     expect(server.output()).to.not.include(secret);
   });
 
   it('refuses bad PSK options', async () => {
-    for (const body of [{ expiresIn: 'soon' }, { maxDevices: 0 }, { singleUse: true, maxDevices: 3 }, { colour: 'red' }]) {
+    for (const body of [
+      { expiresIn: 'soon' },
+      { maxDevices: 0 },
+      { singleUse: true, maxDevices: 3 },
+      { colour: 'red' },
+    ]) {
       const answer = await admin.post('/v1/identities/acme/psks', body);
       expect(answer.status, JSON.stringify(body)).to.equal(400);
       expect(answer.json.code).to.be.a('string');
@@ -126,7 +150,9 @@ describe('admin API: identities and PSKs', () => {
     expect(afterRevoke.status).to.equal(400);
     expect(afterRevoke.json.code).to.equal('invalid_psk');
     // A device already bound does not need its PSK any more.
-    expect((await first.upload([{ name: 'temp', content: csv(1_700_000_000_000, 3) }])).status).to.equal(200);
+    expect(
+      (await first.upload([{ name: 'temp', content: csv(1_700_000_000_000, 3) }])).status,
+    ).to.equal(200);
     await first.close();
     await second.close();
   });
@@ -153,7 +179,12 @@ describe('admin API: identities and PSKs', () => {
       const events = (await admin.get('/v1/audit?identity=globex')).json.events.map(
         (e: { action: string }) => e.action,
       );
-      expect(events).to.include.members(['identity.disabled', 'identity.enabled', 'psk.issued', 'device.bound']);
+      expect(events).to.include.members([
+        'identity.disabled',
+        'identity.enabled',
+        'psk.issued',
+        'device.bound',
+      ]);
     } finally {
       await device.close();
     }

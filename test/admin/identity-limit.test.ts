@@ -35,7 +35,14 @@ describe('identity device limit under concurrent binds', () => {
       expect(bound).to.have.length(limit);
       expect(refused).to.have.length(20 - limit);
       for (const answer of refused) {
-        expect(answer.status, server.output().split("\n").filter((l) => l.includes("request failed")).join("\n")).to.equal(403);
+        expect(
+          answer.status,
+          server
+            .output()
+            .split('\n')
+            .filter((l) => l.includes('request failed'))
+            .join('\n'),
+        ).to.equal(403);
         expect(answer.json.code).to.equal('identity_device_limit');
       }
 
@@ -51,7 +58,11 @@ describe('identity device limit under concurrent binds', () => {
       const audit = (await admin.get('/v1/audit?identity=capped&limit=1000')).json.events;
       const refusals = audit.filter((e: { action: string }) => e.action === 'device.bind_refused');
       expect(refusals).to.have.length(20 - limit);
-      expect(refusals.every((e: { details: { code: string } }) => e.details.code === 'identity_device_limit')).to.equal(true);
+      expect(
+        refusals.every(
+          (e: { details: { code: string } }) => e.details.code === 'identity_device_limit',
+        ),
+      ).to.equal(true);
 
       // A repeat bind of a device already counted is still fine at the limit.
       const again = await clients[answers.indexOf(bound[0]!)]!.bind(psks[0]);

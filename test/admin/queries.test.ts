@@ -111,7 +111,9 @@ describe('admin API: reading data back', () => {
       { t: B + MIN, count: 1, avg: 10.5, min: 10.5, max: 10.5 },
     ]);
     const hourly = await points('series=temp&bucket=1h');
-    expect(hourly.json.buckets.reduce((n: number, b: { count: number }) => n + b.count, 0)).to.equal(KNOWN.length);
+    expect(
+      hourly.json.buckets.reduce((n: number, b: { count: number }) => n + b.count, 0),
+    ).to.equal(KNOWN.length);
   });
 
   it('pages with limit and cursor through every point exactly once', async () => {
@@ -119,9 +121,10 @@ describe('admin API: reading data back', () => {
     let cursor: string | null = null;
     let pages = 0;
     do {
-      const page: { json: { points: Array<{ t: number }>; nextCursor: string | null } } = await points(
-        `series=${encodeURIComponent('site/a:big')}&limit=7000${cursor ? `&cursor=${cursor}` : ''}`,
-      );
+      const page: { json: { points: Array<{ t: number }>; nextCursor: string | null } } =
+        await points(
+          `series=${encodeURIComponent('site/a:big')}&limit=7000${cursor ? `&cursor=${cursor}` : ''}`,
+        );
       seen.push(...page.json.points.map((p) => p.t));
       cursor = page.json.nextCursor;
       pages++;
@@ -146,14 +149,18 @@ describe('admin API: reading data back', () => {
     expect(lines[BIG - 1]).to.equal(bigPoint(BIG - 1).join(','));
     expect(lines[12_345]).to.equal(bigPoint(12_345).join(','));
 
-    const byAccept = await admin.get(`${base}/points?series=temp&bucket=1m&to=${B + MIN}`, { accept: 'text/csv' });
+    const byAccept = await admin.get(`${base}/points?series=temp&bucket=1m&to=${B + MIN}`, {
+      accept: 'text/csv',
+    });
     expect(byAccept.text).to.equal(
       `bucket_start_ms,count,avg,min,max\n${B - MIN},1,100,100,100\n${B},3,2,1,3\n`,
     );
     const limited = await points(`series=temp&format=csv&limit=2`);
     expect(limited.text).to.equal(`${B - 1},100\n${B},1\n`);
     const next = limited.headers['x-next-cursor'] as string;
-    expect((await points(`series=temp&format=csv&limit=10&cursor=${next}`)).text.split('\n')[0]).to.equal(`${B + 30_000},2`);
+    expect(
+      (await points(`series=temp&format=csv&limit=10&cursor=${next}`)).text.split('\n')[0],
+    ).to.equal(`${B + 30_000},2`);
   });
 
   it('answers bad queries with a 4xx JSON error', async () => {
@@ -175,23 +182,56 @@ describe('admin API: reading data back', () => {
       expect(answer.json.code, query).to.equal(code);
     }
     const rawCursor = (await points('series=temp&limit=1')).json.nextCursor;
-    expect((await points(`series=temp&bucket=1m&cursor=${rawCursor}`)).json.code).to.equal('invalid_cursor');
+    expect((await points(`series=temp&bucket=1m&cursor=${rawCursor}`)).json.code).to.equal(
+      'invalid_cursor',
+    );
     expect((await admin.get(`/v1/devices/${'f'.repeat(64)}/series`)).status).to.equal(404);
   });
 
   it('gives the same answers from the CLI', async () => {
-    const csv = await server.cli(['query', device.fingerprint, 'temp', '--from', String(B), '--to', String(B + 3 * MIN), '--bucket', '1m']);
+    const csv = await server.cli([
+      'query',
+      device.fingerprint,
+      'temp',
+      '--from',
+      String(B),
+      '--to',
+      String(B + 3 * MIN),
+      '--bucket',
+      '1m',
+    ]);
     expect(csv.code, csv.stderr).to.equal(0);
-    expect(csv.stdout).to.equal(`bucket_start_ms,count,avg,min,max\n${B},3,2,1,3\n${B + MIN},1,10.5,10.5,10.5\n`);
-    const raw = await server.cli(['query', device.fingerprint, 'temp', '--from', new Date(B).toISOString(), '--to', String(B + MIN)]);
+    expect(csv.stdout).to.equal(
+      `bucket_start_ms,count,avg,min,max\n${B},3,2,1,3\n${B + MIN},1,10.5,10.5,10.5\n`,
+    );
+    const raw = await server.cli([
+      'query',
+      device.fingerprint,
+      'temp',
+      '--from',
+      new Date(B).toISOString(),
+      '--to',
+      String(B + MIN),
+    ]);
     expect(raw.stdout).to.equal(`${B},1\n${B + 30_000},2\n${B + 59_999},3\n`);
     const page = await server.cli(['query', device.fingerprint, 'temp', '--limit', '2']);
     const parsed = JSON.parse(page.stdout);
     expect(parsed.rows).to.have.length(2);
-    const rest = await server.cli(['query', device.fingerprint, 'temp', '--limit', '10', '--cursor', parsed.nextCursor]);
+    const rest = await server.cli([
+      'query',
+      device.fingerprint,
+      'temp',
+      '--limit',
+      '10',
+      '--cursor',
+      parsed.nextCursor,
+    ]);
     expect(JSON.parse(rest.stdout).rows).to.have.length(KNOWN.length - 2);
     const series = await server.cli(['series', 'list', device.fingerprint, '--json']);
-    expect(JSON.parse(series.stdout).map((s: { name: string }) => s.name)).to.deep.equal(['site/a:big', 'temp']);
+    expect(JSON.parse(series.stdout).map((s: { name: string }) => s.name)).to.deep.equal([
+      'site/a:big',
+      'temp',
+    ]);
     const bad = await server.cli(['query', device.fingerprint, 'temp', '--from', 'later']);
     expect(bad.code).to.equal(1);
     expect(bad.stderr).to.match(/"from" must be epoch milliseconds or an ISO 8601 time/);

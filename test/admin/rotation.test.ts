@@ -56,7 +56,9 @@ describe('device status and certificate rotation', () => {
     const oldClient = await boundDevice(server, oldCert, psk);
     const newClient = new DeviceClient(server, nextCert);
     try {
-      expect((await oldClient.upload([{ name: 'temp', content: points(1_700_000_000_000, 3) }])).status).to.equal(200);
+      expect(
+        (await oldClient.upload([{ name: 'temp', content: points(1_700_000_000_000, 3) }])).status,
+      ).to.equal(200);
       const deviceId = (await admin.get(`/v1/devices/${oldCert.fingerprint}`)).json.id;
 
       const rotation = await oldClient.send(
@@ -72,24 +74,37 @@ describe('device status and certificate rotation', () => {
         replaces: oldCert.fingerprint,
       });
       // A retry of the same submission is harmless.
-      const retry = await oldClient.send('POST', nextCert.certPem, { 'content-type': 'application/x-pem-file' }, '/device_endpoint/rotate');
+      const retry = await oldClient.send(
+        'POST',
+        nextCert.certPem,
+        { 'content-type': 'application/x-pem-file' },
+        '/device_endpoint/rotate',
+      );
       expect(retry.status).to.equal(202);
       const pending = (await admin.get(`/v1/devices/${oldCert.fingerprint}`)).json;
       expect(pending.pendingCertificate.fingerprint).to.equal(nextCert.fingerprint);
       expect(pending.certificate.fingerprint).to.equal(oldCert.fingerprint);
 
       // Until the new certificate is presented, the old one keeps working.
-      expect((await oldClient.upload([{ name: 'temp', content: points(1_700_000_010_000, 2) }])).status).to.equal(200);
+      expect(
+        (await oldClient.upload([{ name: 'temp', content: points(1_700_000_010_000, 2) }])).status,
+      ).to.equal(200);
 
       // First presentation activates it: same device, same identity, same bound-at.
       const status = await newClient.send('GET');
-      expect(status.json).to.deep.include({ status: 'active', identity: 'rotating', fingerprint: nextCert.fingerprint });
+      expect(status.json).to.deep.include({
+        status: 'active',
+        identity: 'rotating',
+        fingerprint: nextCert.fingerprint,
+      });
       expect(
         (await newClient.upload([{ name: 'temp', content: points(1_700_000_020_000, 4) }])).status,
       ).to.equal(200);
 
       // From then on the old one is refused, on its already open connection too.
-      const refused = await oldClient.upload([{ name: 'temp', content: points(1_700_000_030_000, 1) }]);
+      const refused = await oldClient.upload([
+        { name: 'temp', content: points(1_700_000_030_000, 1) },
+      ]);
       expect(refused.status).to.equal(403);
       expect(refused.json.code).to.equal('certificate_retired');
       expect((await oldClient.send('GET')).json.status).to.equal('retired');
@@ -99,15 +114,26 @@ describe('device status and certificate rotation', () => {
       expect(device.id).to.equal(deviceId);
       expect(device.certificate.fingerprint).to.equal(nextCert.fingerprint);
       expect(device.pendingCertificate).to.equal(null);
-      const states = Object.fromEntries(device.certificates.map((c: { fingerprint: string; state: string }) => [c.fingerprint, c.state]));
-      expect(states).to.deep.equal({ [oldCert.fingerprint]: 'retired', [nextCert.fingerprint]: 'active' });
+      const states = Object.fromEntries(
+        device.certificates.map((c: { fingerprint: string; state: string }) => [
+          c.fingerprint,
+          c.state,
+        ]),
+      );
+      expect(states).to.deep.equal({
+        [oldCert.fingerprint]: 'retired',
+        [nextCert.fingerprint]: 'active',
+      });
       const series = (await admin.get(`/v1/devices/${nextCert.fingerprint}/series`)).json.series;
       expect(series).to.have.length(1);
       expect(series[0]).to.deep.include({ name: 'temp', points: 9 });
 
       const audit = (await admin.get(`/v1/audit?fingerprint=${nextCert.fingerprint}`)).json.events;
       const actions = audit.map((e: { action: string }) => e.action);
-      expect(actions).to.include.members(['certificate.rotation_requested', 'certificate.activated']);
+      expect(actions).to.include.members([
+        'certificate.rotation_requested',
+        'certificate.activated',
+      ]);
       const activated = audit.find((e: { action: string }) => e.action === 'certificate.activated');
       expect(activated.fingerprint).to.equal(nextCert.fingerprint);
       expect(activated.remoteAddress).to.match(/127\.0\.0\.1/);
@@ -129,29 +155,48 @@ describe('device status and certificate rotation', () => {
       expect(taken.status).to.equal(409);
       expect(taken.json.code).to.equal('certificate_already_known');
       expect((await rotate(mine.certPem)).status).to.equal(409);
-      const garbage = await rotate('-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n');
+      const garbage = await rotate(
+        '-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n',
+      );
       expect(garbage.status).to.equal(400);
       expect(garbage.json.code).to.equal('malformed_certificate');
       const withKey = await rotate(`${newDevice().certPem}\n${mine.keyPem}`);
       expect(withKey.status).to.equal(400);
-      const expired = newDevice({ notBefore: new Date(Date.now() - 2 * 86_400_000), notAfter: new Date(Date.now() - 86_400_000) });
+      const expired = newDevice({
+        notBefore: new Date(Date.now() - 2 * 86_400_000),
+        notAfter: new Date(Date.now() - 86_400_000),
+      });
       const old = await rotate(expired.certPem);
       expect(old.status).to.equal(400);
       expect(old.json.code).to.equal('unacceptable_certificate');
-      expect((await rotate(JSON.stringify({ cert: 'x' }), 'application/json')).json.code).to.equal('invalid_rotation_request');
+      expect((await rotate(JSON.stringify({ cert: 'x' }), 'application/json')).json.code).to.equal(
+        'invalid_rotation_request',
+      );
       expect((await rotate('x', 'image/png')).status).to.equal(415);
-      expect((await client.send('GET', undefined, {}, '/device_endpoint/rotate')).status).to.equal(405);
+      expect((await client.send('GET', undefined, {}, '/device_endpoint/rotate')).status).to.equal(
+        405,
+      );
 
       // Another device's pending certificate is also "known elsewhere".
       const contested = newDevice();
       expect((await rotate(contested.certPem)).status).to.equal(202);
       const rival = new DeviceClient(server, someoneElse);
-      const second = await rival.send('POST', contested.certPem, { 'content-type': 'application/x-pem-file' }, '/device_endpoint/rotate');
+      const second = await rival.send(
+        'POST',
+        contested.certPem,
+        { 'content-type': 'application/x-pem-file' },
+        '/device_endpoint/rotate',
+      );
       expect(second.status).to.equal(409);
       await rival.close();
       // And an unbound certificate cannot rotate at all.
       const stranger = new DeviceClient(server, newDevice());
-      const unbound = await stranger.send('POST', newDevice().certPem, { 'content-type': 'application/x-pem-file' }, '/device_endpoint/rotate');
+      const unbound = await stranger.send(
+        'POST',
+        newDevice().certPem,
+        { 'content-type': 'application/x-pem-file' },
+        '/device_endpoint/rotate',
+      );
       expect(unbound.status).to.equal(403);
       expect(unbound.json.code).to.equal('certificate_not_bound');
       await stranger.close();
@@ -177,13 +222,30 @@ describe('device status and certificate rotation', () => {
       nextKey: write('next.key', next.keyPem),
     };
     const curl = async (cert: string, key: string, extra: string[]) => {
-      const { stdout } = await run('curl', ['-sS', '--cacert', ca, '--cert', cert, '--key', key, '-w', '\n%{http_code}', ...extra]);
+      const { stdout } = await run('curl', [
+        '-sS',
+        '--cacert',
+        ca,
+        '--cert',
+        cert,
+        '--key',
+        key,
+        '-w',
+        '\n%{http_code}',
+        ...extra,
+      ]);
       const lines = stdout.trimEnd().split('\n');
       return { status: Number(lines.pop()), json: JSON.parse(lines.join('\n') || 'null') };
     };
     const url = `${server.baseUrl}/device_endpoint`;
     expect((await curl(files.cert, files.key, [url])).json.status).to.equal('unbound');
-    const bound = await curl(files.cert, files.key, ['-H', 'content-type: application/json', '--data', JSON.stringify({ PSK: psk }), url]);
+    const bound = await curl(files.cert, files.key, [
+      '-H',
+      'content-type: application/json',
+      '--data',
+      JSON.stringify({ PSK: psk }),
+      url,
+    ]);
     expect(bound.status).to.equal(200);
     const rotated = await curl(files.cert, files.key, [
       '-H',
@@ -194,7 +256,11 @@ describe('device status and certificate rotation', () => {
     ]);
     expect(rotated.status).to.equal(202);
     expect(rotated.json.fingerprint).to.equal(next.fingerprint);
-    const upload = await curl(files.nextCert, files.nextKey, ['-F', `power=@${write('power.csv', points(1_700_000_000_000, 5))}`, url]);
+    const upload = await curl(files.nextCert, files.nextKey, [
+      '-F',
+      `power=@${write('power.csv', points(1_700_000_000_000, 5))}`,
+      url,
+    ]);
     expect(upload.status).to.equal(200);
     expect(upload.json.stored).to.equal(5);
     expect((await curl(files.nextCert, files.nextKey, [url])).json.status).to.equal('active');
@@ -226,15 +292,27 @@ describe('certificate rotation with a grace period', () => {
     const oldClient = await boundDevice(server, oldCert, psk);
     const newClient = new DeviceClient(server, nextCert);
     try {
-      await oldClient.send('POST', nextCert.certPem, { 'content-type': 'application/x-pem-file' }, '/device_endpoint/rotate');
+      await oldClient.send(
+        'POST',
+        nextCert.certPem,
+        { 'content-type': 'application/x-pem-file' },
+        '/device_endpoint/rotate',
+      );
       expect((await newClient.send('GET')).json.status).to.equal('active');
-      const stillOk = await oldClient.upload([{ name: 'temp', content: points(1_700_000_000_000, 2) }]);
+      const stillOk = await oldClient.upload([
+        { name: 'temp', content: points(1_700_000_000_000, 2) },
+      ]);
       expect(stillOk.status).to.equal(200);
       const status = await oldClient.send('GET');
       expect(status.json.status).to.equal('active');
       expect(Date.parse(status.json.retiredAt) - Date.now()).to.be.within(3_500_000, 3_600_000);
       // During the grace period only the newest certificate may rotate again.
-      const again = await oldClient.send('POST', newDevice().certPem, { 'content-type': 'application/x-pem-file' }, '/device_endpoint/rotate');
+      const again = await oldClient.send(
+        'POST',
+        newDevice().certPem,
+        { 'content-type': 'application/x-pem-file' },
+        '/device_endpoint/rotate',
+      );
       expect(again.status).to.equal(403);
       expect(again.json.code).to.equal('certificate_retiring');
     } finally {

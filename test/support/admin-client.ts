@@ -56,7 +56,10 @@ export class AdminClient {
 
   /** Creates an identity (optionally limited) and returns a fresh PSK for it. */
   async identityWithPsk(name: string, maxDevices?: number): Promise<string> {
-    const created = await this.post('/v1/identities', { name, ...(maxDevices ? { maxDevices } : {}) });
+    const created = await this.post('/v1/identities', {
+      name,
+      ...(maxDevices ? { maxDevices } : {}),
+    });
     if (created.status !== 201) throw new Error(`create identity: ${created.text}`);
     return this.issuePsk(name);
   }
