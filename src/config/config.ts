@@ -40,7 +40,12 @@ const schema = z.object({
   admin: z.object({
     /** Loopback by default: plain HTTP there, TLS on any other address. */
     host: z.string().min(1).default('127.0.0.1'),
-    port: intFrom(0, 65535).default(8080),
+    /** `off`: no admin listener (the CLI still works on the database). */
+    port: z
+      .union([z.literal('off'), intFrom(0, 65535)], {
+        error: 'must be a port number (0-65535) or "off"',
+      })
+      .default(8080),
     /** When set, the admin token; otherwise one is generated on first start. */
     token: z.string().min(16, 'must be at least 16 characters').max(512).optional(),
   }),

@@ -1,4 +1,5 @@
 import { sql, type Kysely, type Selectable } from 'kysely';
+import type { CertificateInfo } from '../tls/certificate-info.js';
 import type {
   CertificateState,
   Database,
@@ -169,14 +170,10 @@ export async function markDeviceRevoked(
     .execute();
 }
 
-export interface CertificateFields {
-  fingerprint: string;
-  subject: string;
-  issuer: string;
-  serialNumber: string;
-  notBefore: Date;
-  notAfter: Date;
-}
+export type CertificateFields = Pick<
+  CertificateInfo,
+  'fingerprint' | 'subject' | 'issuer' | 'serialNumber' | 'notBefore' | 'notAfter'
+>;
 
 export async function insertPendingCertificate(
   db: Kysely<Database>,

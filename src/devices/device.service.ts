@@ -11,6 +11,7 @@ import {
   listDevicesOfIdentity,
   lockDevice,
   markDeviceRevoked,
+  type CertificateFields,
   type CertificateRow,
   type DeviceByCertificate,
   type DeviceRow,
@@ -41,13 +42,7 @@ export async function requireDeviceByFingerprint(
   return device;
 }
 
-export interface CertificateView {
-  fingerprint: string;
-  subject: string;
-  issuer: string;
-  serialNumber: string;
-  notBefore: Date;
-  notAfter: Date;
+export interface CertificateView extends CertificateFields {
   state: string;
   addedAt: Date;
   activatedAt: Date | null;

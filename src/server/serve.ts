@@ -21,7 +21,8 @@ import {
 
 export interface RunningServer {
   port: number;
-  adminPort: number;
+  /** Null when the admin listener is off. */
+  adminPort: number | null;
   close(): Promise<void>;
 }
 
@@ -50,9 +51,12 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       cleanups.push(() => new Promise<void>((resolve) => control.close(() => resolve())));
     }
     const tls = loadServerTlsMaterial(config, log);
-    const adminServer = await startAdminServer(database, config, tls, log);
-    cleanups.push(() => closeHttpServer(adminServer));
-    const adminPort = (adminServer.address() as AddressInfo).port;
+    let adminPort: number | null = null;
+    if (config.admin.port !== 'off') {
+      const adminServer = await startAdminServer(database, config, config.admin.port, tls, log);
+      cleanups.push(() => closeHttpServer(adminServer));
+      adminPort = (adminServer.address() as AddressInfo).port;
+    }
 
     const app = createApp({ db: database.db, config, log });
     const server = https.createServer(httpsOptions(tls, config), app);
@@ -79,6 +83,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
 async function startAdminServer(
   database: DatabaseHandle,
   config: Config,
+  port: number,
   tls: ServerTlsMaterial,
   log: Logger,
 ): Promise<http.Server> {
@@ -95,7 +100,7 @@ async function startAdminServer(
   const server = secure
     ? https.createServer(adminHttpsOptions(tls, config), app)
     : http.createServer({ headersTimeout: config.timeouts.headersMs }, app);
-  await listen(server, config.admin.port, config.admin.host);
+  await listen(server, port, config.admin.host);
   const adminPort = (server.address() as AddressInfo).port;
   const scheme = secure ? 'https' : 'http';
   log.info(

@@ -1,34 +1,25 @@
 import { expect } from 'chai';
 import { ADMIN_ROUTES } from '../../src/admin/admin.routes.js';
-import { AdminClient } from '../support/admin-client.js';
+import { AdminClient, useFleetgate } from '../support/admin-client.js';
 import { DeviceClient, newDevice } from '../support/device-client.js';
-import { startFleetgate, type FleetgateProcess } from '../support/fleetgate-process.js';
-import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+import { startFleetgate } from '../support/fleetgate-process.js';
+import {
+  createTestDatabase,
+  queryTestDatabase,
+  type TestDatabase,
+} from '../support/test-database.js';
 
 describe('admin API: authentication and the OpenAPI document', () => {
-  let db: TestDatabase;
-  let server: FleetgateProcess;
-  let admin: AdminClient;
-
-  before(async () => {
-    db = await createTestDatabase();
-    server = await startFleetgate(db);
-    admin = new AdminClient(server);
-  });
-  after(async () => {
-    await admin?.close();
-    await server?.stop();
-    await db?.drop();
-  });
+  const fg = useFleetgate();
 
   it('listens on loopback over plain HTTP by default', () => {
-    expect(server.adminUrl).to.match(/^http:\/\/127\.0\.0\.1:\d+$/);
-    expect(server.adminPort).to.be.greaterThan(0);
-    expect(server.adminPort).to.not.equal(server.port);
+    expect(fg.server.adminUrl).to.match(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(fg.server.adminPort).to.be.greaterThan(0);
+    expect(fg.server.adminPort).to.not.equal(fg.server.port);
   });
 
   it('refuses a request without a token with 401 and a Bearer challenge', async () => {
-    const anonymous = new AdminClient(server, null);
+    const anonymous = new AdminClient(fg.server, null);
     try {
       const answer = await anonymous.get('/v1/identities');
       expect(answer.status).to.equal(401);
@@ -42,8 +33,8 @@ describe('admin API: authentication and the OpenAPI document', () => {
   });
 
   it('refuses a wrong token, a token of another length and a malformed header', async () => {
-    const wrong = new AdminClient(server, `${server.adminToken.slice(0, -1)}x`);
-    const short = new AdminClient(server, 'x');
+    const wrong = new AdminClient(fg.server, `${fg.server.adminToken.slice(0, -1)}x`);
+    const short = new AdminClient(fg.server, 'x');
     try {
       for (const client of [wrong, short]) {
         const answer = await client.get('/v1/identities');
@@ -53,7 +44,9 @@ describe('admin API: authentication and the OpenAPI document', () => {
           code: 'invalid_admin_token',
         });
       }
-      const basic = await admin.get('/v1/identities', { authorization: 'Basic YWRtaW46YWRtaW4=' });
+      const basic = await fg.admin.get('/v1/identities', {
+        authorization: 'Basic YWRtaW46YWRtaW4=',
+      });
       expect(basic.status).to.equal(401);
       expect(basic.json.code).to.equal('invalid_authorization');
     } finally {
@@ -63,13 +56,13 @@ describe('admin API: authentication and the OpenAPI document', () => {
   });
 
   it('accepts the configured token', async () => {
-    const answer = await admin.get('/v1/identities');
+    const answer = await fg.admin.get('/v1/identities');
     expect(answer.status).to.equal(200);
     expect(answer.json).to.deep.equal({ identities: [] });
   });
 
   it('serves no admin route on the device port, even to a device with a certificate', async () => {
-    const device = new DeviceClient(server, newDevice());
+    const device = new DeviceClient(fg.server, newDevice());
     try {
       const answer = await device.send('GET', undefined, {}, '/v1/identities');
       expect(answer.status).to.equal(404);
@@ -77,7 +70,7 @@ describe('admin API: authentication and the OpenAPI document', () => {
       const withToken = await device.send(
         'GET',
         undefined,
-        { authorization: `Bearer ${server.adminToken}` },
+        { authorization: `Bearer ${fg.server.adminToken}` },
         '/v1/identities',
       );
       expect(withToken.status).to.equal(404);
@@ -87,23 +80,23 @@ describe('admin API: authentication and the OpenAPI document', () => {
   });
 
   it('answers JSON errors for unknown routes, wrong methods and invalid input', async () => {
-    const unknown = await admin.get('/v1/nothing-here');
+    const unknown = await fg.admin.get('/v1/nothing-here');
     expect(unknown.status).to.equal(404);
     expect(unknown.json.code).to.equal('not_found');
-    const wrongMethod = await admin.send('DELETE', '/v1/identities');
+    const wrongMethod = await fg.admin.send('DELETE', '/v1/identities');
     expect(wrongMethod.status).to.equal(405);
     expect(wrongMethod.headers.allow).to.equal('GET, POST');
-    const badJson = await admin.post('/v1/identities', '{"name": ');
+    const badJson = await fg.admin.post('/v1/identities', '{"name": ');
     expect(badJson.status).to.equal(400);
     expect(badJson.json.code).to.equal('invalid_json');
-    const extraField = await admin.post('/v1/identities', { name: 'a', owner: 'b' });
+    const extraField = await fg.admin.post('/v1/identities', { name: 'a', owner: 'b' });
     expect(extraField.status).to.equal(400);
     expect(extraField.json.code).to.equal('invalid_request');
     expect(extraField.json.error).to.match(/owner/);
   });
 
   it('serves an OpenAPI 3 document, without a token, that describes every served route', async () => {
-    const anonymous = new AdminClient(server, null);
+    const anonymous = new AdminClient(fg.server, null);
     try {
       const answer = await anonymous.get('/openapi.json');
       expect(answer.status).to.equal(200);
@@ -122,7 +115,7 @@ describe('admin API: authentication and the OpenAPI document', () => {
           .replace(':fingerprint', 'a'.repeat(64))
           .replace(':id', '999999');
         const method = route.method.toUpperCase() as 'GET' | 'POST' | 'PATCH';
-        const reply = await admin.send(method, path, method === 'GET' ? undefined : {});
+        const reply = await fg.admin.send(method, path, method === 'GET' ? undefined : {});
         expect(reply.json?.code, `${method} ${path}`).to.not.equal('not_found');
         expect(reply.status, `${method} ${path}`).to.not.equal(405);
       }
@@ -164,18 +157,16 @@ describe('admin API: the generated token', () => {
       const printed = first.output().match(/fgadm_[A-Za-z0-9_-]{43}/g) ?? [];
       expect(printed).to.have.length(1);
       token = printed[0]!;
-      for (const line of first
+      const logLines = first
         .output()
         .split('\n')
-        .filter((l) => l.startsWith('{'))) {
-        expect(line).to.not.include(token);
-      }
+        .filter((l) => l.startsWith('{'));
+      for (const line of logLines) expect(line).to.not.include(token);
       expect(first.output()).to.match(/"token":"generated"/);
       const admin = new AdminClient(first, token);
       expect((await admin.get('/v1/identities')).status).to.equal(200);
       await admin.close();
       if (db.url) {
-        const { queryTestDatabase } = await import('../support/test-database.js');
         const rows = await queryTestDatabase<{ hex: string }>(
           db,
           "select encode(token_hash, 'hex') as hex from admin_tokens",
@@ -212,26 +203,16 @@ describe('admin API: the generated token', () => {
 });
 
 describe('admin API off loopback', () => {
-  let db: TestDatabase;
-  let server: FleetgateProcess;
-
-  before(async () => {
-    db = await createTestDatabase();
-    server = await startFleetgate(db, { FLEETGATE_ADMIN_HOST: '0.0.0.0' });
-  });
-  after(async () => {
-    await server?.stop();
-    await db?.drop();
-  });
+  const fg = useFleetgate({ FLEETGATE_ADMIN_HOST: '0.0.0.0' });
 
   it('uses TLS with the server certificate and still wants the token, not a device certificate', async () => {
-    expect(server.adminUrl).to.match(/^https:\/\/localhost:\d+$/);
+    expect(fg.server.adminUrl).to.match(/^https:\/\/localhost:\d+$/);
     const device = newDevice();
-    const withCertOnly = new AdminClient(server, null, {
+    const withCertOnly = new AdminClient(fg.server, null, {
       cert: device.certPem,
       key: device.keyPem,
     });
-    const withToken = new AdminClient(server);
+    const withToken = new AdminClient(fg.server);
     try {
       const refused = await withCertOnly.get('/v1/identities');
       expect(refused.status).to.equal(401);
@@ -241,5 +222,21 @@ describe('admin API off loopback', () => {
       await withCertOnly.close();
       await withToken.close();
     }
+  });
+});
+
+describe('admin API switched off', () => {
+  const fg = useFleetgate({ FLEETGATE_ADMIN_PORT: 'off' });
+
+  it('starts without the admin listener; devices and the CLI still work', async () => {
+    expect(fg.server.output()).to.not.match(/admin API listening/);
+    const device = new DeviceClient(fg.server, newDevice());
+    try {
+      expect((await device.send('GET')).json.status).to.equal('unbound');
+    } finally {
+      await device.close();
+    }
+    const created = await fg.server.cli(['identity', 'create', 'offline']);
+    expect(created.code, created.stderr).to.equal(0);
   });
 });

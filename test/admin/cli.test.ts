@@ -1,8 +1,6 @@
 import { expect } from 'chai';
-import { AdminClient } from '../support/admin-client.js';
+import { useFleetgate } from '../support/admin-client.js';
 import { DeviceClient, newDevice } from '../support/device-client.js';
-import { startFleetgate, type FleetgateProcess } from '../support/fleetgate-process.js';
-import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 
 /**
  * Every admin action from the command line. With DATABASE_URL the CLI talks to
@@ -10,23 +8,10 @@ import { createTestDatabase, type TestDatabase } from '../support/test-database.
  * server's control socket: the suite runs both ways.
  */
 describe('CLI parity with the admin API', () => {
-  let db: TestDatabase;
-  let server: FleetgateProcess;
-  let admin: AdminClient;
-
-  before(async () => {
-    db = await createTestDatabase();
-    server = await startFleetgate(db);
-    admin = new AdminClient(server);
-  });
-  after(async () => {
-    await admin?.close();
-    await server?.stop();
-    await db?.drop();
-  });
+  const fg = useFleetgate();
 
   const cli = async (...args: string[]) => {
-    const result = await server.cli(args);
+    const result = await fg.server.cli(args);
     expect(result.code, `fleetgate ${args.join(' ')}: ${result.stderr}`).to.equal(0);
     return result.stdout;
   };
@@ -42,14 +27,14 @@ describe('CLI parity with the admin API', () => {
     const shown = JSON.parse(await cli('identity', 'show', 'cli-co', '--json'));
     expect(shown).to.deep.include({ name: 'cli-co', maxDevices: 5, devices: 0 });
     await cli('identity', 'limit', 'cli-co', 'none');
-    expect((await admin.get('/v1/identities/cli-co')).json.maxDevices).to.equal(null);
+    expect((await fg.admin.get('/v1/identities/cli-co')).json.maxDevices).to.equal(null);
     await cli('identity', 'limit', 'cli-co', '3');
     await cli('identity', 'disable', 'plain');
-    expect((await admin.get('/v1/identities/plain')).json.status).to.equal('disabled');
+    expect((await fg.admin.get('/v1/identities/plain')).json.status).to.equal('disabled');
     await cli('identity', 'enable', 'plain');
-    expect((await admin.get('/v1/identities/plain')).json.status).to.equal('active');
+    expect((await fg.admin.get('/v1/identities/plain')).json.status).to.equal('active');
 
-    const missing = await server.cli(['identity', 'show', 'ghost']);
+    const missing = await fg.server.cli(['identity', 'show', 'ghost']);
     expect(missing.code).to.equal(1);
     expect(missing.stderr).to.equal('fleetgate: no identity named ghost\n');
   });
@@ -58,7 +43,7 @@ describe('CLI parity with the admin API', () => {
     const secret = (await cli('psk', 'issue', 'cli-co', '--single-use')).trim();
     expect(secret).to.match(/^fgpsk_/);
     const device = newDevice({ commonName: 'cli-device' });
-    const client = new DeviceClient(server, device);
+    const client = new DeviceClient(fg.server, device);
     try {
       expect((await client.bind(secret)).status).to.equal(200);
       const psks = await cli('psk', 'list', 'cli-co');
@@ -68,7 +53,7 @@ describe('CLI parity with the admin API', () => {
       expect(await cli('psk', 'revoke', String(psk.id))).to.match(
         /^revoked PSK \d+ \(fgpsk_[\w-]+\.\.\.\) of cli-co\n$/,
       );
-      const again = await server.cli(['psk', 'revoke', String(psk.id)]);
+      const again = await fg.server.cli(['psk', 'revoke', String(psk.id)]);
       expect(again.code).to.equal(1);
 
       const devices = await cli('devices', 'list', 'cli-co');
@@ -105,7 +90,7 @@ describe('CLI parity with the admin API', () => {
     ).trim();
     expect(secret).to.match(/^fgpsk_[A-Za-z0-9_-]{43}$/);
     const device = newDevice();
-    const client = new DeviceClient(server, device);
+    const client = new DeviceClient(fg.server, device);
     try {
       await client.bind(secret);
       await client.upload([{ name: 'temp', content: '1700000000000,1.5\n1700000001000,2' }]);

@@ -1,8 +1,6 @@
 import { expect } from 'chai';
-import { AdminClient, boundDevice } from '../support/admin-client.js';
+import { useFleetgate, boundDevice } from '../support/admin-client.js';
 import { newDevice, type DeviceClient, type TestDevice } from '../support/device-client.js';
-import { startFleetgate, type FleetgateProcess } from '../support/fleetgate-process.js';
-import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 
 /** A multiple of one minute since the epoch, so 1m buckets start exactly here. */
 const B = 1_700_000_040_000;
@@ -19,19 +17,14 @@ const BIG = 25_000;
 const bigPoint = (i: number): [number, number] => [1_600_000_000_000 + i * 10, i / 10];
 
 describe('admin API: reading data back', () => {
-  let db: TestDatabase;
-  let server: FleetgateProcess;
-  let admin: AdminClient;
+  const fg = useFleetgate();
   let device: TestDevice;
   let client: DeviceClient;
   let base: string;
 
   before(async () => {
-    db = await createTestDatabase();
-    server = await startFleetgate(db);
-    admin = new AdminClient(server);
     device = newDevice();
-    client = await boundDevice(server, device, await admin.identityWithPsk('readers'));
+    client = await boundDevice(fg.server, device, await fg.admin.identityWithPsk('readers'));
     const known = KNOWN.map(([t, v]) => `${t},${v}`).join('\n');
     const big = Array.from({ length: BIG }, (_, i) => bigPoint(i).join(',')).join('\n');
     const upload = await client.upload([
@@ -43,15 +36,12 @@ describe('admin API: reading data back', () => {
   });
   after(async () => {
     await client?.close();
-    await admin?.close();
-    await server?.stop();
-    await db?.drop();
   });
 
-  const points = (query: string) => admin.get(`${base}/points?${query}`);
+  const points = (query: string) => fg.admin.get(`${base}/points?${query}`);
 
   it("lists a device's series with point count, first and last timestamp", async () => {
-    const answer = await admin.get(`${base}/series`);
+    const answer = await fg.admin.get(`${base}/series`);
     expect(answer.status).to.equal(200);
     expect(answer.json.series).to.deep.equal([
       {
@@ -149,7 +139,7 @@ describe('admin API: reading data back', () => {
     expect(lines[BIG - 1]).to.equal(bigPoint(BIG - 1).join(','));
     expect(lines[12_345]).to.equal(bigPoint(12_345).join(','));
 
-    const byAccept = await admin.get(`${base}/points?series=temp&bucket=1m&to=${B + MIN}`, {
+    const byAccept = await fg.admin.get(`${base}/points?series=temp&bucket=1m&to=${B + MIN}`, {
       accept: 'text/csv',
     });
     expect(byAccept.text).to.equal(
@@ -185,11 +175,11 @@ describe('admin API: reading data back', () => {
     expect((await points(`series=temp&bucket=1m&cursor=${rawCursor}`)).json.code).to.equal(
       'invalid_cursor',
     );
-    expect((await admin.get(`/v1/devices/${'f'.repeat(64)}/series`)).status).to.equal(404);
+    expect((await fg.admin.get(`/v1/devices/${'f'.repeat(64)}/series`)).status).to.equal(404);
   });
 
   it('gives the same answers from the CLI', async () => {
-    const csv = await server.cli([
+    const csv = await fg.server.cli([
       'query',
       device.fingerprint,
       'temp',
@@ -204,7 +194,7 @@ describe('admin API: reading data back', () => {
     expect(csv.stdout).to.equal(
       `bucket_start_ms,count,avg,min,max\n${B},3,2,1,3\n${B + MIN},1,10.5,10.5,10.5\n`,
     );
-    const raw = await server.cli([
+    const raw = await fg.server.cli([
       'query',
       device.fingerprint,
       'temp',
@@ -214,10 +204,10 @@ describe('admin API: reading data back', () => {
       String(B + MIN),
     ]);
     expect(raw.stdout).to.equal(`${B},1\n${B + 30_000},2\n${B + 59_999},3\n`);
-    const page = await server.cli(['query', device.fingerprint, 'temp', '--limit', '2']);
+    const page = await fg.server.cli(['query', device.fingerprint, 'temp', '--limit', '2']);
     const parsed = JSON.parse(page.stdout);
     expect(parsed.rows).to.have.length(2);
-    const rest = await server.cli([
+    const rest = await fg.server.cli([
       'query',
       device.fingerprint,
       'temp',
@@ -227,12 +217,12 @@ describe('admin API: reading data back', () => {
       parsed.nextCursor,
     ]);
     expect(JSON.parse(rest.stdout).rows).to.have.length(KNOWN.length - 2);
-    const series = await server.cli(['series', 'list', device.fingerprint, '--json']);
+    const series = await fg.server.cli(['series', 'list', device.fingerprint, '--json']);
     expect(JSON.parse(series.stdout).map((s: { name: string }) => s.name)).to.deep.equal([
       'site/a:big',
       'temp',
     ]);
-    const bad = await server.cli(['query', device.fingerprint, 'temp', '--from', 'later']);
+    const bad = await fg.server.cli(['query', device.fingerprint, 'temp', '--from', 'later']);
     expect(bad.code).to.equal(1);
     expect(bad.stderr).to.match(/"from" must be epoch milliseconds or an ISO 8601 time/);
   });

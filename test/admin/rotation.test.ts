@@ -3,36 +3,26 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
-import { AdminClient, boundDevice } from '../support/admin-client.js';
+import { useFleetgate, boundDevice } from '../support/admin-client.js';
 import { DeviceClient, newDevice, type TestDevice } from '../support/device-client.js';
-import { startFleetgate, type FleetgateProcess } from '../support/fleetgate-process.js';
-import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 
 const run = promisify(execFile);
+const rotate = (client: DeviceClient, pem: string) =>
+  client.send('POST', pem, { 'content-type': 'application/x-pem-file' }, '/device_endpoint/rotate');
 const points = (from: number, n: number) =>
   Array.from({ length: n }, (_, i) => `${from + i * 1000},${i}`).join('\n');
 
 describe('device status and certificate rotation', () => {
-  let db: TestDatabase;
-  let server: FleetgateProcess;
-  let admin: AdminClient;
+  const fg = useFleetgate();
   let psk: string;
 
   before(async () => {
-    db = await createTestDatabase();
-    server = await startFleetgate(db);
-    admin = new AdminClient(server);
-    psk = await admin.identityWithPsk('rotating');
-  });
-  after(async () => {
-    await admin?.close();
-    await server?.stop();
-    await db?.drop();
+    psk = await fg.admin.identityWithPsk('rotating');
   });
 
   it('tells a device whether its certificate is unbound or active', async () => {
     const device = newDevice();
-    const client = new DeviceClient(server, device);
+    const client = new DeviceClient(fg.server, device);
     try {
       const before = await client.send('GET');
       expect(before.status).to.equal(200);
@@ -42,7 +32,7 @@ describe('device status and certificate rotation', () => {
       const after = await client.send('GET');
       expect(after.json).to.deep.include({ status: 'active', identity: 'rotating' });
       expect(Date.parse(after.json.boundAt)).to.be.closeTo(Date.now(), 60_000);
-      const anonymous = new DeviceClient(server, null);
+      const anonymous = new DeviceClient(fg.server, null);
       expect((await anonymous.send('GET')).status).to.equal(401);
       await anonymous.close();
     } finally {
@@ -53,13 +43,13 @@ describe('device status and certificate rotation', () => {
   it('rotates to a new certificate that keeps the device, its series and its data', async () => {
     const oldCert = newDevice({ commonName: 'meter-7' });
     const nextCert = newDevice({ commonName: 'meter-7' });
-    const oldClient = await boundDevice(server, oldCert, psk);
-    const newClient = new DeviceClient(server, nextCert);
+    const oldClient = await boundDevice(fg.server, oldCert, psk);
+    const newClient = new DeviceClient(fg.server, nextCert);
     try {
       expect(
         (await oldClient.upload([{ name: 'temp', content: points(1_700_000_000_000, 3) }])).status,
       ).to.equal(200);
-      const deviceId = (await admin.get(`/v1/devices/${oldCert.fingerprint}`)).json.id;
+      const deviceId = (await fg.admin.get(`/v1/devices/${oldCert.fingerprint}`)).json.id;
 
       const rotation = await oldClient.send(
         'POST',
@@ -74,14 +64,9 @@ describe('device status and certificate rotation', () => {
         replaces: oldCert.fingerprint,
       });
       // A retry of the same submission is harmless.
-      const retry = await oldClient.send(
-        'POST',
-        nextCert.certPem,
-        { 'content-type': 'application/x-pem-file' },
-        '/device_endpoint/rotate',
-      );
+      const retry = await rotate(oldClient, nextCert.certPem);
       expect(retry.status).to.equal(202);
-      const pending = (await admin.get(`/v1/devices/${oldCert.fingerprint}`)).json;
+      const pending = (await fg.admin.get(`/v1/devices/${oldCert.fingerprint}`)).json;
       expect(pending.pendingCertificate.fingerprint).to.equal(nextCert.fingerprint);
       expect(pending.certificate.fingerprint).to.equal(oldCert.fingerprint);
 
@@ -110,7 +95,7 @@ describe('device status and certificate rotation', () => {
       expect((await oldClient.send('GET')).json.status).to.equal('retired');
       expect((await oldClient.bind(psk)).json.code).to.equal('certificate_retired');
 
-      const device = (await admin.get(`/v1/devices/${nextCert.fingerprint}`)).json;
+      const device = (await fg.admin.get(`/v1/devices/${nextCert.fingerprint}`)).json;
       expect(device.id).to.equal(deviceId);
       expect(device.certificate.fingerprint).to.equal(nextCert.fingerprint);
       expect(device.pendingCertificate).to.equal(null);
@@ -124,11 +109,12 @@ describe('device status and certificate rotation', () => {
         [oldCert.fingerprint]: 'retired',
         [nextCert.fingerprint]: 'active',
       });
-      const series = (await admin.get(`/v1/devices/${nextCert.fingerprint}/series`)).json.series;
+      const series = (await fg.admin.get(`/v1/devices/${nextCert.fingerprint}/series`)).json.series;
       expect(series).to.have.length(1);
       expect(series[0]).to.deep.include({ name: 'temp', points: 9 });
 
-      const audit = (await admin.get(`/v1/audit?fingerprint=${nextCert.fingerprint}`)).json.events;
+      const audit = (await fg.admin.get(`/v1/audit?fingerprint=${nextCert.fingerprint}`)).json
+        .events;
       const actions = audit.map((e: { action: string }) => e.action);
       expect(actions).to.include.members([
         'certificate.rotation_requested',
@@ -146,57 +132,47 @@ describe('device status and certificate rotation', () => {
   it('refuses certificates known elsewhere with 409 and bad submissions with 4xx', async () => {
     const mine = newDevice();
     const someoneElse = newDevice();
-    const client = await boundDevice(server, mine, psk);
-    await (await boundDevice(server, someoneElse, psk)).close();
-    const rotate = (body: string, type = 'application/x-pem-file') =>
+    const client = await boundDevice(fg.server, mine, psk);
+    await (await boundDevice(fg.server, someoneElse, psk)).close();
+    const submit = (body: string, type = 'application/x-pem-file') =>
       client.send('POST', body, { 'content-type': type }, '/device_endpoint/rotate');
     try {
-      const taken = await rotate(someoneElse.certPem);
+      const taken = await submit(someoneElse.certPem);
       expect(taken.status).to.equal(409);
       expect(taken.json.code).to.equal('certificate_already_known');
-      expect((await rotate(mine.certPem)).status).to.equal(409);
-      const garbage = await rotate(
+      expect((await submit(mine.certPem)).status).to.equal(409);
+      const garbage = await submit(
         '-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n',
       );
       expect(garbage.status).to.equal(400);
       expect(garbage.json.code).to.equal('malformed_certificate');
-      const withKey = await rotate(`${newDevice().certPem}\n${mine.keyPem}`);
+      const withKey = await submit(`${newDevice().certPem}\n${mine.keyPem}`);
       expect(withKey.status).to.equal(400);
       const expired = newDevice({
         notBefore: new Date(Date.now() - 2 * 86_400_000),
         notAfter: new Date(Date.now() - 86_400_000),
       });
-      const old = await rotate(expired.certPem);
+      const old = await submit(expired.certPem);
       expect(old.status).to.equal(400);
       expect(old.json.code).to.equal('unacceptable_certificate');
-      expect((await rotate(JSON.stringify({ cert: 'x' }), 'application/json')).json.code).to.equal(
+      expect((await submit(JSON.stringify({ cert: 'x' }), 'application/json')).json.code).to.equal(
         'invalid_rotation_request',
       );
-      expect((await rotate('x', 'image/png')).status).to.equal(415);
+      expect((await submit('x', 'image/png')).status).to.equal(415);
       expect((await client.send('GET', undefined, {}, '/device_endpoint/rotate')).status).to.equal(
         405,
       );
 
       // Another device's pending certificate is also "known elsewhere".
       const contested = newDevice();
-      expect((await rotate(contested.certPem)).status).to.equal(202);
-      const rival = new DeviceClient(server, someoneElse);
-      const second = await rival.send(
-        'POST',
-        contested.certPem,
-        { 'content-type': 'application/x-pem-file' },
-        '/device_endpoint/rotate',
-      );
+      expect((await submit(contested.certPem)).status).to.equal(202);
+      const rival = new DeviceClient(fg.server, someoneElse);
+      const second = await rotate(rival, contested.certPem);
       expect(second.status).to.equal(409);
       await rival.close();
       // And an unbound certificate cannot rotate at all.
-      const stranger = new DeviceClient(server, newDevice());
-      const unbound = await stranger.send(
-        'POST',
-        newDevice().certPem,
-        { 'content-type': 'application/x-pem-file' },
-        '/device_endpoint/rotate',
-      );
+      const stranger = new DeviceClient(fg.server, newDevice());
+      const unbound = await rotate(stranger, newDevice().certPem);
       expect(unbound.status).to.equal(403);
       expect(unbound.json.code).to.equal('certificate_not_bound');
       await stranger.close();
@@ -206,13 +182,13 @@ describe('device status and certificate rotation', () => {
   });
 
   it('works end to end with curl --cert', async () => {
-    const dir = fs.mkdtempSync(path.join(db.workDir, 'curl-'));
+    const dir = fs.mkdtempSync(path.join(fg.db.workDir, 'curl-'));
     const write = (name: string, text: string) => {
       const file = path.join(dir, name);
       fs.writeFileSync(file, text, { mode: 0o600 });
       return file;
     };
-    const ca = write('ca.crt', server.caPem);
+    const ca = write('ca.crt', fg.server.caPem);
     const current = newDevice();
     const next = newDevice();
     const files = {
@@ -237,7 +213,7 @@ describe('device status and certificate rotation', () => {
       const lines = stdout.trimEnd().split('\n');
       return { status: Number(lines.pop()), json: JSON.parse(lines.join('\n') || 'null') };
     };
-    const url = `${server.baseUrl}/device_endpoint`;
+    const url = `${fg.server.baseUrl}/device_endpoint`;
     expect((await curl(files.cert, files.key, [url])).json.status).to.equal('unbound');
     const bound = await curl(files.cert, files.key, [
       '-H',
@@ -270,34 +246,16 @@ describe('device status and certificate rotation', () => {
 });
 
 describe('certificate rotation with a grace period', () => {
-  let db: TestDatabase;
-  let server: FleetgateProcess;
-  let admin: AdminClient;
-
-  before(async () => {
-    db = await createTestDatabase();
-    server = await startFleetgate(db, { FLEETGATE_ROTATION_GRACE_MS: String(3_600_000) });
-    admin = new AdminClient(server);
-  });
-  after(async () => {
-    await admin?.close();
-    await server?.stop();
-    await db?.drop();
-  });
+  const fg = useFleetgate({ FLEETGATE_ROTATION_GRACE_MS: String(3_600_000) });
 
   it('keeps the old certificate working until the grace period ends', async () => {
-    const psk = await admin.identityWithPsk('graceful');
+    const psk = await fg.admin.identityWithPsk('graceful');
     const oldCert: TestDevice = newDevice();
     const nextCert = newDevice();
-    const oldClient = await boundDevice(server, oldCert, psk);
-    const newClient = new DeviceClient(server, nextCert);
+    const oldClient = await boundDevice(fg.server, oldCert, psk);
+    const newClient = new DeviceClient(fg.server, nextCert);
     try {
-      await oldClient.send(
-        'POST',
-        nextCert.certPem,
-        { 'content-type': 'application/x-pem-file' },
-        '/device_endpoint/rotate',
-      );
+      await rotate(oldClient, nextCert.certPem);
       expect((await newClient.send('GET')).json.status).to.equal('active');
       const stillOk = await oldClient.upload([
         { name: 'temp', content: points(1_700_000_000_000, 2) },
@@ -307,12 +265,7 @@ describe('certificate rotation with a grace period', () => {
       expect(status.json.status).to.equal('active');
       expect(Date.parse(status.json.retiredAt) - Date.now()).to.be.within(3_500_000, 3_600_000);
       // During the grace period only the newest certificate may rotate again.
-      const again = await oldClient.send(
-        'POST',
-        newDevice().certPem,
-        { 'content-type': 'application/x-pem-file' },
-        '/device_endpoint/rotate',
-      );
+      const again = await rotate(oldClient, newDevice().certPem);
       expect(again.status).to.equal(403);
       expect(again.json.code).to.equal('certificate_retiring');
     } finally {

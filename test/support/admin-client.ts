@@ -1,6 +1,7 @@
 import { Agent, request } from 'undici';
 import { DeviceClient, type Answer, type TestDevice } from './device-client.js';
-import type { FleetgateProcess } from './fleetgate-process.js';
+import { startFleetgate, type FleetgateProcess } from './fleetgate-process.js';
+import { createTestDatabase, type TestDatabase } from './test-database.js';
 
 /** A client of the admin API, as an operator's script would be. */
 export class AdminClient {
@@ -85,4 +86,29 @@ export async function boundDevice(
   const bound = await client.bind(psk);
   if (bound.status !== 200) throw new Error(`bind: ${bound.status} ${bound.text}`);
   return client;
+}
+
+export interface FleetgateFixture {
+  db: TestDatabase;
+  server: FleetgateProcess;
+  admin: AdminClient;
+}
+
+/**
+ * Registers mocha hooks that give the enclosing suite its own database, a
+ * running fleetgate and an admin client, and tear all three down afterwards.
+ */
+export function useFleetgate(env: Record<string, string> = {}): FleetgateFixture {
+  const fixture = {} as FleetgateFixture;
+  before(async () => {
+    fixture.db = await createTestDatabase();
+    fixture.server = await startFleetgate(fixture.db, env);
+    fixture.admin = new AdminClient(fixture.server);
+  });
+  after(async () => {
+    await fixture.admin?.close();
+    await fixture.server?.stop();
+    await fixture.db?.drop();
+  });
+  return fixture;
 }
