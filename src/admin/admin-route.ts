@@ -34,6 +34,8 @@ export interface AdminRoute {
   body?: z.ZodType;
   /** Status code to description of the success answers. */
   responses: Record<number, string>;
+  /** The JSON shape of the success answer, for the document. */
+  response?: z.ZodType;
   /** Content types of the success answer; JSON when absent. */
   produces?: string[];
   handle(
@@ -58,6 +60,7 @@ export function adminRoute<
   query?: Q;
   body?: B;
   responses: Record<number, string>;
+  response?: z.ZodType;
   produces?: string[];
   handle(
     ctx: AdminContext,

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { AUDIT_ACTIONS, readAuditLog } from '../audit/audit.service.js';
+import { AuditPage } from './response-schemas.js';
 import { adminRoute, limitQuery } from './admin-route.js';
 
 export const auditRoutes = [
@@ -22,6 +23,7 @@ export const auditRoutes = [
         .optional()
         .describe('nextCursor of the previous page'),
     }),
+    response: AuditPage,
     responses: { 200: '`{"events": [AuditEvent], "nextCursor": string | null}`' },
     async handle({ db }, { query }, _req, res) {
       res.json(

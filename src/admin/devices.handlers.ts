@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { listDevices, revokeDevice, showDevice } from '../devices/device.service.js';
 import { adminRoute, fingerprintParam, identityNameParam, limitQuery } from './admin-route.js';
+import { Device, DevicePage } from './response-schemas.js';
 
 export const deviceRoutes = [
   adminRoute({
@@ -17,6 +18,7 @@ export const deviceRoutes = [
         .optional()
         .describe('nextCursor of the previous page'),
     }),
+    response: DevicePage,
     responses: {
       200: '`{"devices": [Device], "nextCursor": string | null}`',
       404: 'no such identity',
@@ -36,6 +38,7 @@ export const deviceRoutes = [
     summary: 'Show a device with all its certificates (current, pending, retired)',
     tag: 'devices',
     params: fingerprintParam,
+    response: Device,
     responses: { 200: 'the Device', 404: 'no device has this certificate' },
     async handle({ db }, { params }, _req, res) {
       res.json(await showDevice(db, params.fingerprint));
@@ -50,6 +53,7 @@ export const deviceRoutes = [
     body: z
       .strictObject({ reason: z.string().max(500).optional().describe('kept in the audit log') })
       .optional(),
+    response: Device,
     responses: { 200: 'the revoked Device', 404: 'no such device', 409: 'already revoked' },
     async handle({ db }, { params, body, actor }, _req, res) {
       res.json(await revokeDevice(db, params.fingerprint, body?.reason ?? null, actor));

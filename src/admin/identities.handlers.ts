@@ -7,6 +7,7 @@ import {
   showIdentity,
 } from '../identities/identity.service.js';
 import { adminRoute, identityNameParam } from './admin-route.js';
+import { Identity, IdentityList } from './response-schemas.js';
 
 const maxDevices = z
   .number()
@@ -24,6 +25,7 @@ export const identityRoutes = [
     path: '/v1/identities',
     summary: 'List identities with their device counts and limits',
     tag: 'identities',
+    response: IdentityList,
     responses: { 200: '`{"identities": [Identity]}`' },
     async handle({ db }, _input, _req, res) {
       res.json({ identities: await listIdentities(db) });
@@ -35,6 +37,7 @@ export const identityRoutes = [
     summary: 'Create an identity (a customer, an account)',
     tag: 'identities',
     body: z.strictObject({ name: z.string(), maxDevices: maxDevices.optional() }),
+    response: Identity,
     responses: { 201: 'the new Identity', 409: 'an identity of that name exists' },
     async handle({ db }, { body, actor }, _req, res) {
       await createIdentity(db, body.name, actor, { maxDevices: body.maxDevices });
@@ -47,6 +50,7 @@ export const identityRoutes = [
     summary: 'Show one identity: status, device count, limit',
     tag: 'identities',
     params: identityNameParam,
+    response: Identity,
     responses: { 200: 'the Identity', 404: 'no such identity' },
     async handle({ db }, { params }, _req, res) {
       res.json(await showIdentity(db, params.name));
@@ -59,6 +63,7 @@ export const identityRoutes = [
     tag: 'identities',
     params: identityNameParam,
     body: z.strictObject({ maxDevices }),
+    response: Identity,
     responses: { 200: 'the updated Identity', 404: 'no such identity' },
     async handle({ db }, { params, body, actor }, _req, res) {
       res.json(await setIdentityDeviceLimit(db, params.name, body.maxDevices, actor));
@@ -70,6 +75,7 @@ export const identityRoutes = [
     summary: 'Disable an identity: its devices and PSKs are refused until it is enabled',
     tag: 'identities',
     params: identityNameParam,
+    response: Identity,
     responses: { 200: 'the updated Identity', 404: 'no such identity' },
     async handle({ db }, { params, actor }, _req, res) {
       res.json(await setIdentityDisabled(db, params.name, true, actor));
@@ -81,6 +87,7 @@ export const identityRoutes = [
     summary: 'Enable a disabled identity again',
     tag: 'identities',
     params: identityNameParam,
+    response: Identity,
     responses: { 200: 'the updated Identity', 404: 'no such identity' },
     async handle({ db }, { params, actor }, _req, res) {
       res.json(await setIdentityDisabled(db, params.name, false, actor));

@@ -9,10 +9,11 @@ type JsonObject = Record<string, unknown>;
  */
 export function buildOpenApiDocument(routes: readonly AdminRoute[]): JsonObject {
   const paths: Record<string, JsonObject> = {};
+  const schemas: Record<string, unknown> = {};
   for (const route of routes) {
     const path = route.path.replace(/:(\w+)/g, '{$1}');
     paths[path] ??= {};
-    paths[path][route.method] = operation(route);
+    paths[path][route.method] = operation(route, schemas);
   }
   return {
     openapi: '3.1.0',
@@ -27,6 +28,7 @@ export function buildOpenApiDocument(routes: readonly AdminRoute[]): JsonObject 
     components: {
       securitySchemes: { adminToken: { type: 'http', scheme: 'bearer' } },
       schemas: {
+        ...schemas,
         Error: {
           type: 'object',
           required: ['error', 'code'],
@@ -42,7 +44,9 @@ export function buildOpenApiDocument(routes: readonly AdminRoute[]): JsonObject 
   };
 }
 
-function operation(route: AdminRoute): JsonObject {
+function operation(route: AdminRoute, components: Record<string, unknown>): JsonObject {
+  const toSchema = (schema: z.ZodType, io: 'input' | 'output') =>
+    jsonSchema(schema, io, components);
   const errorResponse = (description: string) => ({
     description,
     content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
@@ -55,7 +59,12 @@ function operation(route: AdminRoute): JsonObject {
         : {
             description,
             content: Object.fromEntries(
-              (route.produces ?? ['application/json']).map((type) => [type, {}]),
+              (route.produces ?? ['application/json']).map((type) => [
+                type,
+                type === 'application/json' && route.response
+                  ? { schema: toSchema(route.response, 'output') }
+                  : {},
+              ]),
             ),
           };
   }
@@ -65,12 +74,15 @@ function operation(route: AdminRoute): JsonObject {
     summary: route.summary,
     tags: [route.tag],
     operationId: `${route.method}${route.path.replace(/\/:?(\w)/g, (_m, c: string) => c.toUpperCase()).replace(/\W/g, '')}`,
-    parameters: [...parameters(route.params, 'path'), ...parameters(route.query, 'query')],
+    parameters: [
+      ...parameters(route.params, 'path', toSchema),
+      ...parameters(route.query, 'query', toSchema),
+    ],
     ...(route.body
       ? {
           requestBody: {
             required: !route.body.safeParse(undefined).success,
-            content: { 'application/json': { schema: jsonSchema(route.body) } },
+            content: { 'application/json': { schema: toSchema(route.body, 'input') } },
           },
         }
       : {}),
@@ -78,11 +90,15 @@ function operation(route: AdminRoute): JsonObject {
   };
 }
 
-function parameters(schema: z.ZodObject | undefined, where: 'path' | 'query'): JsonObject[] {
+function parameters(
+  schema: z.ZodObject | undefined,
+  where: 'path' | 'query',
+  toSchema: (schema: z.ZodType, io: 'input') => JsonObject,
+): JsonObject[] {
   if (!schema) return [];
   return Object.entries(schema.shape).map(([name, field]) => {
     const type = field as z.ZodType;
-    const json = jsonSchema(type);
+    const json = toSchema(type, 'input');
     return {
       name,
       in: where,
@@ -93,11 +109,25 @@ function parameters(schema: z.ZodObject | undefined, where: 'path' | 'query'): J
   });
 }
 
-function jsonSchema(schema: z.ZodType): JsonObject {
-  const rest = z.toJSONSchema(schema, {
-    io: 'input',
-    unrepresentable: 'any',
-  }) as JsonObject;
-  delete rest.$schema;
-  return rest;
+/**
+ * JSON Schema of a zod schema; named schemas (`.meta({ id })`) move from the
+ * schema's own $defs into components.schemas and are referenced from there.
+ */
+function jsonSchema(
+  schema: z.ZodType,
+  io: 'input' | 'output',
+  components: Record<string, unknown>,
+): JsonObject {
+  const json = z.toJSONSchema(schema, { io, unrepresentable: 'any' }) as JsonObject;
+  delete json.$schema;
+  const defs = (json.$defs ?? {}) as Record<string, unknown>;
+  delete json.$defs;
+  for (const [id, def] of Object.entries(defs)) components[id] = pointAtComponents(def);
+  return pointAtComponents(json) as JsonObject;
+}
+
+function pointAtComponents(value: unknown): unknown {
+  return JSON.parse(
+    JSON.stringify(value).replaceAll('"#/$defs/', '"#/components/schemas/'),
+  ) as unknown;
 }

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { parseDuration } from '../psks/duration.js';
 import { issuePsk, listPsks, revokePsk } from '../psks/psk.service.js';
 import { adminRoute, identityNameParam } from './admin-route.js';
+import { IssuedPsk, Psk, PskList } from './response-schemas.js';
 
 export const pskRoutes = [
   adminRoute({
@@ -10,6 +11,7 @@ export const pskRoutes = [
     summary: "List an identity's PSKs (never the secret: id, prefix, uses, limit, expiry)",
     tag: 'psks',
     params: identityNameParam,
+    response: PskList,
     responses: { 200: '`{"psks": [Psk]}`', 404: 'no such identity' },
     async handle({ db }, { params }, _req, res) {
       res.json({ psks: await listPsks(db, params.name) });
@@ -28,6 +30,7 @@ export const pskRoutes = [
         singleUse: z.boolean().optional().describe('binds exactly one device'),
       })
       .optional(),
+    response: IssuedPsk,
     responses: { 201: '`{"secret": "fgpsk_...", "psk": Psk}`', 404: 'no such identity' },
     async handle({ db }, { params, body, actor }, _req, res) {
       const issued = await issuePsk(db, params.name, actor, {
@@ -45,6 +48,7 @@ export const pskRoutes = [
     summary: 'Revoke a PSK; devices already bound with it keep working',
     tag: 'psks',
     params: z.object({ id: z.coerce.number().int().min(1).describe('PSK id') }),
+    response: Psk,
     responses: { 200: 'the revoked Psk', 404: 'no such PSK', 409: 'already revoked' },
     async handle({ db }, { params, actor }, _req, res) {
       res.json(await revokePsk(db, params.id, actor));

@@ -12,6 +12,7 @@ import {
   toCsv,
   type SeriesQuery,
 } from '../series/series.service.js';
+import { SeriesList, SeriesPage } from './response-schemas.js';
 import { adminRoute, fingerprintParam } from './admin-route.js';
 
 const pointsQuery = z.object({
@@ -43,6 +44,7 @@ export const seriesRoutes = [
     summary: "List a device's series with point count, first and last timestamp",
     tag: 'data',
     params: fingerprintParam,
+    response: SeriesList,
     responses: { 200: '`{"series": [{name, points, first, last, firstEpochMs, lastEpochMs}]}`' },
     async handle({ db }, { params }, _req, res) {
       res.json({ series: await listSeries(db, params.fingerprint) });
@@ -57,6 +59,7 @@ export const seriesRoutes = [
     params: fingerprintParam,
     query: pointsQuery,
     produces: ['application/json', 'text/csv'],
+    response: SeriesPage,
     responses: {
       200: 'JSON `{"series", "points": [{t, v}] or "buckets": [{t, count, avg, min, max}], "nextCursor"}`; CSV lines `epoch_ms,value` (buckets: with a header), next page cursor in the X-Next-Cursor header',
       404: 'no such device or series',

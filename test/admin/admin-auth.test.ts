@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { ADMIN_ROUTES } from '../../src/admin/admin.routes.js';
-import { AdminClient, useFleetgate } from '../support/admin-client.js';
+import { AdminClient, boundDevice, useFleetgate } from '../support/admin-client.js';
 import { DeviceClient, newDevice } from '../support/device-client.js';
 import { startFleetgate } from '../support/fleetgate-process.js';
 import {
@@ -136,6 +136,53 @@ describe('admin API: authentication and the OpenAPI document', () => {
       ]);
     } finally {
       await anonymous.close();
+    }
+  });
+});
+
+describe('admin API: answers match the documented schemas', () => {
+  const fg = useFleetgate();
+
+  it('returns, for every JSON route, what the OpenAPI document says', async () => {
+    const { admin, server } = fg;
+    const psk = await admin.identityWithPsk('documented', 10);
+    const device = newDevice();
+    const client = await boundDevice(server, device, psk);
+    await client.upload([{ name: 'temp', content: '1700000000000,1\n1700000060000,2' }]);
+    await client.close();
+    const psks = (await admin.get('/v1/identities/documented/psks')).json.psks;
+    const values: Record<string, string> = {
+      name: 'documented',
+      fingerprint: device.fingerprint,
+      id: String(psks[0].id),
+    };
+    const doc = (await admin.get('/openapi.json')).json;
+    const resolve = (ref: string) =>
+      doc.components.schemas[ref.replace('#/components/schemas/', '')];
+    // Reads first, then the changes (revocations last, in declaration order).
+    const reads = ADMIN_ROUTES.filter((r) => r.method === 'get');
+    for (const route of [...reads, ...ADMIN_ROUTES.filter((r) => r.method !== 'get')]) {
+      const path = route.path.replace(/:(\w+)/g, (_m, key: string) => values[key]!);
+      const query = route.path.endsWith('/points') ? '?series=temp' : '';
+      const method = route.method.toUpperCase() as 'GET' | 'POST' | 'PATCH';
+      const body =
+        route.method === 'patch'
+          ? { maxDevices: 20 }
+          : route.method === 'post' && route.path === '/v1/identities'
+            ? { name: 'second' }
+            : undefined;
+      const answer = await admin.send(method, `${path}${query}`, body);
+      const label = `${method} ${route.path}`;
+      expect(answer.status, `${label}: ${answer.text}`).to.be.oneOf([200, 201, 202]);
+      expect(route.response, label).to.not.equal(undefined);
+      const parsed = route.response!.safeParse(answer.json);
+      expect(parsed.success, `${label}: ${JSON.stringify(parsed.error?.issues)}`).to.equal(true);
+      const documented = doc.paths[route.path.replace(/:(\w+)/g, '{$1}')][route.method];
+      const success = Object.keys(documented.responses).find((s) => s.startsWith('2'))!;
+      const schema = documented.responses[success].content['application/json'].schema;
+      expect(schema, label).to.be.an('object');
+      const refs = JSON.stringify(schema).match(/#\/components\/schemas\/\w+/g) ?? [];
+      for (const ref of refs) expect(resolve(ref), `${label} ${ref}`).to.be.an('object');
     }
   });
 });
