@@ -1,7 +1,7 @@
 import type { Request, Response } from 'express';
 import type { Kysely } from 'kysely';
 import { z } from 'zod';
-import type { Actor } from '../audit/audit.service.js';
+import type { Actor } from '../audit/actor.js';
 import type { Config } from '../config/config.js';
 import type { Database } from '../db/schema.js';
 import { badRequest } from '../http/app-error.js';

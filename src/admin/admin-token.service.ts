@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { insertAuditEvent } from '../audit/audit.repository.js';
-import type { Actor } from '../audit/audit.service.js';
+import type { Actor } from '../audit/actor.js';
 import type { Database } from '../db/schema.js';
 import { findAdminTokenHash, insertAdminTokenHash } from './admin-token.repository.js';
 

@@ -1,5 +1,5 @@
 import express, { Router, type NextFunction, type Request, type Response } from 'express';
-import type { Actor } from '../audit/audit.service.js';
+import type { Actor } from '../audit/actor.js';
 import { AppError } from '../http/app-error.js';
 import { requireAdminToken } from './admin-auth.js';
 import { parseInput, type AdminContext, type AdminRoute } from './admin-route.js';
@@ -47,6 +47,7 @@ export function adminRoutes(ctx: AdminContext): Router {
       } catch (err) {
         return next(err);
       }
+      // Parsed by the route's own schemas just above: the types adminRoute() declared hold.
       route.handle(ctx, input as never, req, res).catch(next);
     });
   }

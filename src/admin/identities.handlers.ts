@@ -40,7 +40,7 @@ export const identityRoutes = [
     response: Identity,
     responses: { 201: 'the new Identity', 409: 'an identity of that name exists' },
     async handle({ db }, { body, actor }, _req, res) {
-      await createIdentity(db, body.name, actor, { maxDevices: body.maxDevices });
+      await createIdentity(db, body.name, { maxDevices: body.maxDevices, actor });
       res.status(201).json(await showIdentity(db, body.name));
     },
   }),

@@ -33,7 +33,8 @@ export const pskRoutes = [
     response: IssuedPsk,
     responses: { 201: '`{"secret": "fgpsk_...", "psk": Psk}`', 404: 'no such identity' },
     async handle({ db }, { params, body, actor }, _req, res) {
-      const issued = await issuePsk(db, params.name, actor, {
+      const issued = await issuePsk(db, params.name, {
+        actor,
         maxDevices: body?.maxDevices,
         expiresInMs: body?.expiresIn === undefined ? undefined : parseDuration(body.expiresIn),
         singleUse: body?.singleUse,

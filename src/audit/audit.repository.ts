@@ -73,7 +73,7 @@ export async function listAuditEvents(
   if (filter.identityId !== undefined) query = query.where('a.identity_id', '=', filter.identityId);
   if (filter.deviceId !== undefined) query = query.where('a.device_id', '=', filter.deviceId);
   if (filter.action !== undefined) query = query.where('a.action', '=', filter.action);
-  if (filter.beforeId !== undefined) query = query.where('a.id', '<', filter.beforeId as never);
+  if (filter.beforeId !== undefined) query = query.where('a.id', '<', filter.beforeId);
   const rows = await query.orderBy('a.id', 'desc').limit(filter.limit).execute();
   return rows.map((row) => ({ ...row, id: String(row.id) }));
 }

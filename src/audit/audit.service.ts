@@ -4,15 +4,6 @@ import { requireDeviceByFingerprint } from '../devices/device.service.js';
 import { requireIdentity } from '../identities/identity.service.js';
 import { listAuditEvents, type AuditEventRow } from './audit.repository.js';
 
-/** Who did something and from where; every audited service call takes one. */
-export interface Actor {
-  /** `device`, `admin-api`, `cli`, or `server` (first-start token generation). */
-  kind: 'device' | 'admin-api' | 'cli' | 'server';
-  remoteAddress: string | null;
-}
-
-export const CLI_ACTOR: Actor = Object.freeze({ kind: 'cli', remoteAddress: null });
-
 export const AUDIT_ACTIONS = [
   'identity.created',
   'identity.updated',

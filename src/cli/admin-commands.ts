@@ -1,7 +1,8 @@
 import type { Writable } from 'node:stream';
 import type { Kysely } from 'kysely';
 import { resetAdminToken } from '../admin/admin-token.service.js';
-import { CLI_ACTOR, readAuditLog } from '../audit/audit.service.js';
+import { CLI_ACTOR } from '../audit/actor.js';
+import { readAuditLog } from '../audit/audit.service.js';
 import type { Database } from '../db/schema.js';
 import { migrateToLatest } from '../db/migrate.js';
 import {
@@ -59,7 +60,8 @@ export const adminCommands: Record<string, AdminCommand> = {
   },
 
   async 'identity.create'(db, args, out) {
-    const identity = await createIdentity(db, str(args, 'name'), CLI_ACTOR, {
+    const identity = await createIdentity(db, str(args, 'name'), {
+      actor: CLI_ACTOR,
       maxDevices: optionalNumber(args, 'maxDevices'),
     });
     await writeOut(out, `created identity ${identity.name}\n`);
@@ -99,7 +101,8 @@ export const adminCommands: Record<string, AdminCommand> = {
   },
 
   async 'psk.issue'(db, args, out) {
-    const { secret } = await issuePsk(db, str(args, 'identity'), CLI_ACTOR, {
+    const { secret } = await issuePsk(db, str(args, 'identity'), {
+      actor: CLI_ACTOR,
       maxDevices: optionalNumber(args, 'maxDevices'),
       expiresInMs: args.expiresIn === undefined ? undefined : parseDuration(str(args, 'expiresIn')),
       singleUse: args.singleUse === true,

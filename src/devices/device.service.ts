@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import { insertAuditEvent } from '../audit/audit.repository.js';
-import type { Actor } from '../audit/audit.service.js';
+import type { Actor } from '../audit/actor.js';
 import type { Database } from '../db/schema.js';
 import { badRequest, conflict, notFound } from '../http/app-error.js';
 import { findIdentityById, findIdentityByName } from '../identities/identity.repository.js';

@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import { insertAuditEvent } from '../audit/audit.repository.js';
-import type { Actor } from '../audit/audit.service.js';
+import { CLI_ACTOR, type Actor } from '../audit/actor.js';
 import { AppError, badRequest, conflict, notFound } from '../http/app-error.js';
 import { isUniqueViolation } from '../db/errors.js';
 import type { Database } from '../db/schema.js';
@@ -44,12 +44,18 @@ export interface IdentityView {
   psks: number;
 }
 
+export interface CreateIdentityOptions {
+  maxDevices?: number | null;
+  /** Who asks, for the audit log; the CLI when not said. */
+  actor?: Actor;
+}
+
 export async function createIdentity(
   db: Kysely<Database>,
   name: string,
-  actor: Actor,
-  options: { maxDevices?: number | null } = {},
+  options: CreateIdentityOptions = {},
 ): Promise<IdentityRow> {
+  const actor = options.actor ?? CLI_ACTOR;
   assertIdentityName(name);
   assertDeviceLimit(options.maxDevices);
   try {

@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import { insertAuditEvent } from '../audit/audit.repository.js';
-import type { Actor } from '../audit/audit.service.js';
+import { CLI_ACTOR, type Actor } from '../audit/actor.js';
 import { badRequest, conflict, notFound } from '../http/app-error.js';
 import type { Database } from '../db/schema.js';
 import { findIdentityById } from '../identities/identity.repository.js';
@@ -19,6 +19,8 @@ export interface IssuePskOptions {
   expiresInMs?: number;
   /** Binds exactly one device, then is used up (the same as a limit of 1). */
   singleUse?: boolean;
+  /** Who asks, for the audit log; the CLI when not said. */
+  actor?: Actor;
 }
 
 export interface IssuedPsk {
@@ -46,9 +48,9 @@ export interface PskView {
 export async function issuePsk(
   db: Kysely<Database>,
   identityName: string,
-  actor: Actor,
   options: IssuePskOptions = {},
 ): Promise<IssuedPsk> {
+  const actor = options.actor ?? CLI_ACTOR;
   assertDeviceLimit(options.maxDevices);
   if (options.singleUse && options.maxDevices !== undefined && options.maxDevices !== 1) {
     throw badRequest('invalid_max_devices', 'a single-use PSK binds exactly one device');
