@@ -8,6 +8,26 @@ import { writeDeviceCertificate } from '../tls/dev-certificates.js';
 import { runAdminCommand } from './admin-runner.js';
 import type { AdminArgs } from './admin-commands.js';
 
+interface ServeOptions {
+  port?: string;
+  host?: string;
+  migrate: boolean;
+  adminPort?: string;
+  adminHost?: string;
+}
+
+interface JsonOption {
+  json?: boolean;
+}
+
+interface QueryOptions extends JsonOption {
+  from?: string;
+  to?: string;
+  bucket?: string;
+  limit?: number;
+  cursor?: string;
+}
+
 /** `fleetgate`: command names and flags here are a contract with users' scripts. */
 const program = new Command('fleetgate')
   .description('Device endpoint for IoT fleets: mTLS certificate binding and time-series ingest')
@@ -198,26 +218,6 @@ certs
       `certificate: ${written.certPath}\nkey:         ${written.keyPath}\nfingerprint: ${written.fingerprint}\n`,
     );
   });
-
-interface ServeOptions {
-  port?: string;
-  host?: string;
-  migrate: boolean;
-  adminPort?: string;
-  adminHost?: string;
-}
-
-interface JsonOption {
-  json?: boolean;
-}
-
-interface QueryOptions extends JsonOption {
-  from?: string;
-  to?: string;
-  bucket?: string;
-  limit?: number;
-  cursor?: string;
-}
 
 async function admin(command: string, args: AdminArgs, overrides: ConfigOverrides = {}) {
   const config = loadConfig(process.env, overrides);

@@ -28,8 +28,7 @@ export async function startControlSocket(
       .then(async ({ command, args }) => {
         const run = adminCommands[command];
         if (!run) throw Object.assign(new Error(`unknown command ${command}`), { status: 404 });
-        // Headers go out with the first byte of output, so a command that fails
-        // before printing anything still reaches the CLI as a proper error.
+        // Headers go out with the first output, so an error before it still gets a status.
         res.setHeader('Content-Type', 'text/plain; charset=utf-8');
         await run(db, args, res);
         res.end();

@@ -110,7 +110,7 @@ async function bindInTransaction(
       `identity ${identity.name} has reached its limit of ${identity.max_devices} devices`,
     );
   }
-  const deviceId = await insertDeviceWithCertificate(trx, {
+  const created = await insertDeviceWithCertificate(trx, {
     identityId: psk.identity_id,
     pskId: psk.id,
     boundFrom: remoteAddress,
@@ -122,12 +122,17 @@ async function bindInTransaction(
     actor: 'device',
     identityId: identity.id,
     pskId: psk.id,
-    deviceId,
+    deviceId: created.id,
     fingerprint: certificate.fingerprint,
     remoteAddress,
     details: { subject: certificate.subject, serialNumber: certificate.serialNumber },
   });
-  return { status: 'bound', deviceId, identity: identity.name, boundAt: new Date() };
+  return {
+    status: 'bound',
+    deviceId: created.id,
+    identity: identity.name,
+    boundAt: created.boundAt,
+  };
 }
 
 /**

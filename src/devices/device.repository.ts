@@ -54,11 +54,11 @@ export interface NewDevice {
 export async function insertDeviceWithCertificate(
   db: Kysely<Database>,
   device: NewDevice,
-): Promise<number> {
-  const { id } = await db
+): Promise<{ id: number; boundAt: Date }> {
+  const { id, bound_at: boundAt } = await db
     .insertInto('devices')
     .values({ identity_id: device.identityId, psk_id: device.pskId, bound_from: device.boundFrom })
-    .returning('id')
+    .returning(['id', 'bound_at'])
     .executeTakeFirstOrThrow();
   const cert = device.certificate;
   await db
@@ -74,7 +74,7 @@ export async function insertDeviceWithCertificate(
       activated_at: new Date(),
     })
     .execute();
-  return id;
+  return { id, boundAt };
 }
 
 export async function touchLastSeen(db: Kysely<Database>, deviceId: number): Promise<void> {

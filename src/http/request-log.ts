@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import type { RequestHandler } from 'express';
 import type { Logger } from 'pino';
 
@@ -7,7 +8,14 @@ import type { Logger } from 'pino';
  * Never bodies or headers: bind bodies carry PSKs, admin answers carry new
  * PSKs, and admin requests carry the bearer token.
  */
-export function requestLog(log: Logger, message: string, extra: object = {}): RequestHandler {
+export function requestLog(
+  log: Logger,
+  message: string,
+  extra: object = {},
+  /** Where the client is; behind a proxy, not the socket's peer. */
+  addressOf: (req: IncomingMessage) => string | null | undefined = (req) =>
+    req.socket.remoteAddress,
+): RequestHandler {
   return (req, res, next) => {
     const started = process.hrtime.bigint();
     res.locals.requestId = crypto.randomUUID();
@@ -20,7 +28,7 @@ export function requestLog(log: Logger, message: string, extra: object = {}): Re
           path: req.path,
           status: res.statusCode,
           ms: Number(process.hrtime.bigint() - started) / 1e6,
-          remote: req.socket.remoteAddress,
+          remote: addressOf(req),
           ...extra,
         },
         message,

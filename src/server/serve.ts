@@ -1,8 +1,8 @@
-import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { sql } from 'kysely';
 import type { Logger } from 'pino';
+import { startAdminListener } from '../admin/admin-server.js';
 import type { Config } from '../config/config.js';
 import { acquireDataDirLock } from '../control/data-dir-lock.js';
 import { startControlSocket } from '../control/control-socket.js';
@@ -10,19 +10,10 @@ import { openDatabase, type DatabaseHandle } from '../db/connect.js';
 import { isDatabaseUnavailable } from '../db/errors.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { createApp } from '../http/app.js';
-import { createAdminApp } from '../admin/admin-app.js';
-import { ensureAdminToken } from '../admin/admin-token.service.js';
-import {
-  adminHttpsOptions,
-  httpsOptions,
-  loadServerTlsMaterial,
-  type ServerTlsMaterial,
-} from './tls-options.js';
+import { httpsOptions, loadServerTlsMaterial } from './tls-options.js';
 
 export interface RunningServer {
   port: number;
-  /** Null when the admin listener is off. */
-  adminPort: number | null;
   close(): Promise<void>;
 }
 
@@ -50,79 +41,30 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       const control = await startControlSocket(config.dataDir, database.db, log);
       cleanups.push(() => new Promise<void>((resolve) => control.close(() => resolve())));
     }
-    const tls = loadServerTlsMaterial(config, log);
-    let adminPort: number | null = null;
-    if (config.admin.port !== 'off') {
-      const adminServer = await startAdminServer(database, config, config.admin.port, tls, log);
-      cleanups.push(() => closeHttpServer(adminServer));
-      adminPort = (adminServer.address() as AddressInfo).port;
-    }
-
+    // Before the device listener, so its log line comes first (the tests read both).
+    const admin = await startAdminListener(database.db, config, log);
+    if (admin) cleanups.push(admin.close);
     const app = createApp({ db: database.db, config, log });
-    const server = https.createServer(httpsOptions(tls, config), app);
+    const server = https.createServer(
+      httpsOptions(loadServerTlsMaterial(config, log), config),
+      app,
+    );
     server.on('tlsClientError', (err) => log.debug({ err: err.message }, 'TLS handshake failed'));
-    await listen(server, config.port, config.host);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.port, config.host, () => resolve());
+    });
     cleanups.push(() => closeHttpServer(server));
     const port = (server.address() as AddressInfo).port;
     log.info(
       { port, host: config.host, database: database.kind, location: database.location },
       `fleetgate listening on https://localhost:${port}/device_endpoint`,
     );
-    return { port, adminPort, close };
+    return { port, close };
   } catch (err) {
     await close();
     throw err;
   }
-}
-
-/**
- * The admin API listens apart from devices: plain HTTP on loopback (only this
- * machine reaches it), TLS with the server certificate anywhere else, since
- * the bearer token must never cross a network in clear.
- */
-async function startAdminServer(
-  database: DatabaseHandle,
-  config: Config,
-  port: number,
-  tls: ServerTlsMaterial,
-  log: Logger,
-): Promise<http.Server> {
-  const token = await ensureAdminToken(database.db, config.admin.token);
-  if (token.newToken) {
-    // Straight to the terminal, never through the logger: logs are shipped and kept.
-    process.stderr.write(
-      `\nfleetgate: generated the admin API token; it is shown this once, store it now:\n\n    ${token.newToken}\n\n` +
-        'fleetgate: set FLEETGATE_ADMIN_TOKEN instead, or replace it with `fleetgate admin-token reset`.\n\n',
-    );
-  }
-  const app = createAdminApp({ db: database.db, config }, log);
-  const secure = !isLoopback(config.admin.host);
-  const server = secure
-    ? https.createServer(adminHttpsOptions(tls, config), app)
-    : http.createServer({ headersTimeout: config.timeouts.headersMs }, app);
-  await listen(server, port, config.admin.host);
-  const adminPort = (server.address() as AddressInfo).port;
-  const scheme = secure ? 'https' : 'http';
-  log.info(
-    { adminPort, adminHost: config.admin.host, tls: secure, token: token.source },
-    `admin API listening on ${scheme}://${urlHost(config.admin.host)}:${adminPort}/`,
-  );
-  return server;
-}
-
-export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
-}
-
-function urlHost(host: string): string {
-  return host.includes(':') ? `[${host}]` : host;
-}
-
-function listen(server: http.Server, port: number, host: string): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve());
-  });
 }
 
 /**
@@ -152,7 +94,7 @@ async function waitForDatabase(database: DatabaseHandle, log: Logger): Promise<v
   }
 }
 
-function closeHttpServer(server: http.Server): Promise<void> {
+function closeHttpServer(server: https.Server): Promise<void> {
   return new Promise((resolve) => {
     server.close(() => resolve());
     server.closeIdleConnections();

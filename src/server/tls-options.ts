@@ -61,8 +61,3 @@ export function httpsOptions(material: ServerTlsMaterial, config: Config) {
     keepAliveTimeout: config.timeouts.keepAliveMs,
   };
 }
-
-/** The admin listener off loopback: the same certificate and TLS settings, no client certificate. */
-export function adminHttpsOptions(material: ServerTlsMaterial, config: Config) {
-  return { ...httpsOptions(material, config), requestCert: false };
-}

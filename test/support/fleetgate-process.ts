@@ -39,13 +39,8 @@ export async function startFleetgate(
   extraEnv: Record<string, string> = {},
   args: string[] = [],
 ): Promise<FleetgateProcess> {
-  const env: Record<string, string> = {
-    ...db.env,
-    FLEETGATE_LOG_LEVEL: 'info',
-    FLEETGATE_ADMIN_PORT: '0',
-    FLEETGATE_ADMIN_TOKEN: `fgadm_test_${crypto.randomBytes(24).toString('base64url')}`,
-    ...extraEnv,
-  };
+  extraEnv = { ...adminTestEnv(), ...extraEnv };
+  const env: Record<string, string> = { ...db.env, FLEETGATE_LOG_LEVEL: 'info', ...extraEnv };
   const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--host', '127.0.0.1', ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -69,21 +64,37 @@ export async function startFleetgate(
     });
   });
   const caPem = fs.readFileSync(path.join(env.FLEETGATE_CERTS_DIR!, 'dev-ca.crt'), 'utf8');
-  // Logged before the device listener's line, so it is already in the output.
-  const admin = /"adminPort":(\d+)[^\n]*"msg":"admin API listening on (https?):/.exec(output);
-  const adminPort = admin ? Number(admin[1]) : 0;
   return {
     port,
     baseUrl: `https://localhost:${port}`,
     caPem,
-    adminPort,
-    adminUrl: `${admin?.[2] ?? 'http'}://${admin?.[2] === 'https' ? 'localhost' : '127.0.0.1'}:${adminPort}`,
-    adminToken: env.FLEETGATE_ADMIN_TOKEN ?? '',
     env,
     child,
+    ...adminEndpoint(output, env),
     output: () => output,
     cli: (cliArgs) => runCli(env, cliArgs),
     stop: () => stopProcess(child),
+  };
+}
+
+/** The admin listener on a free port, with a token the test knows. */
+function adminTestEnv(): Record<string, string> {
+  return {
+    FLEETGATE_ADMIN_PORT: '0',
+    FLEETGATE_ADMIN_TOKEN: `fgadm_test_${crypto.randomBytes(24).toString('base64url')}`,
+  };
+}
+
+/** Where the admin API listens, from its log line (logged before the device listener's). */
+function adminEndpoint(output: string, env: Record<string, string>) {
+  const logged = /"adminPort":(\d+)[^\n]*"msg":"admin API listening on (https?):/.exec(output);
+  const scheme = logged?.[2] ?? 'http';
+  const adminPort = logged ? Number(logged[1]) : 0;
+  return {
+    adminPort,
+    // The development server certificate names localhost; plain HTTP is on 127.0.0.1.
+    adminUrl: `${scheme}://${scheme === 'https' ? 'localhost' : '127.0.0.1'}:${adminPort}`,
+    adminToken: env.FLEETGATE_ADMIN_TOKEN ?? '',
   };
 }
 

@@ -8,7 +8,7 @@ import { normaliseFingerprint } from '../../src/devices/device.service.js';
 import { AppError } from '../../src/http/app-error.js';
 import { loadConfig } from '../../src/config/config.js';
 import { parseTime } from '../../src/series/series.service.js';
-import { isLoopback } from '../../src/server/serve.js';
+import { isLoopback } from '../../src/admin/admin-server.js';
 
 const codeOf = (fn: () => unknown) => {
   try {
