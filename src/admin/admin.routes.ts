@@ -1,6 +1,6 @@
 import express, { Router, type NextFunction, type Request, type Response } from 'express';
 import type { Actor } from '../audit/actor.js';
-import { AppError } from '../http/app-error.js';
+import { methodNotAllowed, unsupportedMediaType } from '../http/app-error.js';
 import { requireAdminToken } from './admin-auth.js';
 import { parseInput, type AdminContext, type AdminRoute } from './admin-route.js';
 import { auditRoutes } from './audit.handlers.js';
@@ -38,6 +38,9 @@ export function adminRoutes(ctx: AdminContext): Router {
       const actor: Actor = { kind: 'admin-api', remoteAddress: req.socket.remoteAddress ?? null };
       let input;
       try {
+        if (route.body && req.headers['content-type'] && !req.is('application/json')) {
+          throw unsupportedMediaType('send the request body as application/json');
+        }
         input = {
           params: parseInput(route.params, req.params, 'path'),
           query: parseInput(route.query, req.query, 'query'),
@@ -53,15 +56,7 @@ export function adminRoutes(ctx: AdminContext): Router {
   }
   for (const [path, methods] of allowed) {
     router.all(path, (req) => {
-      throw new AppError(
-        405,
-        'method_not_allowed',
-        `${req.method} is not allowed here`,
-        undefined,
-        {
-          Allow: methods.join(', '),
-        },
-      );
+      throw methodNotAllowed(req.method, methods.join(', '));
     });
   }
   return router;

@@ -2,7 +2,7 @@ import express, { Router, type NextFunction, type Request, type Response } from 
 import type { Kysely } from 'kysely';
 import type { Config } from '../config/config.js';
 import type { Database } from '../db/schema.js';
-import { AppError, unsupportedMediaType } from '../http/app-error.js';
+import { methodNotAllowed, unsupportedMediaType } from '../http/app-error.js';
 import { requireClientCertificate } from '../tls/client-certificate.js';
 import { handleBind } from './bind.handler.js';
 import { handleRotate } from './rotate.handler.js';
@@ -66,15 +66,11 @@ export function deviceEndpointRoutes(db: Kysely<Database>, config: Config): Rout
     });
   });
 
-  router.all(DEVICE_ENDPOINT, methodNotAllowed('GET, POST'));
-  router.all(ROTATE_ENDPOINT, methodNotAllowed('POST'));
+  router.all(DEVICE_ENDPOINT, (req) => {
+    throw methodNotAllowed(req.method, 'GET, POST');
+  });
+  router.all(ROTATE_ENDPOINT, (req) => {
+    throw methodNotAllowed(req.method, 'POST');
+  });
   return router;
-}
-
-function methodNotAllowed(allow: string) {
-  return (req: Request) => {
-    throw new AppError(405, 'method_not_allowed', `${req.method} is not allowed here`, undefined, {
-      Allow: allow,
-    });
-  };
 }

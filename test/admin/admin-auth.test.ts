@@ -86,6 +86,11 @@ describe('admin API: authentication and the OpenAPI document', () => {
     const wrongMethod = await fg.admin.send('DELETE', '/v1/identities');
     expect(wrongMethod.status).to.equal(405);
     expect(wrongMethod.headers.allow).to.equal('GET, POST');
+    const form = await fg.admin.send('POST', '/v1/identities', 'name=x', {
+      'content-type': 'application/x-www-form-urlencoded',
+    });
+    expect(form.status).to.equal(415);
+    expect(form.json.code).to.equal('unsupported_media_type');
     const badJson = await fg.admin.post('/v1/identities', '{"name": ');
     expect(badJson.status).to.equal(400);
     expect(badJson.json.code).to.equal('invalid_json');
