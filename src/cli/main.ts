@@ -39,7 +39,7 @@ program
   .option('-p, --port <port>', 'port to listen on (env FLEETGATE_PORT, default 8443)')
   .option('--host <host>', 'address to listen on (env FLEETGATE_HOST, default 0.0.0.0)')
   .option('--no-migrate', 'do not apply pending migrations at start')
-  .option('--admin-port <port>', 'admin API port (env FLEETGATE_ADMIN_PORT, default 8080)')
+  .option('--admin-port <port>', 'admin API port, or off (env FLEETGATE_ADMIN_PORT, default 8080)')
   .option('--admin-host <host>', 'admin API address (env FLEETGATE_ADMIN_HOST, default 127.0.0.1)')
   .action(async (opts: ServeOptions) => {
     const config = loadConfig(process.env, {
