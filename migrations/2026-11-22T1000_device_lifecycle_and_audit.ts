@@ -61,6 +61,11 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .on('audit_events')
     .columns(['device_id', 'id'])
     .execute();
+  await db.schema
+    .createIndex('audit_events_fingerprint_idx')
+    .on('audit_events')
+    .columns(['fingerprint', 'id'])
+    .execute();
 
   await db.schema
     .createTable('admin_tokens')

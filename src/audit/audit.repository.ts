@@ -30,7 +30,8 @@ export async function insertAuditEvent(db: Kysely<Database>, event: NewAuditEven
 
 export interface AuditFilter {
   identityId?: number;
-  deviceId?: number;
+  /** Events of this device, or naming this certificate (refused binds of strangers too). */
+  device?: { id: number | null; fingerprint: string };
   action?: string;
   /** Keyset paging: only events older than this id. */
   beforeId?: string;
@@ -71,7 +72,14 @@ export async function listAuditEvents(
       'a.details',
     ]);
   if (filter.identityId !== undefined) query = query.where('a.identity_id', '=', filter.identityId);
-  if (filter.deviceId !== undefined) query = query.where('a.device_id', '=', filter.deviceId);
+  const device = filter.device;
+  if (device) {
+    query = query.where((eb) =>
+      device.id === null
+        ? eb('a.fingerprint', '=', device.fingerprint)
+        : eb.or([eb('a.device_id', '=', device.id), eb('a.fingerprint', '=', device.fingerprint)]),
+    );
+  }
   if (filter.action !== undefined) query = query.where('a.action', '=', filter.action);
   if (filter.beforeId !== undefined) query = query.where('a.id', '<', filter.beforeId);
   const rows = await query.orderBy('a.id', 'desc').limit(filter.limit).execute();

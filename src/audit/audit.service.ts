@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
-import { requireDeviceByFingerprint } from '../devices/device.service.js';
+import { findDeviceByFingerprint } from '../devices/device.repository.js';
+import { normaliseFingerprint } from '../devices/device.service.js';
 import { requireIdentity } from '../identities/identity.service.js';
 import { listAuditEvents, type AuditEventRow } from './audit.repository.js';
 
@@ -35,12 +36,13 @@ export interface AuditPage {
 
 export async function readAuditLog(db: Kysely<Database>, query: AuditQuery): Promise<AuditPage> {
   const identityId = query.identity ? (await requireIdentity(db, query.identity)).id : undefined;
-  const deviceId = query.fingerprint
-    ? (await requireDeviceByFingerprint(db, query.fingerprint)).deviceId
+  const fingerprint = query.fingerprint ? normaliseFingerprint(query.fingerprint) : undefined;
+  const device = fingerprint
+    ? { id: (await findDeviceByFingerprint(db, fingerprint))?.deviceId ?? null, fingerprint }
     : undefined;
   const events = await listAuditEvents(db, {
     identityId,
-    deviceId,
+    device,
     action: query.action,
     beforeId: query.before,
     limit: query.limit + 1,

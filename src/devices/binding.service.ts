@@ -26,6 +26,8 @@ export interface BindResult {
 interface BindContext {
   pskId: number | null;
   identityId: number | null;
+  /** Set when the certificate already belongs to a device. */
+  deviceId: number | null;
 }
 
 /**
@@ -41,7 +43,7 @@ export async function bindCertificate(
   certificate: CertificateInfo,
   remoteAddress: string | null,
 ): Promise<BindResult> {
-  const context: BindContext = { pskId: null, identityId: null };
+  const context: BindContext = { pskId: null, identityId: null, deviceId: null };
   const attempt = () =>
     db
       .transaction()
@@ -81,6 +83,7 @@ async function bindInTransaction(
 
   const existing = await findDeviceByFingerprint(trx, certificate.fingerprint);
   if (existing) {
+    context.deviceId = existing.deviceId;
     if (existing.identityId !== psk.identity_id) {
       throw conflict(
         'certificate_bound_elsewhere',
@@ -151,6 +154,7 @@ async function recordRefusal(
     actor: 'device',
     identityId: context.identityId,
     pskId: context.pskId,
+    deviceId: context.deviceId,
     fingerprint: certificate.fingerprint,
     remoteAddress,
     details: { code: err.code, reason: err.message },

@@ -154,8 +154,15 @@ describe('admin API: devices, revocation and the audit log', () => {
 
     const byDevice = await fg.admin.get(`/v1/audit?fingerprint=${devices[2]!.fingerprint}`);
     expect(byDevice.json.events.map((e: { action: string }) => e.action)).to.deep.equal([
+      'device.bind_refused',
       'device.revoked',
       'device.bound',
+    ]);
+    // A certificate no device has: its refused binds are still found by fingerprint.
+    const strangerEvents = await fg.admin.get(`/v1/audit?fingerprint=${invalid.fingerprint}`);
+    expect(strangerEvents.status).to.equal(200);
+    expect(strangerEvents.json.events.map((e: { action: string }) => e.action)).to.deep.equal([
+      'device.bind_refused',
     ]);
 
     // Paging walks the whole log exactly once, newest first.
