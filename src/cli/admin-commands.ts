@@ -1,12 +1,37 @@
-import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import type { Kysely } from 'kysely';
+import { resetAdminToken } from '../admin/admin-token.service.js';
+import { CLI_ACTOR } from '../audit/actor.js';
+import { readAuditLog } from '../audit/audit.service.js';
 import type { Database } from '../db/schema.js';
 import { migrateToLatest } from '../db/migrate.js';
-import { createIdentity } from '../identities/identity.service.js';
+import {
+  listDevices,
+  revokeDevice,
+  showDevice,
+  type DeviceView,
+} from '../devices/device.service.js';
+import { badRequest } from '../http/app-error.js';
+import {
+  createIdentity,
+  listIdentities,
+  setIdentityDeviceLimit,
+  setIdentityDisabled,
+  showIdentity,
+} from '../identities/identity.service.js';
 import { exportSeries } from '../ingest/export.service.js';
 import { parseDuration } from '../psks/duration.js';
-import { issuePsk } from '../psks/psk.service.js';
+import { issuePsk, listPsks, revokePsk } from '../psks/psk.service.js';
+import { dataCommands } from './data-commands.js';
+import {
+  auditRows,
+  deviceDetails,
+  deviceRows,
+  identityDetails,
+  identityRows,
+  pskRows,
+} from './views.js';
+import { printAs, writeOut } from './output.js';
 
 /**
  * Admin actions, written once and run either in the CLI's own process or,
@@ -16,11 +41,13 @@ import { issuePsk } from '../psks/psk.service.js';
 export type AdminArgs = Record<string, string | number | boolean | undefined>;
 export type AdminCommand = (db: Kysely<Database>, args: AdminArgs, out: Writable) => Promise<void>;
 
-export async function writeOut(out: Writable, text: string): Promise<void> {
-  if (!out.write(text)) await once(out, 'drain');
-}
+export { writeOut };
 
 const str = (args: AdminArgs, key: string) => String(args[key] ?? '');
+const optionalNumber = (args: AdminArgs, key: string) =>
+  args[key] === undefined ? undefined : Number(args[key]);
+const show = (out: Writable, args: AdminArgs, value: unknown, human: () => string) =>
+  printAs(out, args.json === true, value, human);
 
 export const adminCommands: Record<string, AdminCommand> = {
   async migrate(db, _args, out) {
@@ -33,16 +60,102 @@ export const adminCommands: Record<string, AdminCommand> = {
   },
 
   async 'identity.create'(db, args, out) {
-    const identity = await createIdentity(db, str(args, 'name'));
+    const identity = await createIdentity(db, str(args, 'name'), {
+      actor: CLI_ACTOR,
+      maxDevices: optionalNumber(args, 'maxDevices'),
+    });
     await writeOut(out, `created identity ${identity.name}\n`);
+  },
+
+  async 'identity.list'(db, args, out) {
+    const identities = await listIdentities(db);
+    await show(out, args, identities, () => identityRows(identities));
+  },
+
+  async 'identity.show'(db, args, out) {
+    const identity = await showIdentity(db, str(args, 'name'));
+    await show(out, args, identity, () => identityDetails(identity));
+  },
+
+  async 'identity.disable'(db, args, out) {
+    await setIdentityDisabled(db, str(args, 'name'), true, CLI_ACTOR);
+    await writeOut(out, `disabled identity ${str(args, 'name')}\n`);
+  },
+
+  async 'identity.enable'(db, args, out) {
+    await setIdentityDisabled(db, str(args, 'name'), false, CLI_ACTOR);
+    await writeOut(out, `enabled identity ${str(args, 'name')}\n`);
+  },
+
+  async 'identity.limit'(db, args, out) {
+    const limit = str(args, 'maxDevices');
+    const maxDevices = limit === 'none' ? null : Number(limit);
+    if (maxDevices !== null && !Number.isInteger(maxDevices)) {
+      throw badRequest('invalid_max_devices', 'the limit is a positive integer or "none"');
+    }
+    const identity = await setIdentityDeviceLimit(db, str(args, 'name'), maxDevices, CLI_ACTOR);
+    await writeOut(
+      out,
+      `identity ${identity.name}: max devices ${identity.maxDevices ?? 'none'}\n`,
+    );
   },
 
   async 'psk.issue'(db, args, out) {
     const { secret } = await issuePsk(db, str(args, 'identity'), {
-      maxDevices: args.maxDevices === undefined ? undefined : Number(args.maxDevices),
+      actor: CLI_ACTOR,
+      maxDevices: optionalNumber(args, 'maxDevices'),
       expiresInMs: args.expiresIn === undefined ? undefined : parseDuration(str(args, 'expiresIn')),
+      singleUse: args.singleUse === true,
     });
     await writeOut(out, `${secret}\n`);
+  },
+
+  async 'psk.list'(db, args, out) {
+    const psks = await listPsks(db, str(args, 'identity'));
+    await show(out, args, psks, () => pskRows(psks));
+  },
+
+  async 'psk.revoke'(db, args, out) {
+    const psk = await revokePsk(db, Number(args.id), CLI_ACTOR);
+    await writeOut(out, `revoked PSK ${psk.id} (${psk.prefix}...) of ${psk.identity}\n`);
+  },
+
+  async 'devices.list'(db, args, out) {
+    // All pages: the CLI prints the whole list, a page at a time.
+    let after: number | undefined;
+    const all: DeviceView[] = [];
+    do {
+      const page = await listDevices(db, str(args, 'identity'), { limit: 1000, after });
+      all.push(...page.devices);
+      after = page.nextCursor === null ? undefined : Number(page.nextCursor);
+    } while (after !== undefined);
+    await show(out, args, all, () => deviceRows(all));
+  },
+
+  async 'device.show'(db, args, out) {
+    const device = await showDevice(db, str(args, 'fingerprint'));
+    await show(out, args, device, () => deviceDetails(device));
+  },
+
+  async 'device.revoke'(db, args, out) {
+    const reason = args.reason === undefined ? null : str(args, 'reason');
+    const device = await revokeDevice(db, str(args, 'fingerprint'), reason, CLI_ACTOR);
+    await writeOut(out, `revoked device ${device.id} of ${device.identity}\n`);
+  },
+
+  async audit(db, args, out) {
+    const page = await readAuditLog(db, {
+      identity: args.identity === undefined ? undefined : str(args, 'identity'),
+      fingerprint: args.fingerprint === undefined ? undefined : str(args, 'fingerprint'),
+      action: args.action === undefined ? undefined : str(args, 'action'),
+      limit: optionalNumber(args, 'limit') ?? 100,
+    });
+    await show(out, args, page.events, () => auditRows(page.events));
+  },
+
+  async 'admin-token.reset'(db, _args, out) {
+    const token = await resetAdminToken(db, CLI_ACTOR);
+    await writeOut(out, `${token}\n`);
   },
 
   async export(db, args, out) {
@@ -50,4 +163,6 @@ export const adminCommands: Record<string, AdminCommand> = {
       await writeOut(out, chunk);
     }
   },
+
+  ...dataCommands,
 };

@@ -9,6 +9,26 @@ import { writeDeviceCertificate } from '../tls/dev-certificates.js';
 import { runAdminCommand } from './admin-runner.js';
 import type { AdminArgs } from './admin-commands.js';
 
+interface ServeOptions {
+  port?: string;
+  host?: string;
+  migrate: boolean;
+  adminPort?: string;
+  adminHost?: string;
+}
+
+interface JsonOption {
+  json?: boolean;
+}
+
+interface QueryOptions extends JsonOption {
+  from?: string;
+  to?: string;
+  bucket?: string;
+  limit?: number;
+  cursor?: string;
+}
+
 /** `fleetgate`: command names and flags here are a contract with users' scripts. */
 const program = new Command('fleetgate')
   .description('Device endpoint for IoT fleets: mTLS certificate binding and time-series ingest')
@@ -26,11 +46,15 @@ program
     'address to listen on (env FLEETGATE_HOST, default 0.0.0.0; 127.0.0.1 behind nginx)',
   )
   .option('--no-migrate', 'do not apply pending migrations at start')
-  .action(async (opts: { port?: string; host?: string; migrate: boolean }) => {
+  .option('--admin-port <port>', 'admin API port, or off (env FLEETGATE_ADMIN_PORT, default 8080)')
+  .option('--admin-host <host>', 'admin API address (env FLEETGATE_ADMIN_HOST, default 127.0.0.1)')
+  .action(async (opts: ServeOptions) => {
     const config = loadConfig(process.env, {
       port: opts.port,
       host: opts.host,
       migrate: opts.migrate,
+      adminPort: opts.adminPort,
+      adminHost: opts.adminHost,
     });
     const log = createLogger(config.logLevel, 1);
     const server = await startServer(config, log);
@@ -54,7 +78,32 @@ const identity = program.command('identity').description('manage identities');
 identity
   .command('create <name>')
   .description('create an identity (an account, a customer)')
-  .action((name: string) => admin('identity.create', { name }));
+  .option('--max-devices <n>', 'devices the identity may have bound at once', positiveInt)
+  .action((name: string, opts: { maxDevices?: number }) =>
+    admin('identity.create', { name, maxDevices: opts.maxDevices }),
+  );
+identity
+  .command('list')
+  .description('list identities with device counts and limits')
+  .option('--json', 'print JSON')
+  .action((opts: JsonOption) => admin('identity.list', { json: opts.json }));
+identity
+  .command('show <name>')
+  .description('show one identity')
+  .option('--json', 'print JSON')
+  .action((name: string, opts: JsonOption) => admin('identity.show', { name, json: opts.json }));
+identity
+  .command('disable <name>')
+  .description("refuse the identity's devices and PSKs until it is enabled again")
+  .action((name: string) => admin('identity.disable', { name }));
+identity
+  .command('enable <name>')
+  .description('accept a disabled identity again')
+  .action((name: string) => admin('identity.enable', { name }));
+identity
+  .command('limit <name> <max-devices>')
+  .description('set how many devices the identity may have bound ("none": no limit)')
+  .action((name: string, maxDevices: string) => admin('identity.limit', { name, maxDevices }));
 
 const psk = program.command('psk').description('manage pre-shared keys');
 psk
@@ -62,9 +111,103 @@ psk
   .description('issue a PSK for an identity; prints the PSK alone (shown once)')
   .option('--max-devices <n>', 'how many devices the PSK may bind', positiveInt)
   .option('--expires-in <duration>', 'lifetime such as 12h, 30d, 2w')
-  .action((name: string, opts: { maxDevices?: number; expiresIn?: string }) =>
-    admin('psk.issue', { identity: name, maxDevices: opts.maxDevices, expiresIn: opts.expiresIn }),
+  .option('--single-use', 'the PSK binds exactly one device')
+  .action((name: string, opts: { maxDevices?: number; expiresIn?: string; singleUse?: boolean }) =>
+    admin('psk.issue', {
+      identity: name,
+      maxDevices: opts.maxDevices,
+      expiresIn: opts.expiresIn,
+      singleUse: opts.singleUse,
+    }),
   );
+psk
+  .command('list <identity>')
+  .description("list an identity's PSKs: id, prefix, uses, limit, expiry (never the secret)")
+  .option('--json', 'print JSON')
+  .action((name: string, opts: JsonOption) =>
+    admin('psk.list', { identity: name, json: opts.json }),
+  );
+psk
+  .command('revoke <id>')
+  .description('revoke a PSK by id; devices already bound with it keep working')
+  .action((id: string) => admin('psk.revoke', { id: positiveInt(id) }));
+
+program
+  .command('devices')
+  .description('list devices')
+  .command('list <identity>')
+  .description("list an identity's devices: certificate, status, bound at, last seen")
+  .option('--json', 'print JSON')
+  .action((name: string, opts: JsonOption) =>
+    admin('devices.list', { identity: name, json: opts.json }),
+  );
+
+const device = program.command('device').description('manage one device');
+device
+  .command('show <fingerprint>')
+  .description('show a device and all its certificates')
+  .option('--json', 'print JSON')
+  .action((fingerprint: string, opts: JsonOption) =>
+    admin('device.show', { fingerprint, json: opts.json }),
+  );
+device
+  .command('revoke <fingerprint>')
+  .description('revoke a device permanently; its next request is refused')
+  .option('--reason <text>', 'why, kept in the audit log')
+  .action((fingerprint: string, opts: { reason?: string }) =>
+    admin('device.revoke', { fingerprint, reason: opts.reason }),
+  );
+
+program
+  .command('audit [identity]')
+  .description('print the audit log, newest first')
+  .option('--device <fingerprint>', 'only events of this device')
+  .option('--action <action>', 'only this action, e.g. device.bind_refused')
+  .option('--limit <n>', 'how many events (default 100)', positiveInt)
+  .option('--json', 'print JSON')
+  .action(
+    (
+      name: string | undefined,
+      opts: JsonOption & { device?: string; action?: string; limit?: number },
+    ) =>
+      admin('audit', {
+        identity: name,
+        fingerprint: opts.device,
+        action: opts.action,
+        limit: opts.limit,
+        json: opts.json,
+      }),
+  );
+
+program
+  .command('series')
+  .description("a device's series")
+  .command('list <fingerprint>')
+  .description("list a device's series with point count, first and last timestamp")
+  .option('--json', 'print JSON')
+  .action((fingerprint: string, opts: JsonOption) =>
+    admin('series.list', { fingerprint, json: opts.json }),
+  );
+
+program
+  .command('query <fingerprint> <series>')
+  .description('print a series by time range as epoch_ms,value CSV, or in time buckets')
+  .option('--from <time>', 'inclusive start: epoch ms or ISO 8601')
+  .option('--to <time>', 'exclusive end: epoch ms or ISO 8601')
+  .option('--bucket <duration>', 'aggregate into buckets such as 1m, 1h, 1d (count,avg,min,max)')
+  .option('--limit <n>', 'one page of at most n rows, as JSON with a next cursor', positiveInt)
+  .option('--cursor <cursor>', 'the next cursor of a previous page')
+  .option('--json', 'print JSON')
+  .action((fingerprint: string, series: string, opts: QueryOptions) =>
+    admin('query', { fingerprint, series, ...opts }),
+  );
+
+program
+  .command('admin-token')
+  .description('the admin API token')
+  .command('reset')
+  .description('replace the stored admin API token; prints the new one (shown once)')
+  .action(() => admin('admin-token.reset', {}));
 
 program
   .command('export <fingerprint> <series>')

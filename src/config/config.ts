@@ -40,6 +40,20 @@ const schema = z.object({
   tlsKey: z.string().optional(),
   migrateOnStart: z.boolean().default(true),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  admin: z.object({
+    /** Loopback by default: plain HTTP there, TLS on any other address. */
+    host: z.string().min(1).default('127.0.0.1'),
+    /** `off`: no admin listener (the CLI still works on the database). */
+    port: z
+      .union([z.literal('off'), intFrom(0, 65535)], {
+        error: 'must be a port number (0-65535) or "off"',
+      })
+      .default(8080),
+    /** When set, the admin token; otherwise one is generated on first start. */
+    token: z.string().min(16, 'must be at least 16 characters').max(512).optional(),
+  }),
+  /** How long a certificate replaced by rotation keeps working; 0: not at all. */
+  rotationGraceMs: intFrom(0, 365 * 24 * 3_600_000).default(0),
   limits: z.object({
     /** Whole multipart request body, bytes. */
     maxUploadBytes: intFrom(1, Number.MAX_SAFE_INTEGER).default(256 * 1024 * 1024),
@@ -88,6 +102,8 @@ export interface ConfigOverrides {
   port?: string | number;
   host?: string;
   migrate?: boolean;
+  adminPort?: string | number;
+  adminHost?: string;
 }
 
 export function loadConfig(env: Env, overrides: ConfigOverrides = {}): Config {
@@ -102,6 +118,12 @@ export function loadConfig(env: Env, overrides: ConfigOverrides = {}): Config {
     tlsKey: env.FLEETGATE_TLS_KEY || undefined,
     migrateOnStart: overrides.migrate,
     logLevel: env.FLEETGATE_LOG_LEVEL,
+    admin: {
+      host: overrides.adminHost ?? env.FLEETGATE_ADMIN_HOST,
+      port: overrides.adminPort ?? env.FLEETGATE_ADMIN_PORT,
+      token: env.FLEETGATE_ADMIN_TOKEN || undefined,
+    },
+    rotationGraceMs: env.FLEETGATE_ROTATION_GRACE_MS,
     limits: {
       maxUploadBytes: env.FLEETGATE_MAX_UPLOAD_BYTES,
       maxParts: env.FLEETGATE_MAX_PARTS,

@@ -8,6 +8,8 @@ export interface IdentityTable {
   name: string;
   created_at: CreatedAt;
   disabled_at: Date | null;
+  /** Devices the identity may have bound at once (revoked ones do not count). */
+  max_devices: ColumnType<number | null, number | null | undefined, number | null>;
 }
 
 export interface PskTable {
@@ -21,6 +23,7 @@ export interface PskTable {
   expires_at: Date | null;
   revoked_at: Date | null;
   devices_bound: ColumnType<number, number | undefined, number>;
+  single_use: ColumnType<boolean, boolean | undefined, boolean>;
   created_at: CreatedAt;
 }
 
@@ -32,7 +35,10 @@ export interface DeviceTable {
   bound_from: string | null;
   last_seen_at: Date | null;
   revoked_at: Date | null;
+  revoked_reason: ColumnType<string | null, string | null | undefined, string | null>;
 }
+
+export type CertificateState = 'pending' | 'active' | 'retired';
 
 export interface DeviceCertificateTable {
   fingerprint: string;
@@ -43,6 +49,10 @@ export interface DeviceCertificateTable {
   not_before: Date;
   not_after: Date;
   added_at: CreatedAt;
+  state: ColumnType<CertificateState, CertificateState | undefined, CertificateState>;
+  activated_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
+  /** When a retired certificate stops being accepted (end of the grace period). */
+  retired_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
 }
 
 export interface SeriesTable {
@@ -57,6 +67,27 @@ export interface PointTable {
   value: number;
 }
 
+/** Append-only: written in the transaction of the action it records. */
+export interface AuditEventTable {
+  id: ColumnType<string, never, never>;
+  at: CreatedAt;
+  action: string;
+  actor: string;
+  identity_id: number | null;
+  psk_id: number | null;
+  device_id: number | null;
+  fingerprint: string | null;
+  remote_address: string | null;
+  details: ColumnType<Record<string, unknown>, string | undefined, never>;
+}
+
+export interface AdminTokenTable {
+  id: Generated<number>;
+  /** SHA-256 of the token; the token itself is shown once and never stored. */
+  token_hash: Buffer;
+  created_at: CreatedAt;
+}
+
 export interface Database {
   identities: IdentityTable;
   psks: PskTable;
@@ -64,4 +95,6 @@ export interface Database {
   device_certificates: DeviceCertificateTable;
   series: SeriesTable;
   points: PointTable;
+  audit_events: AuditEventTable;
+  admin_tokens: AdminTokenTable;
 }

@@ -2,12 +2,18 @@ import express, { Router, type NextFunction, type Request, type Response } from 
 import type { Kysely } from 'kysely';
 import type { Config } from '../config/config.js';
 import type { Database } from '../db/schema.js';
-import { AppError, unsupportedMediaType } from '../http/app-error.js';
+import { methodNotAllowed, unsupportedMediaType } from '../http/app-error.js';
 import { requireClientCertificate } from '../tls/client-certificate.js';
 import { handleBind } from './bind.handler.js';
+import { handleRotate } from './rotate.handler.js';
+import { handleStatus } from './status.handler.js';
 import { handleUpload } from './upload.handler.js';
 
 export const DEVICE_ENDPOINT = '/device_endpoint';
+export const ROTATE_ENDPOINT = '/device_endpoint/rotate';
+
+/** A PEM certificate is a few KB; a whole chain would still fit. */
+const MAX_PEM_BYTES = 64 * 1024;
 
 /**
  * POST /device_endpoint carries two messages told apart by Content-Type: the
@@ -17,6 +23,10 @@ export const DEVICE_ENDPOINT = '/device_endpoint';
 export function deviceEndpointRoutes(db: Kysely<Database>, config: Config): Router {
   const router = Router();
   const json = express.json({ limit: config.limits.maxJsonBytes, strict: false, type: () => true });
+
+  router.get(DEVICE_ENDPOINT, (req, res, next) => {
+    handleStatus(db, config, req, res).catch(next);
+  });
 
   router.post(DEVICE_ENDPOINT, (req: Request, res: Response, next: NextFunction) => {
     requireClientCertificate(req);
@@ -36,10 +46,31 @@ export function deviceEndpointRoutes(db: Kysely<Database>, config: Config): Rout
     );
   });
 
-  router.all(DEVICE_ENDPOINT, (req) => {
-    throw new AppError(405, 'method_not_allowed', `${req.method} is not allowed here`, undefined, {
-      Allow: 'POST',
+  const rotationJson = express.json({ limit: MAX_PEM_BYTES, strict: false, type: () => true });
+  const rotationPem = express.text({ limit: MAX_PEM_BYTES, type: () => true });
+  router.post(ROTATE_ENDPOINT, (req: Request, res: Response, next: NextFunction) => {
+    requireClientCertificate(req);
+    const parser = req.is('application/json')
+      ? rotationJson
+      : req.is(['application/x-pem-file', 'text/plain'])
+        ? rotationPem
+        : null;
+    if (!parser) {
+      throw unsupportedMediaType(
+        'send the new certificate as application/x-pem-file or application/json',
+      );
+    }
+    parser(req, res, (err?: unknown) => {
+      if (err) return next(err);
+      handleRotate(db, config, req, res).catch(next);
     });
+  });
+
+  router.all(DEVICE_ENDPOINT, (req) => {
+    throw methodNotAllowed(req.method, 'GET, POST');
+  });
+  router.all(ROTATE_ENDPOINT, (req) => {
+    throw methodNotAllowed(req.method, 'POST');
   });
   return router;
 }

@@ -13,7 +13,7 @@ export async function handleUpload(
   req: Request,
   res: Response,
 ) {
-  const { device } = await requireActiveDevice(db, req);
+  const { device } = await requireActiveDevice(db, req, config);
   // If anything fails mid-body, the rest of it is not worth reading: answer and close.
   res.setHeader('Connection', 'close');
   const summary = await ingestUpload(db, device.deviceId, multipartFileParts(req, config.limits), {

@@ -1,13 +1,18 @@
 import type { Kysely } from 'kysely';
+import { insertAuditEvent } from '../audit/audit.repository.js';
 import type { Database } from '../db/schema.js';
 import { isUniqueViolation } from '../db/errors.js';
-import { badRequest, conflict, forbidden } from '../http/app-error.js';
+import { AppError, badRequest, conflict, forbidden } from '../http/app-error.js';
 import { lockIdentity } from '../identities/identity.repository.js';
 import { hashPskSecret } from '../psks/psk-secret.js';
 import { findPskByHashForUpdate, incrementDevicesBound } from '../psks/psk.repository.js';
 import { pskExhausted, pskRefusal } from '../psks/psk.service.js';
 import type { CertificateInfo } from '../tls/certificate-info.js';
-import { findDeviceByFingerprint, insertDeviceWithCertificate } from './device.repository.js';
+import {
+  countLiveDevices,
+  findDeviceByFingerprint,
+  insertDeviceWithCertificate,
+} from './device.repository.js';
 
 export interface BindResult {
   /** `bound` for a new binding, `already_bound` for an idempotent repeat. */
@@ -17,11 +22,20 @@ export interface BindResult {
   boundAt: Date;
 }
 
+/** What the bind learnt before it was refused, for the audit log. */
+interface BindContext {
+  pskId: number | null;
+  identityId: number | null;
+  /** Set when the certificate already belongs to a device. */
+  deviceId: number | null;
+}
+
 /**
  * Binds a certificate to the identity that owns the PSK. The anti-hijack rules:
  * a certificate bound to one identity is never moved to another (409), a
- * repeat with the same identity changes nothing (200), and a PSK's device
- * limit holds under concurrency because binds take the PSK row lock in turn.
+ * repeat with the same identity changes nothing (200), and the device limits
+ * of the PSK and of its identity hold under concurrency because binds take
+ * the PSK and identity row locks in turn.
  */
 export async function bindCertificate(
   db: Kysely<Database>,
@@ -29,16 +43,22 @@ export async function bindCertificate(
   certificate: CertificateInfo,
   remoteAddress: string | null,
 ): Promise<BindResult> {
-  try {
-    return await db
+  const context: BindContext = { pskId: null, identityId: null, deviceId: null };
+  const attempt = () =>
+    db
       .transaction()
-      .execute((trx) => bindInTransaction(trx, pskSecret, certificate, remoteAddress));
+      .execute((trx) => bindInTransaction(trx, pskSecret, certificate, remoteAddress, context));
+  try {
+    try {
+      return await attempt();
+    } catch (err) {
+      // Two binds of one new certificate raced; the loser sees the winner's row.
+      if (isUniqueViolation(err)) return await attempt();
+      throw err;
+    }
   } catch (err) {
-    // Two binds of one new certificate raced; the loser sees the winner's row.
-    if (isUniqueViolation(err)) {
-      return db
-        .transaction()
-        .execute((trx) => bindInTransaction(trx, pskSecret, certificate, remoteAddress));
+    if (err instanceof AppError && err.status < 500) {
+      await recordRefusal(db, err, certificate, remoteAddress, context);
     }
     throw err;
   }
@@ -49,9 +69,12 @@ async function bindInTransaction(
   pskSecret: string,
   certificate: CertificateInfo,
   remoteAddress: string | null,
+  context: BindContext,
 ): Promise<BindResult> {
   const psk = await findPskByHashForUpdate(trx, hashPskSecret(pskSecret));
   if (!psk) throw badRequest('invalid_psk', 'PSK is not valid');
+  context.pskId = psk.id;
+  context.identityId = psk.identity_id;
   const refusal = pskRefusal(psk, new Date());
   if (refusal) throw badRequest('invalid_psk', refusal);
   const identity = await lockIdentity(trx, psk.identity_id);
@@ -60,6 +83,7 @@ async function bindInTransaction(
 
   const existing = await findDeviceByFingerprint(trx, certificate.fingerprint);
   if (existing) {
+    context.deviceId = existing.deviceId;
     if (existing.identityId !== psk.identity_id) {
       throw conflict(
         'certificate_bound_elsewhere',
@@ -67,6 +91,9 @@ async function bindInTransaction(
       );
     }
     if (existing.revokedAt) throw forbidden('device_revoked', 'this device has been revoked');
+    if (existing.certificateState === 'retired') {
+      throw forbidden('certificate_retired', 'this certificate was replaced by a newer one');
+    }
     return {
       status: 'already_bound',
       deviceId: existing.deviceId,
@@ -76,6 +103,16 @@ async function bindInTransaction(
   }
 
   if (pskExhausted(psk)) throw badRequest('psk_exhausted', 'PSK has reached its device limit');
+  // The identity row is locked above, so every bind of this identity counts in turn.
+  if (
+    identity.max_devices !== null &&
+    (await countLiveDevices(trx, identity.id)) >= identity.max_devices
+  ) {
+    throw forbidden(
+      'identity_device_limit',
+      `identity ${identity.name} has reached its limit of ${identity.max_devices} devices`,
+    );
+  }
   const created = await insertDeviceWithCertificate(trx, {
     identityId: psk.identity_id,
     pskId: psk.id,
@@ -83,10 +120,43 @@ async function bindInTransaction(
     certificate,
   });
   await incrementDevicesBound(trx, psk.id);
+  await insertAuditEvent(trx, {
+    action: 'device.bound',
+    actor: 'device',
+    identityId: identity.id,
+    pskId: psk.id,
+    deviceId: created.id,
+    fingerprint: certificate.fingerprint,
+    remoteAddress,
+    details: { subject: certificate.subject, serialNumber: certificate.serialNumber },
+  });
   return {
     status: 'bound',
     deviceId: created.id,
     identity: identity.name,
     boundAt: created.boundAt,
   };
+}
+
+/**
+ * The bind's own transaction rolled back, so a refusal is recorded on its own.
+ * If even that fails (database gone), the client still gets the refusal.
+ */
+async function recordRefusal(
+  db: Kysely<Database>,
+  err: AppError,
+  certificate: CertificateInfo,
+  remoteAddress: string | null,
+  context: BindContext,
+): Promise<void> {
+  await insertAuditEvent(db, {
+    action: 'device.bind_refused',
+    actor: 'device',
+    identityId: context.identityId,
+    pskId: context.pskId,
+    deviceId: context.deviceId,
+    fingerprint: certificate.fingerprint,
+    remoteAddress,
+    details: { code: err.code, reason: err.message },
+  }).catch(() => undefined);
 }

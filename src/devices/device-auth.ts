@@ -1,3 +1,4 @@
+import { clientAddressOf } from '../proxy/request-origin.js';
 import type { IncomingMessage } from 'node:http';
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
@@ -5,10 +6,45 @@ import { forbidden } from '../http/app-error.js';
 import type { CertificateInfo } from '../tls/certificate-info.js';
 import { requireClientCertificate } from '../tls/client-certificate.js';
 import { findDeviceByFingerprint, type DeviceByCertificate } from './device.repository.js';
+import { activatePendingCertificate } from './rotation.service.js';
 
 export interface AuthenticatedDevice {
   certificate: CertificateInfo;
   device: DeviceByCertificate;
+}
+
+export interface DeviceAuthOptions {
+  /** How long certificates replaced by a rotation keep working. */
+  rotationGraceMs: number;
+}
+
+/**
+ * The device behind a presented certificate, if bound. A certificate
+ * submitted for rotation becomes active here, at its first presentation.
+ */
+export async function lookUpDevice(
+  db: Kysely<Database>,
+  certificate: CertificateInfo,
+  options: DeviceAuthOptions,
+  remoteAddress: string | null,
+): Promise<DeviceByCertificate | undefined> {
+  const device = await findDeviceByFingerprint(db, certificate.fingerprint);
+  if (device?.certificateState !== 'pending') return device;
+  return activatePendingCertificate(
+    db,
+    device,
+    certificate.fingerprint,
+    options.rotationGraceMs,
+    remoteAddress,
+  );
+}
+
+/** A retired certificate works until the end of its grace period. */
+export function certificateRetired(device: DeviceByCertificate, now = new Date()): boolean {
+  return (
+    device.certificateState === 'retired' &&
+    (device.certificateRetiredAt === null || device.certificateRetiredAt.getTime() <= now.getTime())
+  );
 }
 
 /**
@@ -19,13 +55,17 @@ export interface AuthenticatedDevice {
 export async function requireActiveDevice(
   db: Kysely<Database>,
   req: IncomingMessage,
+  options: DeviceAuthOptions,
 ): Promise<AuthenticatedDevice> {
   const certificate = requireClientCertificate(req);
-  const device = await findDeviceByFingerprint(db, certificate.fingerprint);
+  const device = await lookUpDevice(db, certificate, options, clientAddressOf(req));
   if (!device)
     throw forbidden('certificate_not_bound', 'this certificate is not bound to an identity');
   if (device.revokedAt) throw forbidden('device_revoked', 'this device has been revoked');
   if (device.identityDisabledAt)
     throw forbidden('identity_disabled', 'the identity of this device is disabled');
+  if (certificateRetired(device)) {
+    throw forbidden('certificate_retired', 'this certificate was replaced by a newer one');
+  }
   return { certificate, device };
 }

@@ -1,5 +1,11 @@
-import type { Kysely } from 'kysely';
-import type { Database } from '../db/schema.js';
+import { sql, type Kysely, type Selectable } from 'kysely';
+import type { CertificateInfo } from '../tls/certificate-info.js';
+import type {
+  CertificateState,
+  Database,
+  DeviceCertificateTable,
+  DeviceTable,
+} from '../db/schema.js';
 
 /** What a request needs to know about the device behind a certificate. */
 export interface DeviceByCertificate {
@@ -9,6 +15,9 @@ export interface DeviceByCertificate {
   boundAt: Date;
   revokedAt: Date | null;
   identityDisabledAt: Date | null;
+  certificateState: CertificateState;
+  /** For a retired certificate: when it stops (or stopped) being accepted. */
+  certificateRetiredAt: Date | null;
 }
 
 export async function findDeviceByFingerprint(
@@ -26,6 +35,8 @@ export async function findDeviceByFingerprint(
       'd.bound_at as boundAt',
       'd.revoked_at as revokedAt',
       'i.disabled_at as identityDisabledAt',
+      'c.state as certificateState',
+      'c.retired_at as certificateRetiredAt',
     ])
     .where('c.fingerprint', '=', fingerprint)
     .executeTakeFirst();
@@ -36,14 +47,7 @@ export interface NewDevice {
   identityId: number;
   pskId: number;
   boundFrom: string | null;
-  certificate: {
-    fingerprint: string;
-    subject: string;
-    issuer: string;
-    serialNumber: string;
-    notBefore: Date;
-    notAfter: Date;
-  };
+  certificate: CertificateFields;
 }
 
 /** Inserts the device and its first certificate; the caller holds the transaction. */
@@ -67,6 +71,7 @@ export async function insertDeviceWithCertificate(
       serial_number: cert.serialNumber,
       not_before: cert.notBefore,
       not_after: cert.notAfter,
+      activated_at: new Date(),
     })
     .execute();
   return { id, boundAt };
@@ -78,4 +83,159 @@ export async function touchLastSeen(db: Kysely<Database>, deviceId: number): Pro
     .set({ last_seen_at: new Date() })
     .where('id', '=', deviceId)
     .execute();
+}
+
+export type DeviceRow = Selectable<DeviceTable>;
+export type CertificateRow = Selectable<DeviceCertificateTable>;
+
+export async function findDeviceById(
+  db: Kysely<Database>,
+  deviceId: number,
+): Promise<DeviceRow | undefined> {
+  return db.selectFrom('devices').selectAll().where('id', '=', deviceId).executeTakeFirst();
+}
+
+/** Row lock that serialises rotation, activation and revocation of one device. */
+export async function lockDevice(db: Kysely<Database>, deviceId: number): Promise<DeviceRow> {
+  return db
+    .selectFrom('devices')
+    .selectAll()
+    .where('id', '=', deviceId)
+    .forUpdate()
+    .executeTakeFirstOrThrow();
+}
+
+/** One page of an identity's devices, in binding order, after a device id. */
+export async function listDevicesOfIdentity(
+  db: Kysely<Database>,
+  identityId: number,
+  afterId: number,
+  limit: number,
+): Promise<DeviceRow[]> {
+  return db
+    .selectFrom('devices')
+    .selectAll()
+    .where('identity_id', '=', identityId)
+    .where('id', '>', afterId)
+    .orderBy('id')
+    .limit(limit)
+    .execute();
+}
+
+export async function listCertificatesOfDevices(
+  db: Kysely<Database>,
+  deviceIds: readonly number[],
+): Promise<CertificateRow[]> {
+  if (deviceIds.length === 0) return [];
+  return db
+    .selectFrom('device_certificates')
+    .selectAll()
+    .where('device_id', 'in', deviceIds)
+    .orderBy('added_at')
+    .orderBy('fingerprint')
+    .execute();
+}
+
+export async function findCertificate(
+  db: Kysely<Database>,
+  fingerprint: string,
+): Promise<CertificateRow | undefined> {
+  return db
+    .selectFrom('device_certificates')
+    .selectAll()
+    .where('fingerprint', '=', fingerprint)
+    .executeTakeFirst();
+}
+
+/** Devices that count against an identity's limit: every one not revoked. */
+export async function countLiveDevices(db: Kysely<Database>, identityId: number): Promise<number> {
+  const row = await db
+    .selectFrom('devices')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .where('identity_id', '=', identityId)
+    .where('revoked_at', 'is', null)
+    .executeTakeFirstOrThrow();
+  return Number(row.n);
+}
+
+export async function markDeviceRevoked(
+  db: Kysely<Database>,
+  deviceId: number,
+  reason: string | null,
+): Promise<void> {
+  await db
+    .updateTable('devices')
+    .set({ revoked_at: new Date(), revoked_reason: reason })
+    .where('id', '=', deviceId)
+    .execute();
+}
+
+export type CertificateFields = Pick<
+  CertificateInfo,
+  'fingerprint' | 'subject' | 'issuer' | 'serialNumber' | 'notBefore' | 'notAfter'
+>;
+
+export async function insertPendingCertificate(
+  db: Kysely<Database>,
+  deviceId: number,
+  cert: CertificateFields,
+): Promise<void> {
+  await db
+    .insertInto('device_certificates')
+    .values({
+      fingerprint: cert.fingerprint,
+      device_id: deviceId,
+      subject: cert.subject,
+      issuer: cert.issuer,
+      serial_number: cert.serialNumber,
+      not_before: cert.notBefore,
+      not_after: cert.notAfter,
+      state: 'pending',
+    })
+    .execute();
+}
+
+/** A newer submission replaces one never presented: only the latest may activate. */
+export async function deletePendingCertificates(
+  db: Kysely<Database>,
+  deviceId: number,
+): Promise<string[]> {
+  const rows = await db
+    .deleteFrom('device_certificates')
+    .where('device_id', '=', deviceId)
+    .where('state', '=', 'pending')
+    .returning('fingerprint')
+    .execute();
+  return rows.map((r) => r.fingerprint);
+}
+
+/**
+ * Makes a pending certificate the device's active one and retires the others
+ * as of `retireAt` (now, or the end of the grace period). Returns false when
+ * the certificate was no longer pending (a concurrent request activated it).
+ */
+export async function activateCertificate(
+  db: Kysely<Database>,
+  deviceId: number,
+  fingerprint: string,
+  retireAt: Date,
+): Promise<boolean> {
+  const activated = await db
+    .updateTable('device_certificates')
+    .set({ state: 'active', activated_at: new Date() })
+    .where('fingerprint', '=', fingerprint)
+    .where('state', '=', 'pending')
+    .executeTakeFirst();
+  if (Number(activated.numUpdatedRows) === 0) return false;
+  await db
+    .updateTable('device_certificates')
+    .set({
+      state: 'retired',
+      retired_at: sql<Date>`least(coalesce(retired_at, ${retireAt}), ${retireAt})`,
+    })
+    .where('device_id', '=', deviceId)
+    .where('fingerprint', '<>', fingerprint)
+    .where('state', 'in', ['active', 'retired'])
+    .execute();
+  return true;
 }

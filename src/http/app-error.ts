@@ -31,3 +31,7 @@ export const unavailable = (message: string, retryAfterSeconds = 5) =>
   new AppError(503, 'unavailable', message, undefined, {
     'Retry-After': String(retryAfterSeconds),
   });
+export const methodNotAllowed = (method: string, allow: string) =>
+  new AppError(405, 'method_not_allowed', `${method} is not allowed here`, undefined, {
+    Allow: allow,
+  });

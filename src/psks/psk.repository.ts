@@ -30,3 +30,28 @@ export async function incrementDevicesBound(db: Kysely<Database>, pskId: number)
     .where('id', '=', pskId)
     .execute();
 }
+
+export async function listPsksOfIdentity(
+  db: Kysely<Database>,
+  identityId: number,
+): Promise<PskRow[]> {
+  return db
+    .selectFrom('psks')
+    .selectAll()
+    .where('identity_id', '=', identityId)
+    .orderBy('id')
+    .execute();
+}
+
+export async function lockPsk(db: Kysely<Database>, id: number): Promise<PskRow | undefined> {
+  return db.selectFrom('psks').selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
+}
+
+export async function markPskRevoked(db: Kysely<Database>, id: number): Promise<PskRow> {
+  return db
+    .updateTable('psks')
+    .set({ revoked_at: new Date() })
+    .where('id', '=', id)
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Logger } from 'pino';
+import { startAdminListener } from '../admin/admin-server.js';
 import type { Config } from '../config/config.js';
 import { acquireDataDirLock } from '../control/data-dir-lock.js';
 import { startControlSocket } from '../control/control-socket.js';
@@ -40,6 +41,9 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       const control = await startControlSocket(config.dataDir, database.db, log);
       cleanups.push(() => new Promise<void>((resolve) => control.close(() => resolve())));
     }
+    // Before the device listener, so its log line comes first (the tests read both).
+    const admin = await startAdminListener(database.db, config, log);
+    if (admin) cleanups.push(admin.close);
     const app = createApp({ db: database.db, config, log });
     const { server, port, socketPath } = await listen(config, app, log);
     cleanups.push(() => closeHttpServer(server));

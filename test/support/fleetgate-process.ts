@@ -1,4 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +23,11 @@ export interface FleetgateProcess {
   baseUrl: string;
   /** The development CA the server certificate was issued by ('' behind a proxy, which has none). */
   caPem: string;
+  /** The admin API (plain HTTP on loopback unless FLEETGATE_ADMIN_HOST says otherwise). */
+  adminPort: number;
+  adminUrl: string;
+  /** FLEETGATE_ADMIN_TOKEN of this process (random unless the test chose one). */
+  adminToken: string;
   env: Record<string, string>;
   child: ChildProcess;
   /** Everything the server wrote to stdout and stderr so far. */
@@ -36,6 +42,7 @@ export async function startFleetgate(
   extraEnv: Record<string, string> = {},
   args: string[] = [],
 ): Promise<FleetgateProcess> {
+  extraEnv = { ...adminTestEnv(), ...extraEnv };
   const env: Record<string, string> = { ...db.env, FLEETGATE_LOG_LEVEL: 'info', ...extraEnv };
   const child = spawn(
     process.execPath,
@@ -75,9 +82,31 @@ export async function startFleetgate(
     caPem,
     env,
     child,
+    ...adminEndpoint(output, env),
     output: () => output,
     cli: (cliArgs) => runCli(env, cliArgs),
     stop: () => stopProcess(child),
+  };
+}
+
+/** The admin listener on a free port, with a token the test knows. */
+function adminTestEnv(): Record<string, string> {
+  return {
+    FLEETGATE_ADMIN_PORT: '0',
+    FLEETGATE_ADMIN_TOKEN: `fgadm_test_${crypto.randomBytes(24).toString('base64url')}`,
+  };
+}
+
+/** Where the admin API listens, from its log line (logged before the device listener's). */
+function adminEndpoint(output: string, env: Record<string, string>) {
+  const logged = /"adminPort":(\d+)[^\n]*"msg":"admin API listening on (https?):/.exec(output);
+  const scheme = logged?.[2] ?? 'http';
+  const adminPort = logged ? Number(logged[1]) : 0;
+  return {
+    adminPort,
+    // The development server certificate names localhost; plain HTTP is on 127.0.0.1.
+    adminUrl: `${scheme}://${scheme === 'https' ? 'localhost' : '127.0.0.1'}:${adminPort}`,
+    adminToken: env.FLEETGATE_ADMIN_TOKEN ?? '',
   };
 }
 

@@ -1,0 +1,72 @@
+import crypto from 'node:crypto';
+import type { Kysely } from 'kysely';
+import { insertAuditEvent } from '../audit/audit.repository.js';
+import type { Actor } from '../audit/actor.js';
+import type { Database } from '../db/schema.js';
+import { findAdminTokenHash, insertAdminTokenHash } from './admin-token.repository.js';
+
+/**
+ * The admin token is 256 random bits behind a recognisable prefix. Like a PSK
+ * it is high-entropy, so a plain SHA-256 is a safe storage hash.
+ */
+const TOKEN_PREFIX = 'fgadm_';
+
+export function generateAdminToken(): string {
+  return TOKEN_PREFIX + crypto.randomBytes(32).toString('base64url');
+}
+
+export function hashAdminToken(token: string): Buffer {
+  return crypto.createHash('sha256').update(token, 'utf8').digest();
+}
+
+/**
+ * Compares hashes, not the tokens: both sides are 32 bytes whatever was sent,
+ * so timingSafeEqual applies and the time taken says nothing about the token.
+ */
+export function adminTokenMatches(presented: string, expectedHash: Buffer): boolean {
+  return crypto.timingSafeEqual(hashAdminToken(presented), expectedHash);
+}
+
+export type AdminTokenSource = 'configured' | 'stored' | 'generated';
+
+export interface AdminTokenSetup {
+  source: AdminTokenSource;
+  /** Only when just generated: the caller shows it once, then forgets it. */
+  newToken?: string;
+}
+
+/**
+ * At start: a configured token wins; otherwise the stored hash is used, and
+ * on the very first start a token is generated and only its hash stored.
+ */
+export async function ensureAdminToken(
+  db: Kysely<Database>,
+  configuredToken: string | undefined,
+): Promise<AdminTokenSetup> {
+  if (configuredToken) return { source: 'configured' };
+  if (await findAdminTokenHash(db)) return { source: 'stored' };
+  const token = await resetAdminToken(db, { kind: 'server', remoteAddress: null });
+  return { source: 'generated', newToken: token };
+}
+
+/** Replaces the stored token (a lost or leaked one); the old one stops working at once. */
+export async function resetAdminToken(db: Kysely<Database>, actor: Actor): Promise<string> {
+  const token = generateAdminToken();
+  await db.transaction().execute(async (trx) => {
+    await insertAdminTokenHash(trx, hashAdminToken(token));
+    await insertAuditEvent(trx, {
+      action: 'admin_token.reset',
+      actor: actor.kind,
+      remoteAddress: actor.remoteAddress,
+    });
+  });
+  return token;
+}
+
+/** What a request's token is checked against: the configured one, else the stored hash. */
+export async function expectedAdminTokenHash(
+  db: Kysely<Database>,
+  configuredToken: string | undefined,
+): Promise<Buffer | undefined> {
+  return configuredToken ? hashAdminToken(configuredToken) : findAdminTokenHash(db);
+}

@@ -1,0 +1,62 @@
+import { z } from 'zod';
+import { listDevices, revokeDevice, showDevice } from '../devices/device.service.js';
+import { adminRoute, fingerprintParam, identityNameParam, limitQuery } from './admin-route.js';
+import { Device, DevicePage } from './response-schemas.js';
+
+export const deviceRoutes = [
+  adminRoute({
+    method: 'get',
+    path: '/v1/identities/:name/devices',
+    summary: "List an identity's devices: certificate, bound at, last seen, status",
+    tag: 'devices',
+    params: identityNameParam,
+    query: z.object({
+      limit: limitQuery(1000, 100),
+      cursor: z
+        .string()
+        .regex(/^\d{1,10}$/)
+        .optional()
+        .describe('nextCursor of the previous page'),
+    }),
+    response: DevicePage,
+    responses: {
+      200: '`{"devices": [Device], "nextCursor": string | null}`',
+      404: 'no such identity',
+    },
+    async handle({ db }, { params, query }, _req, res) {
+      res.json(
+        await listDevices(db, params.name, {
+          limit: query.limit,
+          after: query.cursor === undefined ? undefined : Number(query.cursor),
+        }),
+      );
+    },
+  }),
+  adminRoute({
+    method: 'get',
+    path: '/v1/devices/:fingerprint',
+    summary: 'Show a device with all its certificates (current, pending, retired)',
+    tag: 'devices',
+    params: fingerprintParam,
+    response: Device,
+    responses: { 200: 'the Device', 404: 'no device has this certificate' },
+    async handle({ db }, { params }, _req, res) {
+      res.json(await showDevice(db, params.fingerprint));
+    },
+  }),
+  adminRoute({
+    method: 'post',
+    path: '/v1/devices/:fingerprint/revoke',
+    summary: 'Revoke a device, permanently: refused from its very next request',
+    tag: 'devices',
+    params: fingerprintParam,
+    body: z
+      .strictObject({ reason: z.string().max(500).optional().describe('kept in the audit log') })
+      .optional(),
+    response: Device,
+    responses: { 200: 'the revoked Device', 404: 'no such device', 409: 'already revoked' },
+    async handle({ db }, { params, body, actor }, _req, res) {
+      res.json(await revokeDevice(db, params.fingerprint, body?.reason ?? null, actor));
+    },
+  }),
+];

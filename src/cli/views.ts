@@ -1,0 +1,108 @@
+import type { AuditEventRow } from '../audit/audit.repository.js';
+import type { DeviceView } from '../devices/device.service.js';
+import type { IdentityView } from '../identities/identity.service.js';
+import type { PskView } from '../psks/psk.service.js';
+import type { SeriesSummary } from '../series/series.service.js';
+import { details, table } from './output.js';
+
+/** The human forms of what admin commands print; `--json` prints the objects instead. */
+export const identityRows = (identities: IdentityView[]) =>
+  table(
+    ['NAME', 'STATUS', 'DEVICES', 'MAX', 'REVOKED', 'PSKS', 'CREATED'],
+    identities.map((i) => [
+      i.name,
+      i.status,
+      i.devices,
+      i.maxDevices ?? 'none',
+      i.revokedDevices,
+      i.psks,
+      i.createdAt,
+    ]),
+  );
+
+export const identityDetails = (i: IdentityView) =>
+  details([
+    ['name', i.name],
+    ['status', i.status],
+    ['devices', i.devices],
+    ['max devices', i.maxDevices ?? 'none'],
+    ['revoked devices', i.revokedDevices],
+    ['psks', i.psks],
+    ['created', i.createdAt],
+    ['disabled', i.disabledAt],
+  ]);
+
+export const pskRows = (psks: PskView[]) =>
+  table(
+    ['ID', 'PREFIX', 'STATUS', 'USES', 'LIMIT', 'CREATED', 'EXPIRES'],
+    psks.map((p) => [
+      p.id,
+      p.prefix,
+      p.status,
+      p.uses,
+      p.maxDevices ?? 'none',
+      p.createdAt,
+      p.expiresAt ?? 'never',
+    ]),
+  );
+
+export const deviceRows = (devices: DeviceView[]) =>
+  table(
+    ['FINGERPRINT', 'STATUS', 'SUBJECT', 'SERIAL', 'NOT AFTER', 'BOUND', 'LAST SEEN'],
+    devices.map((d) => [
+      d.certificate?.fingerprint,
+      d.status,
+      d.certificate?.subject,
+      d.certificate?.serialNumber,
+      d.certificate?.notAfter,
+      d.boundAt,
+      d.lastSeenAt,
+    ]),
+  );
+
+export const deviceDetails = (d: DeviceView) =>
+  details([
+    ['device id', d.id],
+    ['identity', d.identity],
+    ['status', d.status],
+    ['psk id', d.pskId],
+    ['bound at', d.boundAt],
+    ['bound from', d.boundFrom],
+    ['last seen', d.lastSeenAt],
+    ['revoked at', d.revokedAt],
+    ['revoked reason', d.revokedReason],
+  ]) +
+  '\n' +
+  table(
+    ['CERTIFICATE', 'STATE', 'SUBJECT', 'SERIAL', 'NOT BEFORE', 'NOT AFTER', 'RETIRED AT'],
+    d.certificates.map((c) => [
+      c.fingerprint,
+      c.state,
+      c.subject,
+      c.serialNumber,
+      c.notBefore,
+      c.notAfter,
+      c.retiredAt,
+    ]),
+  );
+
+export const auditRows = (events: AuditEventRow[]) =>
+  table(
+    ['AT', 'ACTION', 'ACTOR', 'IDENTITY', 'PSK', 'FINGERPRINT', 'FROM', 'DETAILS'],
+    events.map((e) => [
+      e.at,
+      e.action,
+      e.actor,
+      e.identity,
+      e.pskId,
+      e.fingerprint,
+      e.remoteAddress,
+      Object.keys(e.details).length ? JSON.stringify(e.details) : '',
+    ]),
+  );
+
+export const seriesRows = (series: SeriesSummary[]) =>
+  table(
+    ['SERIES', 'POINTS', 'FIRST', 'LAST'],
+    series.map((s) => [s.name, s.points, s.first, s.last]),
+  );

@@ -1,0 +1,47 @@
+import { clientAddressOf } from '../proxy/request-origin.js';
+import type { Request, Response } from 'express';
+import type { Kysely } from 'kysely';
+import type { Config } from '../config/config.js';
+import type { Database } from '../db/schema.js';
+import { certificateRetired, lookUpDevice } from '../devices/device-auth.js';
+import { requireClientCertificate } from '../tls/client-certificate.js';
+
+/**
+ * GET /device_endpoint: what fleetgate thinks of the presented certificate,
+ * so firmware can tell whether it must enroll. Always 200 for a readable
+ * certificate: `unbound` is an answer, not an error.
+ */
+export async function handleStatus(
+  db: Kysely<Database>,
+  config: Config,
+  req: Request,
+  res: Response,
+) {
+  const certificate = requireClientCertificate(req);
+  const device = await lookUpDevice(db, certificate, config, clientAddressOf(req));
+  const base = {
+    fingerprint: certificate.fingerprint,
+    notAfter: certificate.notAfter.toISOString(),
+  };
+  if (!device) {
+    res.status(200).json({ status: 'unbound', ...base });
+    return;
+  }
+  const status = device.revokedAt
+    ? 'revoked'
+    : certificateRetired(device)
+      ? 'retired'
+      : device.identityDisabledAt
+        ? 'disabled'
+        : 'active';
+  res.status(200).json({
+    status,
+    ...base,
+    identity: device.identityName,
+    boundAt: device.boundAt.toISOString(),
+    ...(device.revokedAt ? { revokedAt: device.revokedAt.toISOString() } : {}),
+    ...(device.certificateState === 'retired' && device.certificateRetiredAt
+      ? { retiredAt: device.certificateRetiredAt.toISOString() }
+      : {}),
+  });
+}

@@ -1,0 +1,178 @@
+import type { Kysely } from 'kysely';
+import { insertAuditEvent } from '../audit/audit.repository.js';
+import type { Actor } from '../audit/actor.js';
+import type { Database } from '../db/schema.js';
+import { badRequest, conflict, notFound } from '../http/app-error.js';
+import { findIdentityById, findIdentityByName } from '../identities/identity.repository.js';
+import {
+  findDeviceByFingerprint,
+  findDeviceById,
+  listCertificatesOfDevices,
+  listDevicesOfIdentity,
+  lockDevice,
+  markDeviceRevoked,
+  type CertificateFields,
+  type CertificateRow,
+  type DeviceByCertificate,
+  type DeviceRow,
+} from './device.repository.js';
+
+const FINGERPRINT = /^[0-9a-f]{64}$/;
+
+export function normaliseFingerprint(text: string): string {
+  // Accept what openssl prints (upper case, colon separated) as well as ours.
+  const fingerprint = text.trim().toLowerCase().replace(/:/g, '');
+  if (!FINGERPRINT.test(fingerprint)) {
+    throw badRequest(
+      'invalid_fingerprint',
+      'a fingerprint is the SHA-256 of the certificate DER, 64 hex digits',
+    );
+  }
+  return fingerprint;
+}
+
+/** A device found by the fingerprint of any of its certificates, current or past. */
+export async function requireDeviceByFingerprint(
+  db: Kysely<Database>,
+  fingerprintText: string,
+): Promise<DeviceByCertificate> {
+  const fingerprint = normaliseFingerprint(fingerprintText);
+  const device = await findDeviceByFingerprint(db, fingerprint);
+  if (!device) throw notFound('device_not_found', `no device has the certificate ${fingerprint}`);
+  return device;
+}
+
+export interface CertificateView extends CertificateFields {
+  state: string;
+  addedAt: Date;
+  activatedAt: Date | null;
+  retiredAt: Date | null;
+}
+
+export interface DeviceView {
+  id: number;
+  identity: string;
+  status: 'active' | 'revoked' | 'disabled';
+  pskId: number;
+  boundAt: Date;
+  boundFrom: string | null;
+  lastSeenAt: Date | null;
+  revokedAt: Date | null;
+  revokedReason: string | null;
+  /** The certificate the device uses now (the newest active one). */
+  certificate: CertificateView | null;
+  /** A certificate submitted for rotation and not yet presented. */
+  pendingCertificate: CertificateView | null;
+  certificates: CertificateView[];
+}
+
+export interface DevicePage {
+  devices: DeviceView[];
+  nextCursor: string | null;
+}
+
+export async function listDevices(
+  db: Kysely<Database>,
+  identityName: string,
+  options: { limit: number; after?: number },
+): Promise<DevicePage> {
+  const identity = await findIdentityByName(db, identityName);
+  if (!identity) throw notFound('identity_not_found', `no identity named ${identityName}`);
+  const rows = await listDevicesOfIdentity(db, identity.id, options.after ?? 0, options.limit + 1);
+  const more = rows.length > options.limit;
+  const page = more ? rows.slice(0, options.limit) : rows;
+  const certificates = await listCertificatesOfDevices(
+    db,
+    page.map((d) => d.id),
+  );
+  const disabled = identity.disabled_at !== null;
+  return {
+    devices: page.map((d) =>
+      deviceView(
+        d,
+        identity.name,
+        disabled,
+        certificates.filter((c) => c.device_id === d.id),
+      ),
+    ),
+    nextCursor: more ? String(page[page.length - 1]!.id) : null,
+  };
+}
+
+export async function showDevice(db: Kysely<Database>, fingerprint: string): Promise<DeviceView> {
+  const found = await requireDeviceByFingerprint(db, fingerprint);
+  const device = await findDeviceById(db, found.deviceId);
+  const identity = await findIdentityById(db, found.identityId);
+  if (!device || !identity) throw notFound('device_not_found', 'the device no longer exists');
+  const certificates = await listCertificatesOfDevices(db, [device.id]);
+  return deviceView(device, identity.name, identity.disabled_at !== null, certificates);
+}
+
+/**
+ * Permanent: a revoked device is refused on its very next request (device
+ * auth reads the database on every request) and can never be bound again.
+ */
+export async function revokeDevice(
+  db: Kysely<Database>,
+  fingerprint: string,
+  reason: string | null,
+  actor: Actor,
+): Promise<DeviceView> {
+  const found = await requireDeviceByFingerprint(db, fingerprint);
+  await db.transaction().execute(async (trx) => {
+    const device = await lockDevice(trx, found.deviceId);
+    if (device.revoked_at)
+      throw conflict('device_already_revoked', 'the device is already revoked');
+    await markDeviceRevoked(trx, device.id, reason);
+    await insertAuditEvent(trx, {
+      action: 'device.revoked',
+      actor: actor.kind,
+      identityId: device.identity_id,
+      pskId: device.psk_id,
+      deviceId: device.id,
+      fingerprint: normaliseFingerprint(fingerprint),
+      remoteAddress: actor.remoteAddress,
+      details: reason ? { reason } : {},
+    });
+  });
+  return showDevice(db, fingerprint);
+}
+
+function deviceView(
+  device: DeviceRow,
+  identity: string,
+  identityDisabled: boolean,
+  certificates: CertificateRow[],
+): DeviceView {
+  const views = certificates.map(certificateView);
+  const active = views.filter((c) => c.state === 'active');
+  return {
+    id: device.id,
+    identity,
+    status: device.revoked_at ? 'revoked' : identityDisabled ? 'disabled' : 'active',
+    pskId: device.psk_id,
+    boundAt: device.bound_at,
+    boundFrom: device.bound_from,
+    lastSeenAt: device.last_seen_at,
+    revokedAt: device.revoked_at,
+    revokedReason: device.revoked_reason,
+    certificate: active[active.length - 1] ?? null,
+    pendingCertificate: views.find((c) => c.state === 'pending') ?? null,
+    certificates: views,
+  };
+}
+
+function certificateView(c: CertificateRow): CertificateView {
+  return {
+    fingerprint: c.fingerprint,
+    subject: c.subject,
+    issuer: c.issuer,
+    serialNumber: c.serial_number,
+    notBefore: c.not_before,
+    notAfter: c.not_after,
+    state: c.state,
+    addedAt: c.added_at,
+    activatedAt: c.activated_at,
+    retiredAt: c.retired_at,
+  };
+}

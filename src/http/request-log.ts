@@ -1,0 +1,39 @@
+import crypto from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { RequestHandler } from 'express';
+import type { Logger } from 'pino';
+
+/**
+ * Gives each request an id (X-Request-Id) and logs one line when it is done.
+ * Never bodies or headers: bind bodies carry PSKs, admin answers carry new
+ * PSKs, and admin requests carry the bearer token.
+ */
+export function requestLog(
+  log: Logger,
+  message: string,
+  extra: object = {},
+  /** Where the client is; behind a proxy, not the socket's peer. */
+  addressOf: (req: IncomingMessage) => string | null | undefined = (req) =>
+    req.socket.remoteAddress,
+): RequestHandler {
+  return (req, res, next) => {
+    const started = process.hrtime.bigint();
+    res.locals.requestId = crypto.randomUUID();
+    res.setHeader('X-Request-Id', res.locals.requestId as string);
+    res.on('finish', () => {
+      log.info(
+        {
+          reqId: res.locals.requestId,
+          method: req.method,
+          path: req.path,
+          status: res.statusCode,
+          ms: Number(process.hrtime.bigint() - started) / 1e6,
+          remote: addressOf(req),
+          ...extra,
+        },
+        message,
+      );
+    });
+    next();
+  };
+}

@@ -1,0 +1,294 @@
+import { expect } from 'chai';
+import { ADMIN_ROUTES } from '../../src/admin/admin.routes.js';
+import { AdminClient, boundDevice, useFleetgate } from '../support/admin-client.js';
+import { DeviceClient, newDevice } from '../support/device-client.js';
+import { startFleetgate } from '../support/fleetgate-process.js';
+import {
+  createTestDatabase,
+  queryTestDatabase,
+  type TestDatabase,
+} from '../support/test-database.js';
+
+describe('admin API: authentication and the OpenAPI document', () => {
+  const fg = useFleetgate();
+
+  it('listens on loopback over plain HTTP by default', () => {
+    expect(fg.server.adminUrl).to.match(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(fg.server.adminPort).to.be.greaterThan(0);
+    expect(fg.server.adminPort).to.not.equal(fg.server.port);
+  });
+
+  it('refuses a request without a token with 401 and a Bearer challenge', async () => {
+    const anonymous = new AdminClient(fg.server, null);
+    try {
+      const answer = await anonymous.get('/v1/identities');
+      expect(answer.status).to.equal(401);
+      expect(answer.json).to.deep.include({ code: 'admin_token_required' });
+      expect(answer.headers['www-authenticate']).to.match(/^Bearer /);
+      // Unknown paths too: a stranger learns nothing about what exists.
+      expect((await anonymous.get('/v1/nothing-here')).status).to.equal(401);
+    } finally {
+      await anonymous.close();
+    }
+  });
+
+  it('refuses a wrong token, a token of another length and a malformed header', async () => {
+    const wrong = new AdminClient(fg.server, `${fg.server.adminToken.slice(0, -1)}x`);
+    const short = new AdminClient(fg.server, 'x');
+    try {
+      for (const client of [wrong, short]) {
+        const answer = await client.get('/v1/identities');
+        expect(answer.status).to.equal(401);
+        expect(answer.json).to.deep.equal({
+          error: 'the admin token is not valid',
+          code: 'invalid_admin_token',
+        });
+      }
+      const basic = await fg.admin.get('/v1/identities', {
+        authorization: 'Basic YWRtaW46YWRtaW4=',
+      });
+      expect(basic.status).to.equal(401);
+      expect(basic.json.code).to.equal('invalid_authorization');
+    } finally {
+      await wrong.close();
+      await short.close();
+    }
+  });
+
+  it('accepts the configured token', async () => {
+    const answer = await fg.admin.get('/v1/identities');
+    expect(answer.status).to.equal(200);
+    expect(answer.json).to.deep.equal({ identities: [] });
+  });
+
+  it('serves no admin route on the device port, even to a device with a certificate', async () => {
+    const device = new DeviceClient(fg.server, newDevice());
+    try {
+      const answer = await device.send('GET', undefined, {}, '/v1/identities');
+      expect(answer.status).to.equal(404);
+      expect(answer.json.code).to.equal('not_found');
+      const withToken = await device.send(
+        'GET',
+        undefined,
+        { authorization: `Bearer ${fg.server.adminToken}` },
+        '/v1/identities',
+      );
+      expect(withToken.status).to.equal(404);
+    } finally {
+      await device.close();
+    }
+  });
+
+  it('answers JSON errors for unknown routes, wrong methods and invalid input', async () => {
+    const unknown = await fg.admin.get('/v1/nothing-here');
+    expect(unknown.status).to.equal(404);
+    expect(unknown.json.code).to.equal('not_found');
+    const wrongMethod = await fg.admin.send('DELETE', '/v1/identities');
+    expect(wrongMethod.status).to.equal(405);
+    expect(wrongMethod.headers.allow).to.equal('GET, POST');
+    const form = await fg.admin.send('POST', '/v1/identities', 'name=x', {
+      'content-type': 'application/x-www-form-urlencoded',
+    });
+    expect(form.status).to.equal(415);
+    expect(form.json.code).to.equal('unsupported_media_type');
+    const badJson = await fg.admin.post('/v1/identities', '{"name": ');
+    expect(badJson.status).to.equal(400);
+    expect(badJson.json.code).to.equal('invalid_json');
+    const extraField = await fg.admin.post('/v1/identities', { name: 'a', owner: 'b' });
+    expect(extraField.status).to.equal(400);
+    expect(extraField.json.code).to.equal('invalid_request');
+    expect(extraField.json.error).to.match(/owner/);
+  });
+
+  it('serves an OpenAPI 3 document, without a token, that describes every served route', async () => {
+    const anonymous = new AdminClient(fg.server, null);
+    try {
+      const answer = await anonymous.get('/openapi.json');
+      expect(answer.status).to.equal(200);
+      const doc = answer.json;
+      expect(doc.openapi).to.match(/^3\./);
+      const documented = new Set<string>();
+      for (const [path, operations] of Object.entries(doc.paths as Record<string, object>)) {
+        for (const method of Object.keys(operations)) documented.add(`${method} ${path}`);
+      }
+      const served = ADMIN_ROUTES.map((r) => `${r.method} ${r.path.replace(/:(\w+)/g, '{$1}')}`);
+      expect([...documented].sort()).to.deep.equal([...served].sort());
+      // And every declared route is really served: with a token none of them is a 404 for the route itself.
+      for (const route of ADMIN_ROUTES) {
+        const path = route.path
+          .replace(':name', 'no-such-identity')
+          .replace(':fingerprint', 'a'.repeat(64))
+          .replace(':id', '999999');
+        const method = route.method.toUpperCase() as 'GET' | 'POST' | 'PATCH';
+        const reply = await fg.admin.send(method, path, method === 'GET' ? undefined : {});
+        expect(reply.json?.code, `${method} ${path}`).to.not.equal('not_found');
+        expect(reply.status, `${method} ${path}`).to.not.equal(405);
+      }
+      const create = doc.paths['/v1/identities'].post;
+      expect(create.requestBody.content['application/json'].schema.required).to.deep.equal([
+        'name',
+      ]);
+      const points = doc.paths['/v1/devices/{fingerprint}/points'].get;
+      expect(points.parameters.map((p: { name: string }) => p.name)).to.include.members([
+        'fingerprint',
+        'series',
+        'from',
+        'to',
+        'bucket',
+        'limit',
+        'cursor',
+        'format',
+      ]);
+    } finally {
+      await anonymous.close();
+    }
+  });
+});
+
+describe('admin API: answers match the documented schemas', () => {
+  const fg = useFleetgate();
+
+  it('returns, for every JSON route, what the OpenAPI document says', async () => {
+    const { admin, server } = fg;
+    const psk = await admin.identityWithPsk('documented', 10);
+    const device = newDevice();
+    const client = await boundDevice(server, device, psk);
+    await client.upload([{ name: 'temp', content: '1700000000000,1\n1700000060000,2' }]);
+    await client.close();
+    const psks = (await admin.get('/v1/identities/documented/psks')).json.psks;
+    const values: Record<string, string> = {
+      name: 'documented',
+      fingerprint: device.fingerprint,
+      id: String(psks[0].id),
+    };
+    const doc = (await admin.get('/openapi.json')).json;
+    const resolve = (ref: string) =>
+      doc.components.schemas[ref.replace('#/components/schemas/', '')];
+    // Reads first, then the changes (revocations last, in declaration order).
+    const reads = ADMIN_ROUTES.filter((r) => r.method === 'get');
+    for (const route of [...reads, ...ADMIN_ROUTES.filter((r) => r.method !== 'get')]) {
+      const path = route.path.replace(/:(\w+)/g, (_m, key: string) => values[key]!);
+      const query = route.path.endsWith('/points') ? '?series=temp' : '';
+      const method = route.method.toUpperCase() as 'GET' | 'POST' | 'PATCH';
+      const body =
+        route.method === 'patch'
+          ? { maxDevices: 20 }
+          : route.method === 'post' && route.path === '/v1/identities'
+            ? { name: 'second' }
+            : undefined;
+      const answer = await admin.send(method, `${path}${query}`, body);
+      const label = `${method} ${route.path}`;
+      expect(answer.status, `${label}: ${answer.text}`).to.be.oneOf([200, 201, 202]);
+      expect(route.response, label).to.not.equal(undefined);
+      const parsed = route.response!.safeParse(answer.json);
+      expect(parsed.success, `${label}: ${JSON.stringify(parsed.error?.issues)}`).to.equal(true);
+      const documented = doc.paths[route.path.replace(/:(\w+)/g, '{$1}')][route.method];
+      const success = Object.keys(documented.responses).find((s) => s.startsWith('2'))!;
+      const schema = documented.responses[success].content['application/json'].schema;
+      expect(schema, label).to.be.an('object');
+      const refs = JSON.stringify(schema).match(/#\/components\/schemas\/\w+/g) ?? [];
+      for (const ref of refs) expect(resolve(ref), `${label} ${ref}`).to.be.an('object');
+    }
+  });
+});
+
+describe('admin API: the generated token', () => {
+  let db: TestDatabase;
+
+  before(async () => {
+    db = await createTestDatabase();
+  });
+  after(async () => {
+    await db?.drop();
+  });
+
+  it('is printed once to stderr on first start, never logged, and only its hash is stored', async () => {
+    const first = await startFleetgate(db, { FLEETGATE_ADMIN_TOKEN: '' });
+    let token: string;
+    try {
+      const printed = first.output().match(/fgadm_[A-Za-z0-9_-]{43}/g) ?? [];
+      expect(printed).to.have.length(1);
+      token = printed[0]!;
+      const logLines = first
+        .output()
+        .split('\n')
+        .filter((l) => l.startsWith('{'));
+      for (const line of logLines) expect(line).to.not.include(token);
+      expect(first.output()).to.match(/"token":"generated"/);
+      const admin = new AdminClient(first, token);
+      expect((await admin.get('/v1/identities')).status).to.equal(200);
+      await admin.close();
+      if (db.url) {
+        const rows = await queryTestDatabase<{ hex: string }>(
+          db,
+          "select encode(token_hash, 'hex') as hex from admin_tokens",
+        );
+        expect(rows).to.have.length(1);
+        expect(rows[0]!.hex).to.have.length(64);
+        expect(rows[0]!.hex).to.not.include(Buffer.from(token).toString('hex'));
+      }
+    } finally {
+      await first.stop();
+    }
+
+    const second = await startFleetgate(db, { FLEETGATE_ADMIN_TOKEN: '' });
+    try {
+      expect(second.output()).to.not.match(/fgadm_/);
+      expect(second.output()).to.match(/"token":"stored"/);
+      const admin = new AdminClient(second, token);
+      expect((await admin.get('/v1/identities')).status).to.equal(200);
+
+      // A reset from the CLI replaces it at once in the running server.
+      const reset = await second.cli(['admin-token', 'reset']);
+      expect(reset.code, reset.stderr).to.equal(0);
+      const fresh = reset.stdout.trim();
+      expect(fresh).to.match(/^fgadm_/);
+      expect((await admin.get('/v1/identities')).status).to.equal(401);
+      const renewed = new AdminClient(second, fresh);
+      expect((await renewed.get('/v1/identities')).status).to.equal(200);
+      await admin.close();
+      await renewed.close();
+    } finally {
+      await second.stop();
+    }
+  });
+});
+
+describe('admin API off loopback', () => {
+  const fg = useFleetgate({ FLEETGATE_ADMIN_HOST: '0.0.0.0' });
+
+  it('uses TLS with the server certificate and still wants the token, not a device certificate', async () => {
+    expect(fg.server.adminUrl).to.match(/^https:\/\/localhost:\d+$/);
+    const device = newDevice();
+    const withCertOnly = new AdminClient(fg.server, null, {
+      cert: device.certPem,
+      key: device.keyPem,
+    });
+    const withToken = new AdminClient(fg.server);
+    try {
+      const refused = await withCertOnly.get('/v1/identities');
+      expect(refused.status).to.equal(401);
+      expect(refused.json.code).to.equal('admin_token_required');
+      expect((await withToken.get('/v1/identities')).status).to.equal(200);
+    } finally {
+      await withCertOnly.close();
+      await withToken.close();
+    }
+  });
+});
+
+describe('admin API switched off', () => {
+  const fg = useFleetgate({ FLEETGATE_ADMIN_PORT: 'off' });
+
+  it('starts without the admin listener; devices and the CLI still work', async () => {
+    expect(fg.server.output()).to.not.match(/admin API listening/);
+    const device = new DeviceClient(fg.server, newDevice());
+    try {
+      expect((await device.send('GET')).json.status).to.equal('unbound');
+    } finally {
+      await device.close();
+    }
+    const created = await fg.server.cli(['identity', 'create', 'offline']);
+    expect(created.code, created.stderr).to.equal(0);
+  });
+});
