@@ -25,7 +25,11 @@ export async function openDatabase(config: Config, log: Logger): Promise<Databas
 }
 
 function openPostgres(url: string, poolSize: number, log: Logger): DatabaseHandle {
-  const pool = new pg.Pool({ connectionString: url, max: poolSize });
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: poolSize,
+    options: durableSessionOptions(url),
+  });
   // An idle client that loses its server (restart, network) emits 'error' on
   // the pool; unhandled, that would crash the process. The pool drops the
   // client and the next checkout opens a fresh connection.
@@ -47,6 +51,22 @@ async function openEmbedded(dataDir: string): Promise<DatabaseHandle> {
     dialect: new PostgresDialect({ pool: new PgliteSingleConnectionPool(pglite) }),
   });
   return { db, kind: 'embedded', location: dir, close: () => db.destroy() };
+}
+
+/**
+ * An upload answered 200 must survive a crash of the database server, so every
+ * session of fleetgate commits synchronously (WAL flushed before COMMIT
+ * returns), whatever the server, database or role default says. Options given
+ * in the URL are kept; ours come last and win.
+ */
+export function durableSessionOptions(url: string): string {
+  let fromUrl = '';
+  try {
+    fromUrl = new URL(url).searchParams.get('options') ?? '';
+  } catch {
+    // pg reports an unparseable URL itself when it connects.
+  }
+  return `${fromUrl} -c synchronous_commit=on`.trim();
 }
 
 export function redactUrl(url: string): string {

@@ -5,12 +5,20 @@ import type { Database } from '../db/schema.js';
 import { badRequest } from '../http/app-error.js';
 import { PSK_MAX_LENGTH, PSK_MIN_LENGTH } from '../psks/psk-secret.js';
 import { requireClientCertificate } from '../tls/client-certificate.js';
+import { clientAddressOf, throttledBind, type Throttles } from '../throttle/throttle.service.js';
 
 /** `{"PSK": "..."}` over mTLS: binds the presented certificate to the PSK's identity. */
-export async function handleBind(db: Kysely<Database>, req: Request, res: Response) {
+export async function handleBind(
+  db: Kysely<Database>,
+  throttles: Throttles,
+  req: Request,
+  res: Response,
+) {
   const certificate = requireClientCertificate(req);
-  const psk = pskFromBody(req.body);
-  const result = await bindCertificate(db, psk, certificate, req.socket.remoteAddress ?? null);
+  const address = clientAddressOf(req);
+  const result = await throttledBind(throttles, address, certificate.fingerprint, () =>
+    bindCertificate(db, pskFromBody(req.body), certificate, req.socket.remoteAddress ?? null),
+  );
   res.status(200).json({
     status: result.status,
     identity: result.identity,

@@ -4,6 +4,7 @@ import type { Config } from '../config/config.js';
 import type { Database } from '../db/schema.js';
 import { AppError, unsupportedMediaType } from '../http/app-error.js';
 import { requireClientCertificate } from '../tls/client-certificate.js';
+import { createThrottles } from '../throttle/throttle.service.js';
 import { handleBind } from './bind.handler.js';
 import { handleUpload } from './upload.handler.js';
 
@@ -16,6 +17,7 @@ export const DEVICE_ENDPOINT = '/device_endpoint';
  */
 export function deviceEndpointRoutes(db: Kysely<Database>, config: Config): Router {
   const router = Router();
+  const throttles = createThrottles(config.throttle);
   const json = express.json({ limit: config.limits.maxJsonBytes, strict: false, type: () => true });
 
   router.post(DEVICE_ENDPOINT, (req: Request, res: Response, next: NextFunction) => {
@@ -23,12 +25,12 @@ export function deviceEndpointRoutes(db: Kysely<Database>, config: Config): Rout
     if (req.is('application/json')) {
       json(req, res, (err?: unknown) => {
         if (err) return next(err);
-        handleBind(db, req, res).catch(next);
+        handleBind(db, throttles, req, res).catch(next);
       });
       return;
     }
     if (req.is('multipart/form-data')) {
-      handleUpload(db, config, req, res).catch(next);
+      handleUpload(db, config, throttles, req, res).catch(next);
       return;
     }
     throw unsupportedMediaType(

@@ -6,9 +6,11 @@ import type { Config } from '../config/config.js';
 import { acquireDataDirLock } from '../control/data-dir-lock.js';
 import { startControlSocket } from '../control/control-socket.js';
 import { openDatabase, type DatabaseHandle } from '../db/connect.js';
+import { checkDurability } from '../db/durability.js';
 import { isDatabaseUnavailable } from '../db/errors.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { createApp } from '../http/app.js';
+import { clientErrorHandler } from '../http/error-handler.js';
 import { httpsOptions, loadServerTlsMaterial } from './tls-options.js';
 
 export interface RunningServer {
@@ -32,6 +34,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     const database = await openDatabase(config, log);
     cleanups.push(() => database.close());
     await waitForDatabase(database, log);
+    if (database.kind === 'postgres') await checkDurability(database.db, log);
     if (config.migrateOnStart) {
       const applied = await migrateToLatest(database.db as never);
       log.info({ applied: applied.map((m) => m.migrationName) }, 'database schema is up to date');
@@ -45,6 +48,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       httpsOptions(loadServerTlsMaterial(config, log), config),
       app,
     );
+    server.on('clientError', clientErrorHandler(log));
     server.on('tlsClientError', (err) => log.debug({ err: err.message }, 'TLS handshake failed'));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
