@@ -35,10 +35,7 @@ export interface FilePartSpec {
 }
 
 /** A multipart body built by hand, so tests control every byte. */
-export function buildMultipart(
-  parts: FilePartSpec[],
-  boundary = `----fg${crypto.randomBytes(8).toString('hex')}`,
-) {
+export function buildMultipart(parts: FilePartSpec[], boundary = `----fg${crypto.randomBytes(8).toString('hex')}`) {
   const chunks: Buffer[] = [];
   for (const part of parts) {
     chunks.push(

@@ -34,14 +34,10 @@ export async function startFleetgate(
   args: string[] = [],
 ): Promise<FleetgateProcess> {
   const env: Record<string, string> = { ...db.env, FLEETGATE_LOG_LEVEL: 'info', ...extraEnv };
-  const child = spawn(
-    process.execPath,
-    [BIN, 'serve', '--port', '0', '--host', '127.0.0.1', ...args],
-    {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
+  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--host', '127.0.0.1', ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   child.stdout!.on('data', (chunk) => (output += String(chunk)));
   child.stderr!.on('data', (chunk) => (output += String(chunk)));

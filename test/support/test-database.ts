@@ -21,16 +21,9 @@ export interface TestDatabase {
 export async function createTestDatabase(): Promise<TestDatabase> {
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-test-'));
   const serverUrl = process.env.DATABASE_URL;
-  const base = {
-    FLEETGATE_DATA_DIR: path.join(workDir, 'data'),
-    FLEETGATE_CERTS_DIR: path.join(workDir, 'certs'),
-  };
+  const base = { FLEETGATE_DATA_DIR: path.join(workDir, 'data'), FLEETGATE_CERTS_DIR: path.join(workDir, 'certs') };
   if (!serverUrl) {
-    return {
-      env: base,
-      workDir,
-      drop: async () => fs.rmSync(workDir, { recursive: true, force: true }),
-    };
+    return { env: base, workDir, drop: async () => fs.rmSync(workDir, { recursive: true, force: true }) };
   }
   const name = `fleetgate_test_${crypto.randomBytes(6).toString('hex')}`;
   await withAdmin(serverUrl, (client) => client.query(`create database ${name}`));
@@ -41,9 +34,7 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     url: url.toString(),
     workDir,
     drop: async () => {
-      await withAdmin(serverUrl, (client) =>
-        client.query(`drop database if exists ${name} with (force)`),
-      );
+      await withAdmin(serverUrl, (client) => client.query(`drop database if exists ${name} with (force)`));
       fs.rmSync(workDir, { recursive: true, force: true });
     },
   };
