@@ -34,6 +34,13 @@ function openPostgres(url: string, poolSize: number, log: Logger): DatabaseHandl
   // the pool; unhandled, that would crash the process. The pool drops the
   // client and the next checkout opens a fresh connection.
   pool.on('error', (err) => log.warn({ err: err.message }, 'idle database connection lost'));
+  // The pool listens only while a client is idle. A checked-out client (an
+  // upload between two batches) whose server goes away would emit an
+  // unhandled 'error' and crash the process; with this listener its next
+  // query fails instead (a 503), and the pool discards it on release.
+  pool.on('connect', (client) =>
+    client.on('error', (err) => log.warn({ err: err.message }, 'database connection lost')),
+  );
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   return {
     db,
