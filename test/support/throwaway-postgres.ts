@@ -1,4 +1,5 @@
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -24,6 +25,8 @@ export interface ThrowawayPostgres {
   /** `fast` rolls back open transactions and closes connections, like a restart or failover. */
   stop(mode?: 'fast' | 'immediate'): void;
   restart(): void;
+  /** The same, without blocking the event loop (for load running alongside). */
+  restartAsync(): Promise<void>;
   destroy(): void;
 }
 
@@ -44,11 +47,14 @@ export async function createThrowawayPostgres(): Promise<ThrowawayPostgres> {
   fs.chmodSync(dir, 0o755);
   const dataDir = path.join(dir, 'data');
   const port = await freePort();
-  const asOwner = (bin: string, args: string[]) => {
+  const ownerCommand = (bin: string, args: string[]): [string, string[]] => {
     const command = [path.join(PG_BIN, bin), ...args];
-    const [file, argv] = root
+    return root
       ? ['runuser', ['-u', 'postgres', '--', ...command]]
       : [command[0]!, command.slice(1)];
+  };
+  const asOwner = (bin: string, args: string[]) => {
+    const [file, argv] = ownerCommand(bin, args);
     execFileSync(file, argv, { stdio: 'pipe', cwd: dir });
   };
   if (root) execFileSync('chown', ['postgres:postgres', dir]);
@@ -72,6 +78,23 @@ export async function createThrowawayPostgres(): Promise<ThrowawayPostgres> {
     restart() {
       cluster.stop('fast');
       cluster.start();
+    },
+    async restartAsync() {
+      const [file, argv] = ownerCommand('pg_ctl', [
+        '-D',
+        dataDir,
+        '-w',
+        '-t',
+        '60',
+        '-m',
+        'fast',
+        '-o',
+        options,
+        '-l',
+        path.join(dir, 'server.log'),
+        'restart',
+      ]);
+      await promisify(execFile)(file, argv, { cwd: dir });
     },
     destroy() {
       try {
