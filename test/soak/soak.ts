@@ -49,7 +49,7 @@ async function main() {
     workDir,
     drop: async () => fs.rmSync(workDir, { recursive: true, force: true }),
   };
-  const server = await startFleetgate(db, { FLEETGATE_LOG_LEVEL: 'warn' });
+  const server = await startFleetgate(db);
   const clients: DeviceClient[] = [];
   try {
     await server.cli(['identity', 'create', 'soak']);
