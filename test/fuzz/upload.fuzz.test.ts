@@ -1,14 +1,14 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
+import { buildMultipart, DeviceClient, type TestDevice } from '../support/device-client.js';
+import type { FleetgateProcess } from '../support/fleetgate-process.js';
 import {
-  buildMultipart,
-  DeviceClient,
-  newDevice,
-  type TestDevice,
-} from '../support/device-client.js';
-import { startFleetgate, type FleetgateProcess } from '../support/fleetgate-process.js';
-import { bindDevice, countAllRows, storedPoints } from '../support/stored-points.js';
-import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+  startWithBoundDevice,
+  stopBoundDevice,
+  countAllRows,
+  storedPoints,
+} from '../support/stored-points.js';
+import type { TestDatabase } from '../support/test-database.js';
 
 /** Bounded so the suite stays fast; FLEETGATE_FUZZ_RUNS raises it for a longer hunt. */
 const RUNS = Number(process.env.FLEETGATE_FUZZ_RUNS ?? 25);
@@ -58,18 +58,13 @@ describe('fuzzing uploads through the real endpoint', function () {
   let client: DeviceClient;
   let run = 0;
 
-  before(async () => {
-    db = await createTestDatabase();
-    server = await startFleetgate(db, { FLEETGATE_UPLOADS_PER_DEVICE: '0' });
-    device = newDevice();
-    client = new DeviceClient(server, device);
-    await bindDevice(server, client);
-  });
-  after(async () => {
-    await client?.close();
-    await server?.stop();
-    await db?.drop();
-  });
+  before(
+    async () =>
+      ({ db, server, device, client } = await startWithBoundDevice({
+        FLEETGATE_UPLOADS_PER_DEVICE: '0',
+      })),
+  );
+  after(() => stopBoundDevice({ db, server, client }));
 
   it('stores exactly the valid CSV files, first point per timestamp, and nothing of the others', async () => {
     await fc.assert(

@@ -1,14 +1,15 @@
 import { expect } from 'chai';
-import { DeviceClient, newDevice, type TestDevice } from '../support/device-client.js';
-import { startFleetgate, type FleetgateProcess } from '../support/fleetgate-process.js';
+import { DeviceClient, type TestDevice } from '../support/device-client.js';
+import type { FleetgateProcess } from '../support/fleetgate-process.js';
 import {
-  bindDevice,
+  startWithBoundDevice,
+  stopBoundDevice,
   countAllRows,
   expectJsonError,
   expectServerUp,
   storedPoints,
 } from '../support/stored-points.js';
-import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+import type { TestDatabase } from '../support/test-database.js';
 
 const NOW = Date.now();
 const GOOD = `${NOW - 2000},1.5\n${NOW - 1000},2.5\n`;
@@ -20,18 +21,13 @@ describe('hostile CSV content', function () {
   let device: TestDevice;
   let client: DeviceClient;
 
-  before(async () => {
-    db = await createTestDatabase();
-    server = await startFleetgate(db, { FLEETGATE_UPLOADS_PER_DEVICE: '0' });
-    device = newDevice();
-    client = new DeviceClient(server, device);
-    await bindDevice(server, client);
-  });
-  after(async () => {
-    await client?.close();
-    await server?.stop();
-    await db?.drop();
-  });
+  before(
+    async () =>
+      ({ db, server, device, client } = await startWithBoundDevice({
+        FLEETGATE_UPLOADS_PER_DEVICE: '0',
+      })),
+  );
+  after(() => stopBoundDevice({ db, server, client }));
 
   /** A good part first, then the bad one: the good one must be rolled back too. */
   async function expectRefused(content: string | Buffer, status: number, code: string | string[]) {

@@ -1,21 +1,17 @@
 import fs from 'node:fs';
 import { expect } from 'chai';
-import {
-  buildMultipart,
-  DeviceClient,
-  newDevice,
-  type TestDevice,
-} from '../support/device-client.js';
-import { startFleetgate, type FleetgateProcess } from '../support/fleetgate-process.js';
+import { buildMultipart, DeviceClient, type TestDevice } from '../support/device-client.js';
+import type { FleetgateProcess } from '../support/fleetgate-process.js';
 import { connectRaw, parseRawAnswer, readUntilClosed } from '../support/raw-tls.js';
 import {
-  bindDevice,
+  startWithBoundDevice,
+  stopBoundDevice,
   countAllRows,
   countStoredPoints,
   expectJsonError,
   expectServerUp,
 } from '../support/stored-points.js';
-import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+import type { TestDatabase } from '../support/test-database.js';
 
 const B = 'hostileboundary';
 const CT = `multipart/form-data; boundary=${B}`;
@@ -33,18 +29,13 @@ describe('hostile multipart uploads', function () {
   let client: DeviceClient;
   const series = ['good', 't', 'x', 'tiny', 'abort', 'big'];
 
-  before(async () => {
-    db = await createTestDatabase();
-    server = await startFleetgate(db, { FLEETGATE_UPLOADS_PER_DEVICE: '0' });
-    device = newDevice();
-    client = new DeviceClient(server, device);
-    await bindDevice(server, client);
-  });
-  after(async () => {
-    await client?.close();
-    await server?.stop();
-    await db?.drop();
-  });
+  before(
+    async () =>
+      ({ db, server, device, client } = await startWithBoundDevice({
+        FLEETGATE_UPLOADS_PER_DEVICE: '0',
+      })),
+  );
+  after(() => stopBoundDevice({ db, server, client }));
 
   async function expectRefusedAndNothingStored(
     body: string | Buffer,

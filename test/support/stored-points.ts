@@ -1,7 +1,7 @@
 import { expect } from 'chai';
-import type { Answer, DeviceClient, TestDevice } from './device-client.js';
-import type { FleetgateProcess } from './fleetgate-process.js';
-import { queryTestDatabase, type TestDatabase } from './test-database.js';
+import { DeviceClient, newDevice, type Answer, type TestDevice } from './device-client.js';
+import { startFleetgate, type FleetgateProcess } from './fleetgate-process.js';
+import { createTestDatabase, queryTestDatabase, type TestDatabase } from './test-database.js';
 
 /**
  * What is stored, read the way an operator would: straight from Postgres when
@@ -90,4 +90,27 @@ export async function bindDevice(
   const bound = await client.bind(psk);
   expect(bound.status, bound.text).to.equal(200);
   return psk;
+}
+
+export interface BoundDeviceSetup {
+  db: TestDatabase;
+  server: FleetgateProcess;
+  device: TestDevice;
+  client: DeviceClient;
+}
+
+/** A fresh database, a running server and one bound device with its client. */
+export async function startWithBoundDevice(env: Record<string, string>): Promise<BoundDeviceSetup> {
+  const db = await createTestDatabase();
+  const server = await startFleetgate(db, env);
+  const device = newDevice();
+  const client = new DeviceClient(server, device);
+  await bindDevice(server, client);
+  return { db, server, device, client };
+}
+
+export async function stopBoundDevice(setup: Partial<BoundDeviceSetup>): Promise<void> {
+  await setup.client?.close();
+  await setup.server?.stop();
+  await setup.db?.drop();
 }

@@ -88,8 +88,8 @@ async function main() {
   let target = process.argv[2];
   try {
     if (!target) {
-      const { DATABASE_URL: _ignored, ...env } = process.env;
-      process.env = env;
+      // The throwaway server always uses a fresh embedded database.
+      delete process.env.DATABASE_URL;
       db = await createTestDatabase();
       server = await startFleetgate(db);
       target = `localhost:${server.port}`;
