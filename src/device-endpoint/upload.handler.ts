@@ -16,11 +16,11 @@ export async function handleUpload(
   res: Response,
 ) {
   const { device } = await requireActiveDevice(db, req);
+  // If anything fails mid-body, the rest of it is not worth reading: answer and close.
+  res.setHeader('Connection', 'close');
   for (const [name, value] of Object.entries(takeUploadAllowance(throttles, device.deviceId))) {
     res.setHeader(name, value);
   }
-  // If anything fails mid-body, the rest of it is not worth reading: answer and close.
-  res.setHeader('Connection', 'close');
   const summary = await ingestUpload(db, device.deviceId, multipartFileParts(req, config.limits), {
     maxLineBytes: config.limits.maxLineBytes,
     timestampRange: { minEpochMs: 0, maxEpochMs: Date.now() + config.limits.maxClockSkewMs },
