@@ -73,6 +73,17 @@ const schema = z.object({
     requestMs: intFrom(1000, 24 * 3_600_000).default(15 * 60_000),
     keepAliveMs: intFrom(1000, 3_600_000).default(65_000),
   }),
+  /** Per-process token buckets; 0 turns a limit off. */
+  throttle: z.object({
+    /** Failed binds one client address may make per window (PSK guessing). */
+    bindFailuresPerAddress: intFrom(0, 1_000_000).default(20),
+    /** Failed binds one certificate may make per window, from any address. */
+    bindFailuresPerCertificate: intFrom(0, 1_000_000).default(5),
+    bindFailureWindowSeconds: intFrom(1, 86_400).default(600),
+    /** Uploads one device may make per window (burst up to this many). */
+    uploadsPerDevice: intFrom(0, 1_000_000).default(600),
+    uploadWindowSeconds: intFrom(1, 86_400).default(60),
+  }),
   dbPoolSize: intFrom(1, 1000).default(20),
   proxy: z.object({
     /**
@@ -135,6 +146,13 @@ export function loadConfig(env: Env, overrides: ConfigOverrides = {}): Config {
       headersMs: env.FLEETGATE_HEADERS_TIMEOUT_MS,
       requestMs: env.FLEETGATE_REQUEST_TIMEOUT_MS,
       keepAliveMs: env.FLEETGATE_KEEPALIVE_TIMEOUT_MS,
+    },
+    throttle: {
+      bindFailuresPerAddress: env.FLEETGATE_BIND_FAILURES_PER_ADDRESS,
+      bindFailuresPerCertificate: env.FLEETGATE_BIND_FAILURES_PER_CERTIFICATE,
+      bindFailureWindowSeconds: env.FLEETGATE_BIND_FAILURE_WINDOW_SECONDS,
+      uploadsPerDevice: env.FLEETGATE_UPLOADS_PER_DEVICE,
+      uploadWindowSeconds: env.FLEETGATE_UPLOAD_WINDOW_SECONDS,
     },
     dbPoolSize: env.FLEETGATE_DB_POOL_SIZE,
     proxy: {

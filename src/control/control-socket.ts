@@ -28,7 +28,8 @@ export async function startControlSocket(
       .then(async ({ command, args }) => {
         const run = adminCommands[command];
         if (!run) throw Object.assign(new Error(`unknown command ${command}`), { status: 404 });
-        // Headers go out with the first output, so an error before it still gets a status.
+        // Headers go out with the first output, so a command that fails before
+        // writing anything (an unknown device) still gets its JSON error.
         res.setHeader('Content-Type', 'text/plain; charset=utf-8');
         await run(db, args, res);
         res.end();

@@ -25,11 +25,22 @@ export async function openDatabase(config: Config, log: Logger): Promise<Databas
 }
 
 function openPostgres(url: string, poolSize: number, log: Logger): DatabaseHandle {
-  const pool = new pg.Pool({ connectionString: url, max: poolSize });
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: poolSize,
+    options: durableSessionOptions(url),
+  });
   // An idle client that loses its server (restart, network) emits 'error' on
   // the pool; unhandled, that would crash the process. The pool drops the
   // client and the next checkout opens a fresh connection.
   pool.on('error', (err) => log.warn({ err: err.message }, 'idle database connection lost'));
+  // The pool listens only while a client is idle. A checked-out client (an
+  // upload between two batches) whose server goes away would emit an
+  // unhandled 'error' and crash the process; with this listener its next
+  // query fails instead (a 503), and the pool discards it on release.
+  pool.on('connect', (client) =>
+    client.on('error', (err) => log.warn({ err: err.message }, 'database connection lost')),
+  );
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   return {
     db,
@@ -47,6 +58,22 @@ async function openEmbedded(dataDir: string): Promise<DatabaseHandle> {
     dialect: new PostgresDialect({ pool: new PgliteSingleConnectionPool(pglite) }),
   });
   return { db, kind: 'embedded', location: dir, close: () => db.destroy() };
+}
+
+/**
+ * An upload answered 200 must survive a crash of the database server, so every
+ * session of fleetgate commits synchronously (WAL flushed before COMMIT
+ * returns), whatever the server, database or role default says. Options given
+ * in the URL are kept; ours come last and win.
+ */
+export function durableSessionOptions(url: string): string {
+  let fromUrl = '';
+  try {
+    fromUrl = new URL(url).searchParams.get('options') ?? '';
+  } catch {
+    // pg reports an unparseable URL itself when it connects.
+  }
+  return `${fromUrl} -c synchronous_commit=on`.trim();
 }
 
 export function redactUrl(url: string): string {

@@ -6,12 +6,20 @@ import { badRequest } from '../http/app-error.js';
 import { clientAddressOf } from '../proxy/request-origin.js';
 import { PSK_MAX_LENGTH, PSK_MIN_LENGTH } from '../psks/psk-secret.js';
 import { requireClientCertificate } from '../tls/client-certificate.js';
+import { throttledBind, type Throttles } from '../throttle/throttle.service.js';
 
 /** `{"PSK": "..."}` over mTLS: binds the presented certificate to the PSK's identity. */
-export async function handleBind(db: Kysely<Database>, req: Request, res: Response) {
+export async function handleBind(
+  db: Kysely<Database>,
+  throttles: Throttles,
+  req: Request,
+  res: Response,
+) {
   const certificate = requireClientCertificate(req);
-  const psk = pskFromBody(req.body);
-  const result = await bindCertificate(db, psk, certificate, clientAddressOf(req));
+  const address = clientAddressOf(req) ?? 'unknown';
+  const result = await throttledBind(throttles, address, certificate.fingerprint, () =>
+    bindCertificate(db, pskFromBody(req.body), certificate, clientAddressOf(req)),
+  );
   res.status(200).json({
     status: result.status,
     identity: result.identity,

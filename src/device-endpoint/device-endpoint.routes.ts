@@ -4,6 +4,7 @@ import type { Config } from '../config/config.js';
 import type { Database } from '../db/schema.js';
 import { methodNotAllowed, unsupportedMediaType } from '../http/app-error.js';
 import { requireClientCertificate } from '../tls/client-certificate.js';
+import { createThrottles } from '../throttle/throttle.service.js';
 import { handleBind } from './bind.handler.js';
 import { handleRotate } from './rotate.handler.js';
 import { handleStatus } from './status.handler.js';
@@ -22,6 +23,7 @@ const MAX_PEM_BYTES = 64 * 1024;
  */
 export function deviceEndpointRoutes(db: Kysely<Database>, config: Config): Router {
   const router = Router();
+  const throttles = createThrottles(config.throttle);
   const json = express.json({ limit: config.limits.maxJsonBytes, strict: false, type: () => true });
 
   router.get(DEVICE_ENDPOINT, (req, res, next) => {
@@ -33,12 +35,12 @@ export function deviceEndpointRoutes(db: Kysely<Database>, config: Config): Rout
     if (req.is('application/json')) {
       json(req, res, (err?: unknown) => {
         if (err) return next(err);
-        handleBind(db, req, res).catch(next);
+        handleBind(db, throttles, req, res).catch(next);
       });
       return;
     }
     if (req.is('multipart/form-data')) {
-      handleUpload(db, config, req, res).catch(next);
+      handleUpload(db, config, throttles, req, res).catch(next);
       return;
     }
     throw unsupportedMediaType(

@@ -5,17 +5,22 @@ import type { Database } from '../db/schema.js';
 import { requireActiveDevice } from '../devices/device-auth.js';
 import { ingestUpload } from '../ingest/ingest.service.js';
 import { multipartFileParts } from '../ingest/multipart-parts.js';
+import { takeUploadAllowance, type Throttles } from '../throttle/throttle.service.js';
 
 /** A multipart upload from a bound device: one series per file part. */
 export async function handleUpload(
   db: Kysely<Database>,
   config: Config,
+  throttles: Throttles,
   req: Request,
   res: Response,
 ) {
   const { device } = await requireActiveDevice(db, req, config);
   // If anything fails mid-body, the rest of it is not worth reading: answer and close.
   res.setHeader('Connection', 'close');
+  for (const [name, value] of Object.entries(takeUploadAllowance(throttles, device.deviceId))) {
+    res.setHeader(name, value);
+  }
   const summary = await ingestUpload(db, device.deviceId, multipartFileParts(req, config.limits), {
     maxLineBytes: config.limits.maxLineBytes,
     timestampRange: { minEpochMs: 0, maxEpochMs: Date.now() + config.limits.maxClockSkewMs },

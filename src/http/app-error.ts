@@ -27,6 +27,16 @@ export const tooLarge = (code: string, message: string, details?: Record<string,
   new AppError(413, code, message, details);
 export const unsupportedMediaType = (message: string) =>
   new AppError(415, 'unsupported_media_type', message);
+export const tooManyRequests = (
+  code: string,
+  message: string,
+  retryAfterSeconds: number,
+  headers: Record<string, string> = {},
+) =>
+  new AppError(429, code, message, undefined, {
+    ...headers,
+    'Retry-After': String(retryAfterSeconds),
+  });
 export const unavailable = (message: string, retryAfterSeconds = 5) =>
   new AppError(503, 'unavailable', message, undefined, {
     'Retry-After': String(retryAfterSeconds),

@@ -1,3 +1,5 @@
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import { isDatabaseUnavailable } from '../db/errors.js';
@@ -26,10 +28,31 @@ function fromBodyParser(err: {
   }
 }
 
+/**
+ * Node's HTTP parser and timers reject some requests before express sees them
+ * (`clientError`); their codes get the same JSON answers as everything else.
+ */
+function fromHttpParser(err: { code?: unknown }): AppError | null {
+  const code = typeof err.code === 'string' ? err.code : '';
+  if (code === 'HPE_HEADER_OVERFLOW') {
+    return new AppError(431, 'headers_too_large', 'request headers are larger than allowed');
+  }
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT' || code === 'ERR_HTTP_HEADERS_TIMEOUT') {
+    return new AppError(408, 'request_timeout', 'the request was not received in time');
+  }
+  if (code.startsWith('HPE_')) {
+    return new AppError(400, 'malformed_request', 'the request is not valid HTTP/1.1');
+  }
+  return null;
+}
+
 /** The one mapping from errors to HTTP answers: `{"error": "...", "code": "..."}`. */
 export function toHttpError(err: unknown): AppError {
   if (err instanceof AppError) return err;
-  const parsed = err && typeof err === 'object' ? fromBodyParser(err as object) : null;
+  const parsed =
+    err && typeof err === 'object'
+      ? (fromBodyParser(err as object) ?? fromHttpParser(err as object))
+      : null;
   if (parsed) return parsed;
   if (isDatabaseUnavailable(err)) {
     return new AppError(503, 'unavailable', 'the database is unavailable, retry later', undefined, {
@@ -55,6 +78,31 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
       code: appError.code,
       ...(appError.details ? { details: appError.details } : {}),
     });
+  };
+}
+
+/**
+ * Answers requests the HTTP parser refused (oversized headers, garbage,
+ * timeouts) with the usual JSON error, then closes the connection, as Node's
+ * default handler would. Nothing is written once a response has started.
+ */
+export function clientErrorHandler(log: Logger) {
+  return (err: Error & { code?: string }, socket: Duplex) => {
+    const appError = toHttpError(err);
+    if (appError.status >= 500) log.warn({ err: err.message }, 'connection error');
+    const inFlight = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+    if (!socket.writable || inFlight?.headersSent || err.code === 'ECONNRESET') {
+      socket.destroy();
+      return;
+    }
+    const body = JSON.stringify({ error: appError.message, code: appError.code });
+    socket.end(
+      `HTTP/1.1 ${appError.status} ${STATUS_CODES[appError.status] ?? ''}\r\n` +
+        'Content-Type: application/json; charset=utf-8\r\n' +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+    // end() flushes the answer first; a client that never reads it is cut off shortly after.
+    setTimeout(() => socket.destroy(), 1000).unref();
   };
 }
 

@@ -135,6 +135,8 @@ function csvRecords(stream: Readable, maxLineBytes: number): AsyncIterable<CsvRe
   });
   // pipe() does not forward errors; a failed upload must end the parse too.
   stream.on('error', (err) => parser.destroy(err));
+  // ...including a failure that happened before this part was reached.
+  if (stream.errored) parser.destroy(stream.errored);
   return stream.pipe(parser);
 }
 

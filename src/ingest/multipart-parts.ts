@@ -62,8 +62,15 @@ export async function* multipartFileParts(
   };
 
   parser.on('file', (name, stream, info) => {
+    // busboy ends a part with its own plain Error ("Unexpected end of form")
+    // before the parser's 'error' event; the consumer must see a 400 instead.
+    stream._destroy = (err, callback) =>
+      callback(err && !(err instanceof AppError) ? malformed(err) : err);
+    // A part destroyed after its reader let go (a later limit, an abort) must
+    // not crash the process with an unhandled 'error'.
+    stream.on('error', () => undefined);
     stream.on('limit', () => stream.destroy(uploadTooLarge(limits)));
-    // busboy reports an empty name as undefined.
+    // An empty `name=""` reaches us as undefined; the series-name check refuses ''.
     channel.push({ name: name ?? '', filename: info.filename ?? '', stream });
   });
   parser.on('field', (name) =>
@@ -77,9 +84,7 @@ export async function* multipartFileParts(
   parser.on('partsLimit', () => channel.fail(tooManyParts(limits)));
   parser.on('filesLimit', () => channel.fail(tooManyParts(limits)));
   parser.on('fieldsLimit', () => channel.fail(tooManyParts(limits)));
-  parser.on('error', (err: Error) =>
-    channel.fail(badRequest('malformed_multipart', `multipart body is malformed: ${err.message}`)),
-  );
+  parser.on('error', (err: Error) => channel.fail(malformed(err)));
   parser.on('close', () => channel.end());
   req.on('data', countBytes);
   req.on('close', onClose);
@@ -94,6 +99,10 @@ export async function* multipartFileParts(
     parser.removeAllListeners('file');
     channel.destroyPending();
   }
+}
+
+function malformed(err: Error) {
+  return badRequest('malformed_multipart', `multipart body is malformed: ${err.message}`);
 }
 
 function uploadTooLarge(limits: MultipartLimits) {

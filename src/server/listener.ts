@@ -5,6 +5,7 @@ import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Express } from 'express';
 import type { Logger } from 'pino';
+import { clientErrorHandler } from '../http/error-handler.js';
 import type { Config } from '../config/config.js';
 import { serverTimeouts } from './server-timeouts.js';
 import { httpsOptions, loadServerTlsMaterial } from './tls-options.js';
@@ -34,6 +35,8 @@ export async function listen(config: Config, app: Express, log: Logger): Promise
           app,
         )
       : https.createServer(httpsOptions(loadServerTlsMaterial(config, log), config), app);
+  // Requests Node's parser refuses (huge or slow headers, garbage) get our JSON error too.
+  server.on('clientError', clientErrorHandler(log));
   server.on('tlsClientError', (err: Error) =>
     log.debug({ err: err.message }, 'TLS handshake failed'),
   );

@@ -5,6 +5,7 @@ import type { Config } from '../config/config.js';
 import { acquireDataDirLock } from '../control/data-dir-lock.js';
 import { startControlSocket } from '../control/control-socket.js';
 import { openDatabase, type DatabaseHandle } from '../db/connect.js';
+import { checkDurability } from '../db/durability.js';
 import { isDatabaseUnavailable } from '../db/errors.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { createApp } from '../http/app.js';
@@ -33,6 +34,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     const database = await openDatabase(config, log);
     cleanups.push(() => database.close());
     await waitForDatabase(database, log);
+    if (database.kind === 'postgres') await checkDurability(database.db, log);
     if (config.migrateOnStart) {
       const applied = await migrateToLatest(database.db as never);
       log.info({ applied: applied.map((m) => m.migrationName) }, 'database schema is up to date');

@@ -6,5 +6,8 @@ export function serverTimeouts(config: Config) {
     headersTimeout: config.timeouts.headersMs,
     requestTimeout: config.timeouts.requestMs,
     keepAliveTimeout: config.timeouts.keepAliveMs,
+    // Node checks the two timeouts above only this often (30 s by default), so
+    // a slow-loris client would otherwise hold its socket up to 30 s longer.
+    connectionsCheckingInterval: Math.min(1000, config.timeouts.headersMs),
   };
 }

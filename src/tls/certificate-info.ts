@@ -1,5 +1,6 @@
 import { createHash, X509Certificate, type KeyObject } from 'node:crypto';
 import { AppError } from '../http/app-error.js';
+import { tbsStructure } from './tbs-structure.js';
 
 export interface CertificateInfo {
   fingerprint: string;
@@ -88,7 +89,25 @@ function parseDer(der: Buffer): X509Certificate {
   if (!cert.raw.equals(der)) {
     throw malformed('certificate has trailing or non-canonical bytes');
   }
+  assertRfc5280Structure(cert, der);
   return cert;
+}
+
+/**
+ * Shapes OpenSSL parses but RFC 5280 forbids. A serial number is at most 20
+ * octets (4.1.2.2): longer ones are fuzzing or a broken issuer, and would be
+ * stored and shown everywhere. Extensions exist only in version 3 (4.1.2.9).
+ */
+function assertRfc5280Structure(cert: X509Certificate, der: Buffer): void {
+  const serialOctets = Math.ceil(cert.serialNumber.replace(/^0+/, '').length / 2);
+  if (serialOctets > 20) {
+    throw malformed(`certificate serial number has ${serialOctets} octets, at most 20 allowed`);
+  }
+  const structure = tbsStructure(der);
+  if (!structure) throw malformed('certificate structure could not be read');
+  if (structure.hasExtensions && structure.version !== 3) {
+    throw malformed(`version ${structure.version} certificate carries extensions`);
+  }
 }
 
 function publicKeyOf(cert: X509Certificate): KeyObject | null {

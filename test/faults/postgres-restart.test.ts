@@ -1,0 +1,136 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { expect } from 'chai';
+import { buildMultipart, DeviceClient, newDevice, type Answer } from '../support/device-client.js';
+import { BIN, startFleetgate, type FleetgateProcess } from '../support/fleetgate-process.js';
+import { bindDevice, storedPoints } from '../support/stored-points.js';
+import type { TestDatabase } from '../support/test-database.js';
+import {
+  createThrowawayPostgres,
+  throwawayPostgresMissing,
+  type ThrowawayPostgres,
+} from '../support/throwaway-postgres.js';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const LINES = 40_000;
+
+function seriesContent(start: number) {
+  return Array.from({ length: LINES }, (_, i) => `${start + i},${i}`).join('\n') + '\n';
+}
+
+/** A multipart body sent in two halves; the second waits for `gate`. */
+async function* gatedBody(body: Buffer, gate: Promise<void>) {
+  const half = Math.floor(body.length / 2);
+  yield body.subarray(0, half);
+  await gate;
+  yield body.subarray(half);
+}
+
+describe('faults: Postgres restarted under fleetgate', function () {
+  this.timeout(180_000);
+  let cluster: ThrowawayPostgres;
+  let db: TestDatabase;
+  let server: FleetgateProcess | undefined;
+
+  before(async function () {
+    const missing = throwawayPostgresMissing();
+    if (missing) this.skip();
+    cluster = await createThrowawayPostgres();
+    const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-faults-'));
+    db = {
+      env: {
+        DATABASE_URL: cluster.url,
+        FLEETGATE_DATA_DIR: path.join(workDir, 'data'),
+        FLEETGATE_CERTS_DIR: path.join(workDir, 'certs'),
+      },
+      url: cluster.url,
+      workDir,
+      drop: async () => fs.rmSync(workDir, { recursive: true, force: true }),
+    };
+  });
+  after(async () => {
+    await server?.stop();
+    cluster?.destroy();
+    await db?.drop();
+  });
+
+  it('waits for a database that is unreachable at start, with clear log lines and no stack trace', async () => {
+    const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--host', '127.0.0.1'], {
+      env: { ...process.env, ...db.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (chunk) => (output += String(chunk)));
+    child.stderr.on('data', (chunk) => (output += String(chunk)));
+    try {
+      for (let i = 0; i < 150 && (output.match(/database unreachable/g) ?? []).length < 2; i++) {
+        await sleep(100);
+      }
+      expect(output).to.match(/database unreachable, retrying/);
+      expect(output).to.match(/ECONNREFUSED/);
+      expect(output).to.not.match(/\n\s+at /);
+      expect(child.exitCode).to.equal(null);
+      cluster.start();
+      for (let i = 0; i < 300 && !/fleetgate listening/.test(output); i++) await sleep(100);
+      expect(output).to.match(/fleetgate listening/);
+    } finally {
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+    }
+    server = await startFleetgate(db, { FLEETGATE_UPLOADS_PER_DEVICE: '0' });
+  });
+
+  it('answers 503 with Retry-After to uploads cut by a restart, keeps none of them, and recovers by itself', async () => {
+    const clients = Array.from({ length: 4 }, () => new DeviceClient(server!, newDevice()));
+    for (const client of clients) await bindDevice(server!, client, 'fleet');
+    const start = Date.now() - 10 * 60_000;
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const uploads = clients.map((client) => {
+      const { body, contentType } = buildMultipart([
+        { name: 'temp', content: seriesContent(start) },
+      ]);
+      return client
+        .send('POST', gatedBody(body, gate) as unknown as Buffer, { 'content-type': contentType })
+        .catch((err: Error) => ({ status: 0, text: err.message }) as Answer);
+    });
+    await sleep(1500); // the first halves are in open transactions now
+    cluster.restart();
+    open();
+    const answers = await Promise.all(uploads);
+    for (const answer of answers) {
+      expect(answer.status, `${answer.text}\n${server!.output().slice(-4000)}`).to.equal(503);
+      expect(answer.json.code).to.equal('unavailable');
+      expect(Number(answer.headers['retry-after'])).to.be.greaterThan(0);
+    }
+    for (const client of clients) {
+      expect(await storedPoints(db, server!, client.device!, 'temp')).to.have.length(0);
+    }
+
+    // While the database is down: a quick 503, never a 500 or a hang.
+    cluster.stop();
+    const down = await clients[0]!.upload([{ name: 'temp', content: `${start},1\n` }]);
+    expect(down.status, down.text).to.equal(503);
+    expect(down.headers['retry-after']).to.be.a('string');
+    cluster.start();
+
+    // The same server, not restarted, takes the retries.
+    for (const client of clients) {
+      let answer: Answer | undefined;
+      for (let attempt = 0; attempt < 20; attempt++) {
+        answer = await client.upload([{ name: 'temp', content: seriesContent(start) }]);
+        if (answer.status !== 503) break;
+        await sleep(Number(answer.headers['retry-after'] ?? 1) * 200);
+      }
+      expect(answer!.status, answer!.text).to.equal(200);
+      expect(answer!.json.stored).to.equal(LINES);
+      expect(await storedPoints(db, server!, client.device!, 'temp')).to.have.length(LINES);
+    }
+    expect(server!.child.exitCode).to.equal(null);
+    expect(server!.output()).to.not.match(/"status":500/);
+    for (const client of clients) await client.close();
+  });
+});
