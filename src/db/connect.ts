@@ -15,6 +15,14 @@ export interface DatabaseHandle {
   readonly kind: DatabaseKind;
   /** Where the data lives, for log lines: a redacted URL or a directory. */
   readonly location: string;
+  /** The pool behind `db` on a real Postgres: the COPY write path needs raw clients. */
+  readonly pool?: pg.Pool;
+  /**
+   * A one-connection database for partition DDL, so that creating a partition
+   * never waits for a pool that uploads holding a connection have drained.
+   * The same as `db` on the embedded database.
+   */
+  readonly ddl: Kysely<Database>;
   close(): Promise<void>;
 }
 
@@ -31,11 +39,19 @@ function openPostgres(url: string, poolSize: number, log: Logger): DatabaseHandl
   // client and the next checkout opens a fresh connection.
   pool.on('error', (err) => log.warn({ err: err.message }, 'idle database connection lost'));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  const ddlPool = new pg.Pool({ connectionString: url, max: 1 });
+  ddlPool.on('error', (err) => log.warn({ err: err.message }, 'idle database connection lost'));
+  const ddl = new Kysely<Database>({ dialect: new PostgresDialect({ pool: ddlPool }) });
   return {
     db,
     kind: 'postgres',
     location: redactUrl(url),
-    close: () => db.destroy(),
+    pool,
+    ddl,
+    close: async () => {
+      await ddl.destroy();
+      await db.destroy();
+    },
   };
 }
 
@@ -46,7 +62,7 @@ async function openEmbedded(dataDir: string): Promise<DatabaseHandle> {
   const db = new Kysely<Database>({
     dialect: new PostgresDialect({ pool: new PgliteSingleConnectionPool(pglite) }),
   });
-  return { db, kind: 'embedded', location: dir, close: () => db.destroy() };
+  return { db, kind: 'embedded', location: dir, ddl: db, close: () => db.destroy() };
 }
 
 export function redactUrl(url: string): string {

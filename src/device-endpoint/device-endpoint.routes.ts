@@ -3,6 +3,7 @@ import type { Kysely } from 'kysely';
 import type { Config } from '../config/config.js';
 import type { Database } from '../db/schema.js';
 import { AppError, unsupportedMediaType } from '../http/app-error.js';
+import type { IngestBackend } from '../ingest/upload-transaction.js';
 import { requireClientCertificate } from '../tls/client-certificate.js';
 import { handleBind } from './bind.handler.js';
 import { handleUpload } from './upload.handler.js';
@@ -14,7 +15,11 @@ export const DEVICE_ENDPOINT = '/device_endpoint';
  * bind JSON and the multipart upload. The certificate is checked before the
  * body is read, so a client without one is turned away at once.
  */
-export function deviceEndpointRoutes(db: Kysely<Database>, config: Config): Router {
+export function deviceEndpointRoutes(
+  db: Kysely<Database>,
+  config: Config,
+  ingest: IngestBackend,
+): Router {
   const router = Router();
   const json = express.json({ limit: config.limits.maxJsonBytes, strict: false, type: () => true });
 
@@ -28,7 +33,7 @@ export function deviceEndpointRoutes(db: Kysely<Database>, config: Config): Rout
       return;
     }
     if (req.is('multipart/form-data')) {
-      handleUpload(db, config, req, res).catch(next);
+      handleUpload(db, ingest, config, req, res).catch(next);
       return;
     }
     throw unsupportedMediaType(

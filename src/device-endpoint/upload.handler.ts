@@ -5,10 +5,12 @@ import type { Database } from '../db/schema.js';
 import { requireActiveDevice } from '../devices/device-auth.js';
 import { ingestUpload } from '../ingest/ingest.service.js';
 import { multipartFileParts } from '../ingest/multipart-parts.js';
+import type { IngestBackend } from '../ingest/upload-transaction.js';
 
 /** A multipart upload from a bound device: one series per file part. */
 export async function handleUpload(
   db: Kysely<Database>,
+  ingest: IngestBackend,
   config: Config,
   req: Request,
   res: Response,
@@ -16,7 +18,7 @@ export async function handleUpload(
   const { device } = await requireActiveDevice(db, req);
   // If anything fails mid-body, the rest of it is not worth reading: answer and close.
   res.setHeader('Connection', 'close');
-  const summary = await ingestUpload(db, device.deviceId, multipartFileParts(req, config.limits), {
+  const summary = await ingestUpload(ingest, device.deviceId, multipartFileParts(req, config.limits), {
     maxLineBytes: config.limits.maxLineBytes,
     timestampRange: { minEpochMs: 0, maxEpochMs: Date.now() + config.limits.maxClockSkewMs },
   });

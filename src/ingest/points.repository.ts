@@ -1,4 +1,6 @@
 import { sql, type Kysely } from 'kysely';
+import type pg from 'pg';
+import { from as copyFrom, type CopyStreamQuery } from 'pg-copy-streams';
 import type { Database } from '../db/schema.js';
 
 export async function findOrCreateSeries(
@@ -88,4 +90,42 @@ export async function findSeriesId(
     .where('name', '=', name)
     .executeTakeFirst();
   return row?.id;
+}
+
+/*
+ * The COPY path (real Postgres only). Each pooled connection has one
+ * session-local staging table; an upload's points are COPYed into it and
+ * moved into `points` in one statement that skips duplicates.
+ */
+
+export async function createStagingTable(client: pg.ClientBase): Promise<void> {
+  await client.query(
+    'create temp table if not exists points_staging (ts timestamptz not null, value float8 not null)',
+  );
+}
+
+export async function truncateStagingTable(client: pg.ClientBase): Promise<void> {
+  await client.query('truncate points_staging');
+}
+
+/** A writable stream taking binary COPY data (see copy-binary.ts). */
+export function copyIntoStagingTable(client: pg.ClientBase): CopyStreamQuery {
+  return client.query(copyFrom('copy points_staging (ts, value) from stdin (format binary)'));
+}
+
+/**
+ * Moves the staged points of one series into `points`, skipping those already
+ * stored. A staging table written by one COPY is read back by a plain
+ * sequential scan in the order COPY wrote it (INSERT ... SELECT never runs in
+ * parallel), so of two points with the same timestamp the first one wins.
+ * Returns how many were new.
+ */
+export async function insertStagedPoints(client: pg.ClientBase, seriesId: number): Promise<number> {
+  const result = await client.query(
+    `insert into points (series_id, ts, value)
+     select $1, ts, value from points_staging
+     on conflict do nothing`,
+    [seriesId],
+  );
+  return result.rowCount ?? 0;
 }

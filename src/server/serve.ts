@@ -9,6 +9,8 @@ import { openDatabase, type DatabaseHandle } from '../db/connect.js';
 import { isDatabaseUnavailable } from '../db/errors.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { createApp } from '../http/app.js';
+import { createIngestBackend, partitionMonthsAhead } from '../ingest/ingest-backend.js';
+import { PointPartitions, startPartitionMaintenance } from '../ingest/partition-months.js';
 import { httpsOptions, loadServerTlsMaterial } from './tls-options.js';
 
 export interface RunningServer {
@@ -40,7 +42,12 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       const control = await startControlSocket(config.dataDir, database.db, log);
       cleanups.push(() => new Promise<void>((resolve) => control.close(() => resolve())));
     }
-    const app = createApp({ db: database.db, config, log });
+    const partitions = new PointPartitions();
+    cleanups.push(
+      await startPartitionMaintenance(database.ddl, partitions, partitionMonthsAhead(config), log),
+    );
+    const ingest = createIngestBackend(database, partitions);
+    const app = createApp({ db: database.db, config, log, ingest });
     const server = https.createServer(
       httpsOptions(loadServerTlsMaterial(config, log), config),
       app,
@@ -53,7 +60,13 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     cleanups.push(() => closeHttpServer(server));
     const port = (server.address() as AddressInfo).port;
     log.info(
-      { port, host: config.host, database: database.kind, location: database.location },
+      {
+        port,
+        host: config.host,
+        database: database.kind,
+        location: database.location,
+        ingest: ingest.method,
+      },
       `fleetgate listening on https://localhost:${port}/device_endpoint`,
     );
     return { port, close };
