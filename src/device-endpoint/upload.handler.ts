@@ -18,10 +18,15 @@ export async function handleUpload(
   const { device } = await requireActiveDevice(db, req);
   // If anything fails mid-body, the rest of it is not worth reading: answer and close.
   res.setHeader('Connection', 'close');
-  const summary = await ingestUpload(ingest, device.deviceId, multipartFileParts(req, config.limits), {
-    maxLineBytes: config.limits.maxLineBytes,
-    timestampRange: { minEpochMs: 0, maxEpochMs: Date.now() + config.limits.maxClockSkewMs },
-  });
+  const summary = await ingestUpload(
+    ingest,
+    device.deviceId,
+    multipartFileParts(req, config.limits),
+    {
+      maxLineBytes: config.limits.maxLineBytes,
+      timestampRange: { minEpochMs: 0, maxEpochMs: Date.now() + config.limits.maxClockSkewMs },
+    },
+  );
   res.removeHeader('Connection');
   res.status(200).json(summary);
 }

@@ -92,7 +92,12 @@ export class PointScanner {
     this.line++;
     if (end > start && buf[end - 1] === CR) end--;
     if (end - start > this.options.maxLineBytes) throw this.lineTooLong(this.line);
-    if (this.line === 1 && buf[start] === 0xef && buf[start + 1] === 0xbb && buf[start + 2] === 0xbf) {
+    if (
+      this.line === 1 &&
+      buf[start] === 0xef &&
+      buf[start + 1] === 0xbb &&
+      buf[start + 2] === 0xbf
+    ) {
       start += 3;
     }
     if (start === end) return;
@@ -156,11 +161,15 @@ export class PointScanner {
 
   private lineTooLong(line: number) {
     const limit = this.options.maxLineBytes;
-    return tooLarge('line_too_long', `part "${this.part}" line ${line}: longer than ${limit} bytes`, {
-      part: this.part,
-      line,
-      limit,
-    });
+    return tooLarge(
+      'line_too_long',
+      `part "${this.part}" line ${line}: longer than ${limit} bytes`,
+      {
+        part: this.part,
+        line,
+        limit,
+      },
+    );
   }
 }
 
