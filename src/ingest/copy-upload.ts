@@ -10,6 +10,7 @@ import { MonthSet, type PointPartitions } from './partition-months.js';
 import {
   copyIntoStagingTable,
   createStagingTable,
+  insertPointBatch,
   insertStagedPoints,
   truncateStagingTable,
 } from './points.repository.js';
@@ -22,6 +23,12 @@ const WRITE_BYTES = 64 * 1024;
  * table (about 4.4 MB, within the default temp_buffers) for uploads of any size.
  */
 const SEGMENT_POINTS = 100_000;
+/**
+ * A part this small is written with one `INSERT ... unnest` instead: COPY
+ * costs three statements (TRUNCATE, COPY, INSERT) and the TRUNCATE of a temp
+ * table creates and unlinks files, which dominated the small-upload latency.
+ */
+const SMALL_PART_POINTS = 2000;
 
 /**
  * The write path on a real Postgres: points stream into a session-local
@@ -56,7 +63,7 @@ export function copyIngest(
       }
       return {
         db: pinned.db,
-        seriesWriter: (seriesId) => new CopySeriesWriter(pinned.client, seriesId, ddl, partitions),
+        seriesWriter: (seriesId) => new CopySeriesWriter(pinned, seriesId, ddl, partitions),
         commit: () => pinned.commit(),
         rollback: () => pinned.rollback(),
       } satisfies UploadTransaction;
@@ -65,31 +72,52 @@ export function copyIngest(
 }
 
 class CopySeriesWriter implements SeriesWriter {
+  /** Points are held here until the part proves larger than SMALL_PART_POINTS. */
+  private small: { epochMs: number[]; values: number[] } | null = { epochMs: [], values: [] };
   private readonly rows = new CopyBinaryRows();
   private readonly months = new MonthSet();
   private copy: CopyStreamQuery | undefined;
   private segmentPoints = 0;
   private stored = 0;
 
+  private readonly client: pg.PoolClient;
+
   constructor(
-    private readonly client: pg.PoolClient,
+    private readonly pinned: PinnedClient,
     private readonly seriesId: number,
     private readonly ddl: Kysely<Database>,
     private readonly partitions: PointPartitions,
-  ) {}
+  ) {
+    this.client = pinned.client;
+  }
 
   add(epochMs: number, value: number): void {
-    this.rows.add(epochMs, value);
+    if (this.small) {
+      this.small.epochMs.push(epochMs);
+      this.small.values.push(value);
+    } else {
+      this.rows.add(epochMs, value);
+    }
     this.months.add(epochMs);
     this.segmentPoints++;
   }
 
   async flushIfFull(): Promise<void> {
+    if (this.small) {
+      if (this.small.epochMs.length <= SMALL_PART_POINTS) return;
+      const { epochMs, values } = this.small;
+      this.small = null;
+      for (let i = 0; i < epochMs.length; i++) this.rows.add(epochMs[i]!, values[i]!);
+    }
     if (this.segmentPoints >= SEGMENT_POINTS) await this.endSegment();
     else if (this.rows.size >= WRITE_BYTES) await this.write(this.rows.take());
   }
 
   async finish(): Promise<number> {
+    if (this.small) {
+      await this.ensurePartitions();
+      return insertPointBatch(this.pinned.db, this.seriesId, this.small.epochMs, this.small.values);
+    }
     await this.endSegment();
     return this.stored;
   }
@@ -125,8 +153,12 @@ class CopySeriesWriter implements SeriesWriter {
     this.copy = undefined;
     copy.end(COPY_BINARY_TRAILER);
     await finished(copy);
-    this.partitions.remember(await this.partitions.ensure(this.ddl, this.months.take()));
+    await this.ensurePartitions();
     this.stored += await insertStagedPoints(this.client, this.seriesId);
     this.segmentPoints = 0;
+  }
+
+  private async ensurePartitions(): Promise<void> {
+    this.partitions.remember(await this.partitions.ensure(this.ddl, this.months.take()));
   }
 }

@@ -75,6 +75,16 @@ describe('ingest write path', function () {
     expect(await exported('dup')).to.deep.equal([`${t},1`, `${t + 1},2`, `${t + 2},5`]);
   });
 
+  it('keeps the first of two equal timestamps also on the COPY path (large parts)', async () => {
+    const t = Date.UTC(2025, 4, 1);
+    const firsts = lines(t, 5000, (i) => `${i}`);
+    const repeats = lines(t, 5000, (i) => `${-i}`);
+    const res = await client.upload([{ name: 'dupbig', content: firsts + repeats }]);
+    expect(res.json.series.dupbig).to.deep.equal({ stored: 5000, duplicates: 5000 });
+    const rows = await exported('dupbig');
+    expect(rows[4999]).to.equal(`${t + 4999 * 1000},4999`);
+  });
+
   it('creates partitions on demand for old timestamps, in the same upload as recent ones', async () => {
     const now = Date.now() - DAY_MS;
     const res = await client.upload([

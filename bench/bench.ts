@@ -1,0 +1,71 @@
+import os from 'node:os';
+import { benchBulkIngest } from './bulk-ingest.js';
+import { benchMemory } from './memory.js';
+import { benchNewConnections } from './new-connections.js';
+import { benchSmallUploads } from './small-uploads.js';
+import {
+  bindDevices,
+  createBenchDatabase,
+  startBenchServer,
+  type BoundDevice,
+} from './support/bench-server.js';
+import { printTable, type Row } from './support/measure.js';
+
+/**
+ * `npm run bench [-- --quick]`: items 1 to 4 of the ingest benchmark against
+ * the PostgreSQL server of DATABASE_URL, in a database of its own that is
+ * dropped at the end. `--quick` runs everything at a tenth of the size.
+ */
+async function main() {
+  const quick = process.argv.includes('--quick');
+  const scale = quick ? 0.1 : 1;
+  const db = await createBenchDatabase();
+  const server = await startBenchServer(db);
+  const rows: Row[] = [];
+  let devices: BoundDevice[] = [];
+  try {
+    devices = await bindDevices(server, 100);
+    const step = (name: string) => process.stderr.write(`${new Date().toISOString()} ${name}\n`);
+    step('1 bulk ingest');
+    rows.push(
+      ...(await benchBulkIngest(db, devices.slice(0, 8), server.baseUrl, {
+        points: 2_000_000 * scale,
+        pointsPerFile: 100_000 * scale,
+        devices: 8,
+      })),
+    );
+    step('2 small uploads');
+    rows.push(...(await benchSmallUploads(devices.slice(0, 50), server.baseUrl, 40 * scale)));
+    step('3 new connections');
+    rows.push(
+      ...(await benchNewConnections(devices, server.port, server.caPem, db.workDir, {
+        workers: 4,
+        uploads: 1000 * scale,
+        handshakeSeconds: quick ? 2 : 10,
+      })),
+    );
+    step('4 memory');
+    rows.push(
+      ...(await benchMemory(server.child.pid!, devices, server.baseUrl, {
+        bigBytes: 1024 ** 3 * scale,
+        eachBytes: 10 * 1024 ** 2 * scale,
+      })),
+    );
+    const cpu = os.cpus();
+    printTable(
+      `fleetgate ingest benchmark${quick ? ' (--quick: a tenth of the sizes)' : ''}: ` +
+        `${cpu.length} x ${cpu[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 1024 ** 3)} GB, ` +
+        `node ${process.version}, ${new Date().toISOString()}`,
+      rows,
+    );
+  } finally {
+    await Promise.all(devices.map((d) => d.client.close()));
+    await server.stop();
+    await db.drop();
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`benchmark failed: ${(err as Error).stack ?? String(err)}\n`);
+  process.exitCode = 1;
+});
