@@ -9,7 +9,8 @@ import {
   startBenchServer,
   type BoundDevice,
 } from './support/bench-server.js';
-import { printTable, type Row } from './support/measure.js';
+import { cpuMeter, printTable, type Row } from './support/measure.js';
+import { withClient } from './support/bench-server.js';
 
 /**
  * `npm run bench [-- --quick]`: items 1 to 4 of the ingest benchmark against
@@ -25,31 +26,53 @@ async function main() {
   let devices: BoundDevice[] = [];
   try {
     devices = await bindDevices(server, 100);
+    const meter = cpuMeter(server.child.pid!, () => backendPids(db.url, db.name));
     const step = (name: string) => process.stderr.write(`${new Date().toISOString()} ${name}\n`);
     step('1 bulk ingest');
     rows.push(
-      ...(await benchBulkIngest(db, devices.slice(0, 8), server.baseUrl, {
-        points: 2_000_000 * scale,
-        pointsPerFile: 100_000 * scale,
-        devices: 8,
-      })),
+      ...(await benchBulkIngest(
+        db,
+        devices.slice(0, 8),
+        server.baseUrl,
+        {
+          points: 2_000_000 * scale,
+          pointsPerFile: 100_000 * scale,
+          devices: 8,
+        },
+        meter,
+      )),
     );
     step('2 small uploads');
-    rows.push(...(await benchSmallUploads(devices.slice(0, 50), server.baseUrl, 40 * scale)));
+    rows.push(
+      ...(await benchSmallUploads(devices.slice(0, 50), server.baseUrl, 40 * scale, meter)),
+    );
     step('3 new connections');
     rows.push(
-      ...(await benchNewConnections(devices, server.port, server.caPem, db.workDir, {
-        workers: 4,
-        uploads: 1000 * scale,
-        handshakeSeconds: quick ? 2 : 10,
-      })),
+      ...(await benchNewConnections(
+        devices,
+        server.port,
+        server.caPem,
+        db.workDir,
+        {
+          workers: 4,
+          uploads: 1000 * scale,
+          handshakeSeconds: quick ? 2 : 10,
+        },
+        meter,
+      )),
     );
     step('4 memory');
     rows.push(
-      ...(await benchMemory(server.child.pid!, devices, server.baseUrl, {
-        bigBytes: 1024 ** 3 * scale,
-        eachBytes: 10 * 1024 ** 2 * scale,
-      })),
+      ...(await benchMemory(
+        server.child.pid!,
+        devices,
+        server.baseUrl,
+        {
+          bigBytes: 1024 ** 3 * scale,
+          eachBytes: 10 * 1024 ** 2 * scale,
+        },
+        meter,
+      )),
     );
     const cpu = os.cpus();
     printTable(
@@ -63,6 +86,17 @@ async function main() {
     await server.stop();
     await db.drop();
   }
+}
+
+/** The Postgres backend processes serving the bench database right now. */
+async function backendPids(url: string, database: string): Promise<number[]> {
+  return withClient(url, async (c) => {
+    const result = await c.query<{ pid: number }>(
+      'select pid from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()',
+      [database],
+    );
+    return result.rows.map((r) => r.pid);
+  });
 }
 
 main().catch((err: unknown) => {

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { request } from 'undici';
 import { multipartBody, csvLines } from './support/bodies.js';
 import { withClient, type BenchDatabase, type BoundDevice } from './support/bench-server.js';
-import { inParallel, rate, seconds, type Row } from './support/measure.js';
+import { inParallel, rate, seconds, type CpuMeter, type Row } from './support/measure.js';
 
 export interface BulkOptions {
   points: number;
@@ -22,6 +22,7 @@ export async function benchBulkIngest(
   devices: readonly BoundDevice[],
   baseUrl: string,
   options: BulkOptions,
+  meter: CpuMeter,
 ): Promise<Row[]> {
   const files = options.points / options.pointsPerFile;
   const startMs = Date.now() - 30 * 24 * 3600 * 1000;
@@ -34,6 +35,7 @@ export async function benchBulkIngest(
   });
 
   let stored = 0;
+  const cpu = await meter();
   const started = process.hrtime.bigint();
   await inParallel(
     Array.from({ length: options.devices }, (_, d) => d),
@@ -53,6 +55,7 @@ export async function benchBulkIngest(
     },
   );
   const ours = stored / seconds(started);
+  const cpuSplit = await cpu();
   if (stored !== options.points) throw new Error(`stored ${stored} of ${options.points} points`);
 
   const reference = await psqlCopyRate(db, uploads, options);
@@ -64,6 +67,7 @@ export async function benchBulkIngest(
       reference: `${rate(reference)} (psql \\copy)`,
       ratio: (ours / reference).toFixed(2),
       target: '>= 0.6',
+      cpu: cpuSplit,
     },
   ];
 }
@@ -91,9 +95,13 @@ async function psqlCopyRate(
       primary key (series_id, ts))`),
   );
   const started = process.hrtime.bigint();
-  const result = spawnSync('psql', [db.url, '-v', 'ON_ERROR_STOP=1', '-qc', `\\copy copy_reference from '${file}' (format csv)`], {
-    encoding: 'utf8',
-  });
+  const result = spawnSync(
+    'psql',
+    [db.url, '-v', 'ON_ERROR_STOP=1', '-qc', `\\copy copy_reference from '${file}' (format csv)`],
+    {
+      encoding: 'utf8',
+    },
+  );
   const elapsed = seconds(started);
   if (result.status !== 0) throw new Error(`psql \\copy failed: ${result.stderr}`);
   fs.rmSync(file);

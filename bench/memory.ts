@@ -1,7 +1,7 @@
 import { request } from 'undici';
 import { streamedUpload } from './support/bodies.js';
 import type { BoundDevice } from './support/bench-server.js';
-import { mb, peakRss, rate, seconds, type Row } from './support/measure.js';
+import { mb, peakRss, rate, seconds, type CpuMeter, type Row } from './support/measure.js';
 
 async function streamUpload(device: BoundDevice, baseUrl: string, bytes: number, startMs: number) {
   const upload = streamedUpload('stream', bytes, startMs);
@@ -27,13 +27,17 @@ export async function benchMemory(
   devices: readonly BoundDevice[],
   baseUrl: string,
   options: { bigBytes: number; eachBytes: number },
+  meter: CpuMeter,
 ): Promise<Row[]> {
   const base = Date.UTC(2025, 0, 1);
+  let cpu = await meter();
   let started = process.hrtime.bigint();
   const [bigPoints, bigPeak] = await peakRss(pid, () =>
     streamUpload(devices[0]!, baseUrl, options.bigBytes, base),
   );
   const bigRate = bigPoints / seconds(started);
+  const bigCpu = await cpu();
+  cpu = await meter();
   started = process.hrtime.bigint();
   const [manyPoints, manyPeak] = await peakRss(pid, async () => {
     const counts = await Promise.all(
@@ -42,18 +46,21 @@ export async function benchMemory(
     return counts.reduce((a, b) => a + b, 0);
   });
   const manyRate = manyPoints / seconds(started);
+  const manyCpu = await cpu();
   return [
     {
       item: '4 memory',
       measure: `peak RSS, one ${mb(options.bigBytes)} upload (${rate(bigRate)} pts/s)`,
       value: mb(bigPeak),
       target: '< 150 MB',
+      cpu: bigCpu,
     },
     {
       item: '4 memory',
       measure: `peak RSS, ${devices.length} x ${mb(options.eachBytes)} at once (${rate(manyRate)} pts/s)`,
       value: mb(manyPeak),
       target: '< 300 MB',
+      cpu: manyCpu,
     },
   ];
 }

@@ -4,7 +4,7 @@ import https from 'node:https';
 import path from 'node:path';
 import { csvLines, multipartBody } from './support/bodies.js';
 import type { BoundDevice } from './support/bench-server.js';
-import { rate, seconds, type Row } from './support/measure.js';
+import { rate, seconds, type CpuMeter, type Row } from './support/measure.js';
 
 /**
  * Item 3: each upload on a fresh mTLS connection (no agent, no session
@@ -18,9 +18,11 @@ export async function benchNewConnections(
   caPem: string,
   workDir: string,
   options: { workers: number; uploads: number; handshakeSeconds: number },
+  meter: CpuMeter,
 ): Promise<Row[]> {
   const startMs = Date.now() - 5 * 24 * 3600 * 1000;
   let next = 0;
+  const cpu = await meter();
   const started = process.hrtime.bigint();
   await Promise.all(
     Array.from({ length: options.workers }, async (_, w) => {
@@ -33,6 +35,7 @@ export async function benchNewConnections(
     }),
   );
   const ours = options.uploads / seconds(started);
+  const cpuSplit = await cpu();
   const bare = await opensslHandshakeRate(port, devices[0]!, workDir, options);
   return [
     {
@@ -42,6 +45,7 @@ export async function benchNewConnections(
       reference: `${rate(bare)} (openssl s_time -new)`,
       ratio: (ours / bare).toFixed(2),
       target: '>= 0.5',
+      cpu: cpuSplit,
     },
   ];
 }

@@ -1,7 +1,7 @@
 import { request } from 'undici';
 import { csvLines, multipartBody } from './support/bodies.js';
 import type { BoundDevice } from './support/bench-server.js';
-import { percentile, rate, seconds, type Row } from './support/measure.js';
+import { percentile, rate, seconds, type CpuMeter, type Row } from './support/measure.js';
 
 /**
  * Item 2: every device sends `uploadsEach` files of 100 points one after the
@@ -11,9 +11,11 @@ export async function benchSmallUploads(
   devices: readonly BoundDevice[],
   baseUrl: string,
   uploadsEach: number,
+  meter: CpuMeter,
 ): Promise<Row[]> {
   const latencies: number[] = [];
   const startMs = Date.now() - 10 * 24 * 3600 * 1000;
+  const cpu = await meter();
   const started = process.hrtime.bigint();
   await Promise.all(
     devices.map(async ({ client }) => {
@@ -33,6 +35,7 @@ export async function benchSmallUploads(
     }),
   );
   const elapsed = seconds(started);
+  const cpuSplit = await cpu();
   latencies.sort((a, b) => a - b);
   const p50 = percentile(latencies, 50);
   const p99 = percentile(latencies, 99);
@@ -41,6 +44,7 @@ export async function benchSmallUploads(
       item: '2 small uploads',
       measure: `uploads/s, ${devices.length} devices x ${uploadsEach} x 100 pts, keep-alive`,
       value: rate(latencies.length / elapsed),
+      cpu: cpuSplit,
     },
     {
       item: '2 small uploads',

@@ -23,7 +23,10 @@ export function serverUrl(): string {
   return url;
 }
 
-export async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+export async function withClient<T>(
+  url: string,
+  fn: (client: pg.Client) => Promise<T>,
+): Promise<T> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
@@ -88,7 +91,10 @@ export async function bindDevices(
   const issued = await server.cli(['psk', 'issue', identity]);
   if (issued.code !== 0) throw new Error(issued.stderr);
   const psk = issued.stdout.trim();
-  const certificates = await makeDeviceCertificates(path.join(server.env.FLEETGATE_DATA_DIR!, 'devices'), count);
+  const certificates = await makeDeviceCertificates(
+    path.join(server.env.FLEETGATE_DATA_DIR!, 'devices'),
+    count,
+  );
   const devices: BoundDevice[] = certificates.map((device) => ({
     device,
     client: new DeviceClient(server, device),

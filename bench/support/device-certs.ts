@@ -16,7 +16,15 @@ const run = promisify(execFile);
 export async function makeDeviceCertificates(dir: string, count: number): Promise<TestDevice[]> {
   fs.mkdirSync(dir, { recursive: true });
   const keyPath = path.join(dir, 'devices.key');
-  await run('openssl', ['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', keyPath]);
+  await run('openssl', [
+    'genpkey',
+    '-algorithm',
+    'RSA',
+    '-pkeyopt',
+    'rsa_keygen_bits:2048',
+    '-out',
+    keyPath,
+  ]);
   const keyPem = fs.readFileSync(keyPath, 'utf8');
   const devices: TestDevice[] = new Array<TestDevice>(count);
   await inParallel(
@@ -25,11 +33,24 @@ export async function makeDeviceCertificates(dir: string, count: number): Promis
     async (i) => {
       const certPath = path.join(dir, `device-${i}.crt`);
       await run('openssl', [
-        'req', '-x509', '-key', keyPath, '-out', certPath, '-days', '2',
-        '-subj', `/CN=bench-device-${i}`, '-set_serial', String(1000 + i),
-        '-addext', 'basicConstraints=CA:FALSE',
-        '-addext', 'keyUsage=critical,digitalSignature',
-        '-addext', 'extendedKeyUsage=clientAuth',
+        'req',
+        '-x509',
+        '-key',
+        keyPath,
+        '-out',
+        certPath,
+        '-days',
+        '2',
+        '-subj',
+        `/CN=bench-device-${i}`,
+        '-set_serial',
+        String(1000 + i),
+        '-addext',
+        'basicConstraints=CA:FALSE',
+        '-addext',
+        'keyUsage=critical,digitalSignature',
+        '-addext',
+        'extendedKeyUsage=clientAuth',
       ]);
       devices[i] = withFingerprint({ certPem: fs.readFileSync(certPath, 'utf8'), keyPem });
     },

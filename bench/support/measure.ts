@@ -68,6 +68,8 @@ export interface Row {
   reference?: string;
   ratio?: string;
   target?: string;
+  /** CPU seconds of the server / Postgres / the bench client during the item. */
+  cpu?: string;
 }
 
 export function printTable(title: string, rows: readonly Row[]): void {
@@ -78,13 +80,63 @@ export function printTable(title: string, rows: readonly Row[]): void {
     reference: 'reference',
     ratio: 'ratio',
     target: 'target',
+    cpu: 'cpu s server/pg/client',
   };
   const all = [header, ...rows];
   const keys = Object.keys(header) as Array<keyof Row>;
   const widths = keys.map((k) => Math.max(...all.map((r) => (r[k] ?? '').length)));
-  const line = (r: Row) =>
-    `| ${keys.map((k, i) => (r[k] ?? '').padEnd(widths[i]!)).join(' | ')} |`;
+  const line = (r: Row) => `| ${keys.map((k, i) => (r[k] ?? '').padEnd(widths[i]!)).join(' | ')} |`;
   process.stdout.write(`\n${title}\n\n${line(header)}\n`);
   process.stdout.write(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|\n`);
   for (const r of rows) process.stdout.write(`${line(r)}\n`);
+}
+
+const TICKS_PER_SECOND = 100;
+
+function processTicks(pid: number): number {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(fields[11]) + Number(fields[12]);
+  } catch {
+    return 0;
+  }
+}
+
+export interface CpuSnapshot {
+  server: number;
+  postgres: Map<number, number>;
+  client: number;
+}
+
+/**
+ * CPU time so far of the fleetgate process, of the Postgres backends serving
+ * the bench database, and of this (client) process: where an item's CPU went.
+ */
+export function cpuSnapshot(serverPid: number, postgresPids: readonly number[]): CpuSnapshot {
+  const usage = process.cpuUsage();
+  return {
+    server: processTicks(serverPid) / TICKS_PER_SECOND,
+    postgres: new Map(postgresPids.map((pid) => [pid, processTicks(pid) / TICKS_PER_SECOND])),
+    client: (usage.user + usage.system) / 1e6,
+  };
+}
+
+/** "server / postgres / client" CPU seconds between two snapshots. */
+export function cpuSplit(before: CpuSnapshot, after: CpuSnapshot): string {
+  let postgres = 0;
+  for (const [pid, total] of after.postgres) postgres += total - (before.postgres.get(pid) ?? 0);
+  const f = (n: number) => n.toFixed(1);
+  return `${f(after.server - before.server)} / ${f(postgres)} / ${f(after.client - before.client)}`;
+}
+
+/** Starts measuring; the returned function ends it and gives `cpuSplit`. */
+export type CpuMeter = () => Promise<() => Promise<string>>;
+
+export function cpuMeter(serverPid: number, postgresPids: () => Promise<number[]>): CpuMeter {
+  return async () => {
+    const before = cpuSnapshot(serverPid, await postgresPids());
+    return async () => cpuSplit(before, cpuSnapshot(serverPid, await postgresPids()));
+  };
 }
