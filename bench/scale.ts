@@ -14,9 +14,10 @@ import { inParallel, percentile, printTable, rate, seconds, type Row } from './s
  * item 5, ingest rate and one-day query time of one series as the table grows.
  * Filler points go straight in with SQL (1000 series, one point every five
  * minutes each, the oldest a year ago), so 100M points span about a year of
- * monthly partitions. The database (`fleetgate_bench_scale`) is kept between
- * runs: a later run resumes filling where the last one stopped. `--drop`
- * removes it at the end.
+ * monthly partitions. The database (`--db`, default `fleetgate_bench_scale`)
+ * is kept between runs: a later run resumes filling where the last one
+ * stopped. `--drop` removes it at the end. Each step checkpoints first (the
+ * fill writes gigabytes of WAL) and ingests three times; the median counts.
  */
 const FILLER_SERIES = 1000;
 const FILLER_STEP_MS = 5 * 60 * 1000;
@@ -33,7 +34,7 @@ const count = (text: string) => Number(text.replace(/M$/i, 'e6').replace(/k$/i, 
 async function main() {
   const steps = arg('steps', '0,10M,100M').split(',').map(count);
   const ingestPoints = count(arg('points', '1M'));
-  const db = await createBenchDatabase('fleetgate_bench_scale');
+  const db = await createBenchDatabase(arg('db', 'fleetgate_bench_scale'));
   const server = await startBenchServer(db);
   let devices: BoundDevice[] = [];
   const rows: Row[] = [];
@@ -44,7 +45,11 @@ async function main() {
     for (const target of steps) {
       process.stderr.write(`${new Date().toISOString()} filling to ${target} points\n`);
       const stored = await fillTo(db.url, target, fillStart);
-      const pointsPerSecond = await ingest(devices, server.baseUrl, ingestPoints, target);
+      const runs: number[] = [];
+      for (let run = 0; run < 3; run++) {
+        runs.push(await ingest(devices, server.baseUrl, ingestPoints, `${target}-${run}`));
+      }
+      const pointsPerSecond = runs.sort((a, b) => a - b)[1]!;
       baseline ||= pointsPerSecond;
       const [p50, max] = await oneDayQuery(db.url, stored, fillStart);
       rows.push({
@@ -106,12 +111,13 @@ async function fillTo(url: string, target: number, origin: number): Promise<numb
       filled = to;
     }
     await c.query('analyze points');
+    await c.query('checkpoint');
     return filled;
   });
 }
 
 /** `points` in files of 100k from the 8 devices at once, into a series new to this step. */
-async function ingest(devices: BoundDevice[], baseUrl: string, points: number, step: number) {
+async function ingest(devices: BoundDevice[], baseUrl: string, points: number, step: string) {
   const perFile = Math.min(100_000, points / devices.length);
   const files = Array.from({ length: points / perFile }, (_, k) => k);
   const startMs = Date.now() - 2 * DAY_MS;

@@ -71,8 +71,20 @@ export const BENCH_SERVER_ENV = {
   FLEETGATE_LOG_LEVEL: 'info',
 };
 
+/** `--cpu-prof DIR` on the bench's command line profiles the server into DIR (see BENCHMARKS.md). */
 export function startBenchServer(db: BenchDatabase): Promise<FleetgateProcess> {
-  return startFleetgate({ env: db.env, workDir: db.workDir, drop: db.drop }, BENCH_SERVER_ENV);
+  const i = process.argv.indexOf('--cpu-prof');
+  const profile: Record<string, string> =
+    i >= 0 && process.argv[i + 1]
+      ? {
+          NODE_OPTIONS: `--import=${new URL('./cpu-profile.js', import.meta.url).href}`,
+          FLEETGATE_BENCH_PROFILE_DIR: path.resolve(process.argv[i + 1]!),
+        }
+      : {};
+  return startFleetgate(
+    { env: db.env, workDir: db.workDir, drop: db.drop },
+    { ...BENCH_SERVER_ENV, ...profile },
+  );
 }
 
 export interface BoundDevice {
