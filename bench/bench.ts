@@ -15,7 +15,8 @@ import { withClient } from './support/bench-server.js';
 /**
  * `npm run bench [-- --quick]`: items 1 to 4 of the ingest benchmark against
  * the PostgreSQL server of DATABASE_URL, in a database of its own that is
- * dropped at the end. `--quick` runs everything at a tenth of the size.
+ * dropped at the end. `--quick` runs everything at a tenth of the size;
+ * `--items 1,3` runs only those items; `--cpu-prof DIR` profiles the server.
  */
 async function main() {
   const quick = process.argv.includes('--quick');
@@ -27,53 +28,59 @@ async function main() {
   try {
     devices = await bindDevices(server, 100);
     const meter = cpuMeter(server.child.pid!, () => backendPids(db.url, db.name));
-    const step = (name: string) => process.stderr.write(`${new Date().toISOString()} ${name}\n`);
-    step('1 bulk ingest');
-    rows.push(
-      ...(await benchBulkIngest(
-        db,
-        devices.slice(0, 8),
-        server.baseUrl,
-        {
-          points: 2_000_000 * scale,
-          pointsPerFile: 100_000 * scale,
-          devices: 8,
-        },
-        meter,
-      )),
-    );
-    step('2 small uploads');
-    rows.push(
-      ...(await benchSmallUploads(devices.slice(0, 50), server.baseUrl, 40 * scale, meter)),
-    );
-    step('3 new connections');
-    rows.push(
-      ...(await benchNewConnections(
-        devices,
-        server.port,
-        server.caPem,
-        db.workDir,
-        {
-          workers: 4,
-          uploads: 1000 * scale,
-          handshakeSeconds: quick ? 2 : 10,
-        },
-        meter,
-      )),
-    );
-    step('4 memory');
-    rows.push(
-      ...(await benchMemory(
-        server.child.pid!,
-        devices,
-        server.baseUrl,
-        {
-          bigBytes: 1024 ** 3 * scale,
-          eachBytes: 10 * 1024 ** 2 * scale,
-        },
-        meter,
-      )),
-    );
+    const itemsArg = process.argv.indexOf('--items');
+    const items =
+      itemsArg >= 0 ? (process.argv[itemsArg + 1] ?? '').split(',') : ['1', '2', '3', '4'];
+    const step = (item: string, name: string) => {
+      if (items.includes(item)) process.stderr.write(`${new Date().toISOString()} ${name}\n`);
+      return items.includes(item);
+    };
+    if (step('1', '1 bulk ingest'))
+      rows.push(
+        ...(await benchBulkIngest(
+          db,
+          devices.slice(0, 8),
+          server.baseUrl,
+          {
+            points: 2_000_000 * scale,
+            pointsPerFile: 100_000 * scale,
+            devices: 8,
+          },
+          meter,
+        )),
+      );
+    if (step('2', '2 small uploads'))
+      rows.push(
+        ...(await benchSmallUploads(devices.slice(0, 50), server.baseUrl, 40 * scale, meter)),
+      );
+    if (step('3', '3 new connections'))
+      rows.push(
+        ...(await benchNewConnections(
+          devices,
+          server.port,
+          server.caPem,
+          db.workDir,
+          {
+            workers: 4,
+            uploads: 1000 * scale,
+            handshakeSeconds: quick ? 2 : 10,
+          },
+          meter,
+        )),
+      );
+    if (step('4', '4 memory'))
+      rows.push(
+        ...(await benchMemory(
+          server.child.pid!,
+          devices,
+          server.baseUrl,
+          {
+            bigBytes: 1024 ** 3 * scale,
+            eachBytes: 10 * 1024 ** 2 * scale,
+          },
+          meter,
+        )),
+      );
     const cpu = os.cpus();
     printTable(
       `fleetgate ingest benchmark${quick ? ' (--quick: a tenth of the sizes)' : ''}: ` +
