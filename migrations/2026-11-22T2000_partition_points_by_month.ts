@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type RawBuilder } from 'kysely';
 
 /**
  * Points become a table partitioned by month of `ts` (UTC), so that an insert
@@ -17,18 +17,23 @@ import { sql, type Kysely } from 'kysely';
  * The existing table is converted by create-new, move, swap. Frozen in time:
  * never import application code here.
  */
-export async function up(db: Kysely<unknown>): Promise<void> {
-  await sql`alter table points rename to points_unpartitioned`.execute(db);
-  await sql`alter table points_unpartitioned rename constraint points_pkey to points_unpartitioned_pkey`.execute(
-    db,
-  );
+/** The same columns and key before and after; only the partitioning differs. */
+async function createPointsTable(db: Kysely<unknown>, partitioning: RawBuilder<unknown>) {
   await sql`
     create table points (
       series_id integer not null,
       ts timestamptz not null,
       value double precision not null,
       constraint points_pkey primary key (series_id, ts)
-    ) partition by range (ts)`.execute(db);
+    ) ${partitioning}`.execute(db);
+}
+
+export async function up(db: Kysely<unknown>): Promise<void> {
+  await sql`alter table points rename to points_unpartitioned`.execute(db);
+  await sql`alter table points_unpartitioned rename constraint points_pkey to points_unpartitioned_pkey`.execute(
+    db,
+  );
+  await createPointsTable(db, sql`partition by range (ts)`);
   await sql`
     create function points_ensure_partition(month date) returns boolean
     language plpgsql as $$
@@ -71,13 +76,7 @@ export async function down(db: Kysely<unknown>): Promise<void> {
   await sql`alter table points_partitioned rename constraint points_pkey to points_partitioned_pkey`.execute(
     db,
   );
-  await sql`
-    create table points (
-      series_id integer not null,
-      ts timestamptz not null,
-      value double precision not null,
-      constraint points_pkey primary key (series_id, ts)
-    )`.execute(db);
+  await createPointsTable(db, sql``);
   await sql`insert into points (series_id, ts, value) select series_id, ts, value from points_partitioned`.execute(
     db,
   );
