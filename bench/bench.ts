@@ -22,7 +22,10 @@ async function main() {
   const quick = process.argv.includes('--quick');
   const scale = quick ? 0.1 : 1;
   const db = await createBenchDatabase();
-  const server = await startBenchServer(db);
+  const server = await startBenchServer(db).catch(async (err: unknown) => {
+    await db.drop();
+    throw err;
+  });
   const rows: Row[] = [];
   let devices: BoundDevice[] = [];
   try {

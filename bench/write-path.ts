@@ -51,7 +51,8 @@ async function main() {
     await trx.commit();
     rows.push({
       item: 'write',
-      measure: 'COPY binary into temp staging + INSERT ... SELECT ON CONFLICT, 100k segments',
+      measure:
+        'COPY binary into temp staging + INSERT ... SELECT (ON CONFLICT only on a violation)',
       value: `${rate(POINTS / seconds(started))} pts/s`,
     });
     printTable(`write path candidates, ${POINTS} points, one series, one transaction`, rows);
