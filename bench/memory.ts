@@ -1,7 +1,15 @@
 import { request } from 'undici';
 import { streamedUpload } from './support/bodies.js';
 import type { BoundDevice } from './support/bench-server.js';
-import { mb, peakRss, rate, seconds, type CpuMeter, type Row } from './support/measure.js';
+import {
+  mb,
+  peakRss,
+  rate,
+  seconds,
+  statusField,
+  type CpuMeter,
+  type Row,
+} from './support/measure.js';
 
 async function streamUpload(device: BoundDevice, baseUrl: string, bytes: number, startMs: number) {
   const upload = streamedUpload('stream', bytes, startMs);
@@ -32,6 +40,7 @@ export async function benchMemory(
   meter: CpuMeter,
 ): Promise<Row[]> {
   const base = Date.UTC(2025, 0, 1);
+  const atRest = statusField(pid, 'VmRSS');
   let cpu = await meter();
   let started = process.hrtime.bigint();
   const [bigPoints, bigPeak] = await peakRss(pid, () =>
@@ -53,7 +62,7 @@ export async function benchMemory(
   return [
     {
       item: '4 memory',
-      measure: `peak RSS, one ${mb(options.bigBytes)} upload (${rate(bigRate)} pts/s)`,
+      measure: `peak RSS, one ${mb(options.bigBytes)} upload (${rate(bigRate)} pts/s; ${mb(atRest)} at rest before)`,
       value: mb(bigPeak),
       target: '< 150 MB',
       cpu: bigCpu,
