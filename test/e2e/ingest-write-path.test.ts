@@ -85,6 +85,19 @@ describe('ingest write path', function () {
     expect(rows[4999]).to.equal(`${t + 4999 * 1000},4999`);
   });
 
+  it('stores each point once when the same large file arrives twice at the same time', async () => {
+    const body = lines(Date.UTC(2025, 3, 1), 6000);
+    const [a, b] = await Promise.all([
+      client.upload([{ name: 'race', content: body }]),
+      client.upload([{ name: 'race', content: body }]),
+    ]);
+    expect(a.status, a.text).to.equal(200);
+    expect(b.status, b.text).to.equal(200);
+    expect(a.json.stored + b.json.stored).to.equal(6000);
+    expect(a.json.duplicates + b.json.duplicates).to.equal(6000);
+    expect(await exported('race')).to.have.length(6000);
+  });
+
   it('creates partitions on demand for old timestamps, in the same upload as recent ones', async () => {
     const now = Date.now() - DAY_MS;
     const res = await client.upload([
