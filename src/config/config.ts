@@ -72,6 +72,10 @@ const schema = z.object({
     /** Whole request (headers and body); large uploads on slow links need minutes. */
     requestMs: intFrom(1000, 24 * 3_600_000).default(15 * 60_000),
     keepAliveMs: intFrom(1000, 3_600_000).default(65_000),
+    /** An upload that sends no bytes for this long is cut off (408), its transaction rolled back. */
+    bodyIdleMs: intFrom(0, 3_600_000).default(30_000),
+    /** Longest wait for a free database connection before answering 503. */
+    dbAcquireMs: intFrom(100, 600_000).default(10_000),
   }),
   /** Per-process token buckets; 0 turns a limit off. */
   throttle: z.object({
@@ -146,6 +150,8 @@ export function loadConfig(env: Env, overrides: ConfigOverrides = {}): Config {
       headersMs: env.FLEETGATE_HEADERS_TIMEOUT_MS,
       requestMs: env.FLEETGATE_REQUEST_TIMEOUT_MS,
       keepAliveMs: env.FLEETGATE_KEEPALIVE_TIMEOUT_MS,
+      bodyIdleMs: env.FLEETGATE_BODY_IDLE_TIMEOUT_MS,
+      dbAcquireMs: env.FLEETGATE_DB_ACQUIRE_TIMEOUT_MS,
     },
     throttle: {
       bindFailuresPerAddress: env.FLEETGATE_BIND_FAILURES_PER_ADDRESS,

@@ -15,19 +15,35 @@ export interface DatabaseHandle {
   readonly kind: DatabaseKind;
   /** Where the data lives, for log lines: a redacted URL or a directory. */
   readonly location: string;
+  /** The pool behind `db` on a real Postgres: the COPY write path needs raw clients. */
+  readonly pool?: pg.Pool;
+  /**
+   * A one-connection database for partition DDL, so that creating a partition
+   * never waits for a pool that uploads holding a connection have drained.
+   * The same as `db` on the embedded database.
+   */
+  readonly ddl: Kysely<Database>;
   close(): Promise<void>;
 }
 
 export async function openDatabase(config: Config, log: Logger): Promise<DatabaseHandle> {
   return config.databaseUrl
-    ? openPostgres(config.databaseUrl, config.dbPoolSize, log)
+    ? openPostgres(config.databaseUrl, config.dbPoolSize, config.timeouts.dbAcquireMs, log)
     : openEmbedded(config.dataDir);
 }
 
-function openPostgres(url: string, poolSize: number, log: Logger): DatabaseHandle {
+function openPostgres(
+  url: string,
+  poolSize: number,
+  acquireTimeoutMs: number,
+  log: Logger,
+): DatabaseHandle {
   const pool = new pg.Pool({
     connectionString: url,
     max: poolSize,
+    // With every connection busy (slow uploads), a request waits at most this
+    // long and then gets a 503 with Retry-After instead of hanging.
+    connectionTimeoutMillis: acquireTimeoutMs,
     options: durableSessionOptions(url),
   });
   // An idle client that loses its server (restart, network) emits 'error' on
@@ -42,11 +58,19 @@ function openPostgres(url: string, poolSize: number, log: Logger): DatabaseHandl
     client.on('error', (err) => log.warn({ err: err.message }, 'database connection lost')),
   );
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  const ddlPool = new pg.Pool({ connectionString: url, max: 1 });
+  ddlPool.on('error', (err) => log.warn({ err: err.message }, 'idle database connection lost'));
+  const ddl = new Kysely<Database>({ dialect: new PostgresDialect({ pool: ddlPool }) });
   return {
     db,
     kind: 'postgres',
     location: redactUrl(url),
-    close: () => db.destroy(),
+    pool,
+    ddl,
+    close: async () => {
+      await ddl.destroy();
+      await db.destroy();
+    },
   };
 }
 
@@ -57,7 +81,7 @@ async function openEmbedded(dataDir: string): Promise<DatabaseHandle> {
   const db = new Kysely<Database>({
     dialect: new PostgresDialect({ pool: new PgliteSingleConnectionPool(pglite) }),
   });
-  return { db, kind: 'embedded', location: dir, close: () => db.destroy() };
+  return { db, kind: 'embedded', location: dir, ddl: db, close: () => db.destroy() };
 }
 
 /**

@@ -21,3 +21,14 @@ export function isDatabaseUnavailable(err: unknown): boolean {
     message,
   );
 }
+
+/**
+ * Transactions the database aborted to resolve a conflict with another one
+ * (deadlock, serialization failure): nothing was stored and the same request,
+ * sent again, succeeds. Two concurrent uploads of one device that write the
+ * same series in opposite order can deadlock this way.
+ */
+export function isRetryableConflict(err: unknown): boolean {
+  const state = sqlStateOf(err);
+  return state === '40P01' || state === '40001';
+}

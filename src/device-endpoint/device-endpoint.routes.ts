@@ -3,6 +3,7 @@ import type { Kysely } from 'kysely';
 import type { Config } from '../config/config.js';
 import type { Database } from '../db/schema.js';
 import { methodNotAllowed, unsupportedMediaType } from '../http/app-error.js';
+import type { IngestBackend } from '../ingest/upload-transaction.js';
 import { requireClientCertificate } from '../tls/client-certificate.js';
 import { createThrottles } from '../throttle/throttle.service.js';
 import { handleBind } from './bind.handler.js';
@@ -21,7 +22,11 @@ const MAX_PEM_BYTES = 64 * 1024;
  * bind JSON and the multipart upload. The certificate is checked before the
  * body is read, so a client without one is turned away at once.
  */
-export function deviceEndpointRoutes(db: Kysely<Database>, config: Config): Router {
+export function deviceEndpointRoutes(
+  db: Kysely<Database>,
+  config: Config,
+  ingest: IngestBackend,
+): Router {
   const router = Router();
   const throttles = createThrottles(config.throttle);
   const json = express.json({ limit: config.limits.maxJsonBytes, strict: false, type: () => true });
@@ -40,7 +45,7 @@ export function deviceEndpointRoutes(db: Kysely<Database>, config: Config): Rout
       return;
     }
     if (req.is('multipart/form-data')) {
-      handleUpload(db, config, throttles, req, res).catch(next);
+      handleUpload(db, ingest, config, throttles, req, res).catch(next);
       return;
     }
     throw unsupportedMediaType(

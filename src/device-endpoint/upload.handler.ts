@@ -5,11 +5,13 @@ import type { Database } from '../db/schema.js';
 import { requireActiveDevice } from '../devices/device-auth.js';
 import { ingestUpload } from '../ingest/ingest.service.js';
 import { multipartFileParts } from '../ingest/multipart-parts.js';
+import type { IngestBackend } from '../ingest/upload-transaction.js';
 import { takeUploadAllowance, type Throttles } from '../throttle/throttle.service.js';
 
 /** A multipart upload from a bound device: one series per file part. */
 export async function handleUpload(
   db: Kysely<Database>,
+  ingest: IngestBackend,
   config: Config,
   throttles: Throttles,
   req: Request,
@@ -21,10 +23,15 @@ export async function handleUpload(
   for (const [name, value] of Object.entries(takeUploadAllowance(throttles, device.deviceId))) {
     res.setHeader(name, value);
   }
-  const summary = await ingestUpload(db, device.deviceId, multipartFileParts(req, config.limits), {
-    maxLineBytes: config.limits.maxLineBytes,
-    timestampRange: { minEpochMs: 0, maxEpochMs: Date.now() + config.limits.maxClockSkewMs },
-  });
+  const summary = await ingestUpload(
+    ingest,
+    device.deviceId,
+    multipartFileParts(req, { ...config.limits, bodyIdleMs: config.timeouts.bodyIdleMs }),
+    {
+      maxLineBytes: config.limits.maxLineBytes,
+      timestampRange: { minEpochMs: 0, maxEpochMs: Date.now() + config.limits.maxClockSkewMs },
+    },
+  );
   res.removeHeader('Connection');
   res.status(200).json(summary);
 }

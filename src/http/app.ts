@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
 import type { Database } from '../db/schema.js';
 import { deviceEndpointRoutes } from '../device-endpoint/device-endpoint.routes.js';
+import type { IngestBackend } from '../ingest/upload-transaction.js';
 import { clientAddressOf, requestOrigin } from '../proxy/request-origin.js';
 import { errorHandler, notFoundHandler } from './error-handler.js';
 import { requestLog } from './request-log.js';
@@ -13,16 +14,17 @@ export interface AppDeps {
   db: Kysely<Database>;
   config: Config;
   log: Logger;
+  ingest: IngestBackend;
 }
 
-export function createApp({ db, config, log }: AppDeps): Express {
+export function createApp({ db, config, log, ingest }: AppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
   app.use(helmet());
   app.use(requestOrigin(config.proxy));
   app.use(requestLog(log, 'request', {}, clientAddressOf));
-  app.use(deviceEndpointRoutes(db, config));
+  app.use(deviceEndpointRoutes(db, config, ingest));
   app.use(notFoundHandler);
   app.use(errorHandler(log));
   return app;

@@ -2,7 +2,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import type { Logger } from 'pino';
-import { isDatabaseUnavailable } from '../db/errors.js';
+import { isDatabaseUnavailable, isRetryableConflict } from '../db/errors.js';
 import { AppError, notFound } from './app-error.js';
 
 /** body-parser reports its own failures with a `type`; give them our codes. */
@@ -58,6 +58,15 @@ export function toHttpError(err: unknown): AppError {
     return new AppError(503, 'unavailable', 'the database is unavailable, retry later', undefined, {
       'Retry-After': '5',
     });
+  }
+  if (isRetryableConflict(err)) {
+    return new AppError(
+      503,
+      'conflict_retry',
+      'the upload conflicted with a concurrent one of this device and was not stored; retry it',
+      undefined,
+      { 'Retry-After': '1' },
+    );
   }
   return new AppError(500, 'internal_error', 'internal server error');
 }

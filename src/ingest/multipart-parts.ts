@@ -14,6 +14,8 @@ export interface FilePart {
 export interface MultipartLimits {
   maxUploadBytes: number;
   maxParts: number;
+  /** An upload that sends nothing for this long is given up (0: never). */
+  bodyIdleMs?: number;
 }
 
 /**
@@ -52,7 +54,13 @@ export async function* multipartFileParts(
   }
 
   let received = 0;
+  const idle = idleWatch(req, limits.bodyIdleMs ?? 0, () =>
+    channel.fail(
+      new AppError(408, 'body_timeout', `no upload data for ${limits.bodyIdleMs} ms; giving up`),
+    ),
+  );
   const countBytes = (chunk: Buffer) => {
+    idle.rearm();
     received += chunk.length;
     if (received > limits.maxUploadBytes) channel.fail(uploadTooLarge(limits));
   };
@@ -93,12 +101,35 @@ export async function* multipartFileParts(
   try {
     yield* channel;
   } finally {
+    idle.stop();
     req.off('data', countBytes);
     req.off('close', onClose);
     req.unpipe(parser);
     parser.removeAllListeners('file');
     channel.destroyPending();
   }
+}
+
+/**
+ * A client that stops sending mid-upload would hold its transaction, and so a
+ * database connection, until the whole-request timeout (minutes). This fires
+ * after `ms` without a byte, but not while the request is paused by our own
+ * backpressure (the database being slow is not the client's fault).
+ */
+function idleWatch(req: IncomingMessage, ms: number, onIdle: () => void) {
+  let timer: NodeJS.Timeout | undefined;
+  const check = () => {
+    if (req.readableFlowing === false) return rearm();
+    onIdle();
+  };
+  const rearm = () => {
+    if (ms <= 0) return;
+    clearTimeout(timer);
+    timer = setTimeout(check, ms);
+    timer.unref();
+  };
+  rearm();
+  return { rearm, stop: () => clearTimeout(timer) };
 }
 
 function malformed(err: Error) {

@@ -31,11 +31,20 @@ export function parsePointRecord(
   }
   if (!DECIMAL.test(valueText)) return `value "${clip(valueText)}" is not a finite decimal number`;
   const value = Number(valueText);
-  if (!Number.isFinite(value))
+  if (!Number.isFinite(value) || underflowsToZero(valueText, value)) {
     return `value "${clip(valueText)}" is out of the double precision range`;
+  }
   return { epochMs, value };
 }
 
 function clip(text: string): string {
   return text.length > 40 ? `${text.slice(0, 40)}...` : text;
+}
+
+/**
+ * `1e-400` parses to 0: storing it would silently change the reading, so it
+ * is refused like `1e999`. A literal is zero only if its digits are.
+ */
+export function underflowsToZero(text: string, value: number): boolean {
+  return value === 0 && /[1-9]/.test(text.split(/[eE]/)[0]!);
 }

@@ -1,4 +1,7 @@
 import { sql, type Kysely } from 'kysely';
+import type pg from 'pg';
+import { from as copyFrom, type CopyStreamQuery } from 'pg-copy-streams';
+import { isUniqueViolation } from '../db/errors.js';
 import type { Database } from '../db/schema.js';
 
 export async function findOrCreateSeries(
@@ -88,4 +91,69 @@ export async function findSeriesId(
     .where('name', '=', name)
     .executeTakeFirst();
   return row?.id;
+}
+
+/*
+ * The COPY path (real Postgres only). Each pooled connection has one
+ * session-local staging table; an upload's points are COPYed into it and
+ * moved into `points` in one statement that skips duplicates.
+ */
+
+export async function createStagingTable(client: pg.ClientBase): Promise<void> {
+  await client.query(
+    'create temp table if not exists points_staging (ts timestamptz not null, value float8 not null)',
+  );
+}
+
+export async function truncateStagingTable(client: pg.ClientBase): Promise<void> {
+  await client.query('truncate points_staging');
+}
+
+/** A writable stream taking binary COPY data (see copy-binary.ts). */
+export function copyIntoStagingTable(client: pg.ClientBase): CopyStreamQuery {
+  return client.query(copyFrom('copy points_staging (ts, value) from stdin (format binary)'));
+}
+
+/**
+ * Moves the staged points of one series into `points` when none of them is
+ * stored yet and none repeats: a plain INSERT, about twice as fast as one with
+ * ON CONFLICT. Inside a savepoint, so that a unique violation (a retried
+ * upload, a repeated timestamp) only undoes this statement: the caller then
+ * rolls back to the savepoint and uses `insertStagedPoints`. Returns false
+ * in that case.
+ */
+export async function insertStagedPointsIfAllNew(
+  client: pg.ClientBase,
+  seriesId: number,
+): Promise<number | false> {
+  await client.query('savepoint staged_points');
+  try {
+    const result = await client.query(
+      'insert into points (series_id, ts, value) select $1, ts, value from points_staging',
+      [seriesId],
+    );
+    await client.query('release savepoint staged_points');
+    return result.rowCount ?? 0;
+  } catch (err) {
+    if (!isUniqueViolation(err)) throw err;
+    await client.query('rollback to savepoint staged_points');
+    return false;
+  }
+}
+
+/**
+ * Moves the staged points of one series into `points`, skipping those already
+ * stored. A staging table written by one COPY is read back by a plain
+ * sequential scan in the order COPY wrote it (INSERT ... SELECT never runs in
+ * parallel), so of two points with the same timestamp the first one wins.
+ * Returns how many were new.
+ */
+export async function insertStagedPoints(client: pg.ClientBase, seriesId: number): Promise<number> {
+  const result = await client.query(
+    `insert into points (series_id, ts, value)
+     select $1, ts, value from points_staging
+     on conflict do nothing`,
+    [seriesId],
+  );
+  return result.rowCount ?? 0;
 }

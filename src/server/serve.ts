@@ -9,6 +9,8 @@ import { checkDurability } from '../db/durability.js';
 import { isDatabaseUnavailable } from '../db/errors.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { createApp } from '../http/app.js';
+import { createIngestBackend, partitionMonthsAhead } from '../ingest/ingest-backend.js';
+import { PointPartitions, startPartitionMaintenance } from '../ingest/partition-months.js';
 import { listen, type Listener } from './listener.js';
 
 export interface RunningServer {
@@ -43,13 +45,18 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       const control = await startControlSocket(config.dataDir, database.db, log);
       cleanups.push(() => new Promise<void>((resolve) => control.close(() => resolve())));
     }
+    const partitions = new PointPartitions();
+    cleanups.push(
+      await startPartitionMaintenance(database.ddl, partitions, partitionMonthsAhead(config), log),
+    );
+    const ingest = createIngestBackend(database, partitions);
     // Before the device listener, so its log line comes first (the tests read both).
     const admin = await startAdminListener(database.db, config, log);
     if (admin) cleanups.push(admin.close);
-    const app = createApp({ db: database.db, config, log });
+    const app = createApp({ db: database.db, config, log, ingest });
     const { server, port, socketPath } = await listen(config, app, log);
     cleanups.push(() => closeHttpServer(server));
-    logListening(config, log, { port, socketPath, database });
+    logListening(config, log, { port, socketPath, database, ingest: ingest.method });
     return { port, socketPath, close };
   } catch (err) {
     await close();
@@ -87,9 +94,9 @@ async function waitForDatabase(database: DatabaseHandle, log: Logger): Promise<v
 function logListening(
   config: Config,
   log: Logger,
-  at: Pick<Listener, 'port' | 'socketPath'> & { database: DatabaseHandle },
+  at: Pick<Listener, 'port' | 'socketPath'> & { database: DatabaseHandle; ingest: string },
 ): void {
-  const fields = { database: at.database.kind, location: at.database.location };
+  const fields = { database: at.database.kind, location: at.database.location, ingest: at.ingest };
   if (config.proxy.mode === 'off') {
     log.info(
       { port: at.port, host: config.host, ...fields },

@@ -12,6 +12,8 @@ describe('parsePointRecord', () => {
     });
     expect(parsePointRecord(['0', '-1.5e-3'], range)).to.deep.equal({ epochMs: 0, value: -0.0015 });
     expect(parsePointRecord(['1', '.5'], range)).to.deep.equal({ epochMs: 1, value: 0.5 });
+    expect(parsePointRecord(['1', '0.000e-999'], range)).to.deep.equal({ epochMs: 1, value: 0 });
+    expect(parsePointRecord(['1', '5e-324'], range)).to.deep.equal({ epochMs: 1, value: 5e-324 });
   });
 
   it('explains every rejection', () => {
@@ -29,6 +31,8 @@ describe('parsePointRecord', () => {
       [['1', '0x1F'], /not a finite decimal/],
       [['1', ''], /not a finite decimal/],
       [['1', '1e999'], /out of the double precision range/],
+      [['1', '1e-400'], /out of the double precision range/],
+      [['1', '-2.5e-999'], /out of the double precision range/],
       [['1', '1,5'], /not a finite decimal/],
     ];
     for (const [fields, reason] of cases) {

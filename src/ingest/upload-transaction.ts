@@ -1,0 +1,32 @@
+import type { Kysely } from 'kysely';
+import type { Database } from '../db/schema.js';
+
+/**
+ * Where the points of one series go inside an upload's transaction. `add` is
+ * called synchronously for every parsed point; `flushIfFull` between input
+ * chunks writes out what has piled up and waits while the database is busy,
+ * which is what slows a fast client down (backpressure).
+ */
+export interface SeriesWriter {
+  add(epochMs: number, value: number): void;
+  flushIfFull(): Promise<void>;
+  /** Writes the rest; resolves to how many points were new. */
+  finish(): Promise<number>;
+  /** Stops after a failure; the transaction is rolled back next. */
+  abort(): Promise<void>;
+}
+
+/** One upload = one transaction, whichever way points are written. */
+export interface UploadTransaction {
+  /** For the repositories (series, devices) inside the same transaction. */
+  readonly db: Kysely<Database>;
+  seriesWriter(seriesId: number): SeriesWriter;
+  commit(): Promise<void>;
+  rollback(): Promise<void>;
+}
+
+export interface IngestBackend {
+  /** `copy` on a real Postgres, `unnest` on the embedded one. */
+  readonly method: 'copy' | 'unnest';
+  begin(): Promise<UploadTransaction>;
+}

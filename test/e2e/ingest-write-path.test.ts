@@ -1,0 +1,168 @@
+import { expect } from 'chai';
+import { DeviceClient, newDevice } from '../support/device-client.js';
+import { startFleetgate, type FleetgateProcess } from '../support/fleetgate-process.js';
+import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+
+const DAY_MS = 24 * 3600 * 1000;
+
+/** `count` lines from `startMs`, one per second, value = index. */
+function lines(startMs: number, count: number, value = (i: number) => `${i}.5`): string {
+  let out = '';
+  for (let i = 0; i < count; i++) out += `${startMs + i * 1000},${value(i)}\n`;
+  return out;
+}
+
+/**
+ * The write path (COPY on Postgres, unnest on the embedded database) and the
+ * monthly partitions under it, end to end over mTLS.
+ */
+describe('ingest write path', function () {
+  this.timeout(120_000);
+  let db: TestDatabase;
+  let server: FleetgateProcess;
+  let client: DeviceClient;
+
+  before(async () => {
+    db = await createTestDatabase();
+    server = await startFleetgate(db, { FLEETGATE_MAX_LINE_BYTES: '100' });
+    expect((await server.cli(['identity', 'create', 'acme'])).code).to.equal(0);
+    const psk = (await server.cli(['psk', 'issue', 'acme'])).stdout.trim();
+    client = new DeviceClient(server, newDevice());
+    expect((await client.bind(psk)).status).to.equal(200);
+  });
+
+  after(async () => {
+    await client?.close();
+    await server?.stop();
+    await db?.drop();
+  });
+
+  async function exported(series: string): Promise<string[]> {
+    const result = await server.cli(['export', client.device!.fingerprint, series]);
+    expect(result.code, result.stderr).to.equal(0);
+    return result.stdout.split('\n').filter(Boolean);
+  }
+
+  it('stores a large part across segments and months, counting duplicates exactly', async () => {
+    // 250,000 points: several COPY segments; spans three months of 2024.
+    const start = Date.UTC(2024, 0, 31, 23, 0, 0);
+    const body = lines(start, 250_000, (i) => String(i));
+    const first = await client.upload([{ name: 'big', content: body }]);
+    expect(first.status, first.text).to.equal(200);
+    expect(first.json).to.deep.equal({
+      series: { big: { stored: 250_000, duplicates: 0 } },
+      stored: 250_000,
+      duplicates: 0,
+    });
+    const again = await client.upload([{ name: 'big', content: body }]);
+    expect(again.json).to.deep.include({ stored: 0, duplicates: 250_000 });
+    const rows = await exported('big');
+    expect(rows).to.have.length(250_000);
+    expect(rows[0]).to.equal(`${start},0`);
+    expect(rows[249_999]).to.equal(`${start + 249_999 * 1000},249999`);
+  });
+
+  it('keeps the first of two points with the same timestamp in one file', async () => {
+    const t = Date.UTC(2025, 5, 1);
+    const res = await client.upload([
+      { name: 'dup', content: `${t},1\n${t + 1},2\n${t},3\n${t + 1},4\n${t + 2},5\n` },
+    ]);
+    expect(res.json).to.deep.equal({
+      series: { dup: { stored: 3, duplicates: 2 } },
+      stored: 3,
+      duplicates: 2,
+    });
+    expect(await exported('dup')).to.deep.equal([`${t},1`, `${t + 1},2`, `${t + 2},5`]);
+  });
+
+  it('keeps the first of two equal timestamps also on the COPY path (large parts)', async () => {
+    const t = Date.UTC(2025, 4, 1);
+    const firsts = lines(t, 5000, (i) => `${i}`);
+    const repeats = lines(t, 5000, (i) => `${-i}`);
+    const res = await client.upload([{ name: 'dupbig', content: firsts + repeats }]);
+    expect(res.json.series.dupbig).to.deep.equal({ stored: 5000, duplicates: 5000 });
+    const rows = await exported('dupbig');
+    expect(rows[4999]).to.equal(`${t + 4999 * 1000},4999`);
+  });
+
+  it('stores each point once when the same large file arrives twice at the same time', async () => {
+    const body = lines(Date.UTC(2025, 3, 1), 6000);
+    const [a, b] = await Promise.all([
+      client.upload([{ name: 'race', content: body }]),
+      client.upload([{ name: 'race', content: body }]),
+    ]);
+    expect(a.status, a.text).to.equal(200);
+    expect(b.status, b.text).to.equal(200);
+    expect(a.json.stored + b.json.stored).to.equal(6000);
+    expect(a.json.duplicates + b.json.duplicates).to.equal(6000);
+    expect(await exported('race')).to.have.length(6000);
+  });
+
+  it('creates partitions on demand for old timestamps, in the same upload as recent ones', async () => {
+    const now = Date.now() - DAY_MS;
+    const res = await client.upload([
+      { name: 'clock', content: `0,1\n86400000,2\n${now},3\n` },
+      { name: 'clock', content: `1000000000000,4\n` },
+    ]);
+    expect(res.status, res.text).to.equal(200);
+    expect(res.json.series.clock).to.deep.equal({ stored: 4, duplicates: 0 });
+    expect(await exported('clock')).to.deep.equal([
+      '0,1',
+      '86400000,2',
+      '1000000000000,4',
+      `${now},3`,
+    ]);
+  });
+
+  it('reads BOM, CRLF, blank lines, padding and quoted fields like the CSV reader', async () => {
+    const t = Date.UTC(2025, 6, 1);
+    const content = `\ufeff${t},1.5\r\n\r\n ${t + 1} , -2e3 \r\n"${t + 2}","3"\n${t + 3},.25`;
+    const res = await client.upload([{ name: 'shapes', content }]);
+    expect(res.status, res.text).to.equal(200);
+    expect(await exported('shapes')).to.deep.equal([
+      `${t},1.5`,
+      `${t + 1},-2000`,
+      `${t + 2},3`,
+      `${t + 3},0.25`,
+    ]);
+  });
+
+  it('rejects a bad line deep in a large part with its line number, storing nothing', async () => {
+    const start = Date.UTC(2023, 2, 1);
+    const body = `${lines(start, 150_000)}${start},oops\n${lines(start + 1e9, 10)}`;
+    const res = await client.upload([
+      { name: 'fine', content: lines(start, 10) },
+      { name: 'broken', content: body },
+    ]);
+    expect(res.status).to.equal(400);
+    expect(res.json.code).to.equal('invalid_line');
+    expect(res.json.details).to.deep.include({ part: 'broken', line: 150_001 });
+    expect(res.json.error).to.match(/value "oops" is not a finite decimal number/);
+    const fine = await server.cli(['export', client.device!.fingerprint, 'fine']);
+    // Through the embedded server's control socket the 404 arrives as a cut connection.
+    expect(fine.code).to.not.equal(0);
+    expect(fine.stdout).to.equal('');
+    // The connection that failed is usable again: the next upload goes through.
+    const next = await client.upload([{ name: 'after', content: lines(start, 5) }]);
+    expect(next.status, next.text).to.equal(200);
+  });
+
+  it('answers 413 for a line longer than the limit, also when it spans chunks', async () => {
+    const res = await client.upload([
+      { name: 'long', content: `1000,1\n2000,${'1'.repeat(300_000)}\n` },
+    ]);
+    expect(res.status).to.equal(413);
+    expect(res.json.code).to.equal('line_too_long');
+    expect(res.json.details).to.deep.include({ part: 'long', line: 2, limit: 100 });
+  });
+
+  it('serves concurrent uploads of many devices into the same months', async () => {
+    const t = Date.UTC(2022, 10, 15);
+    const answers = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        client.upload([{ name: `c${i}`, content: lines(t, 20_000) }]),
+      ),
+    );
+    for (const answer of answers) expect(answer.json.stored).to.equal(20_000);
+  });
+});
