@@ -1,6 +1,5 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { PGlite } from '@electric-sql/pglite';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import type { Logger } from 'pino';
@@ -77,6 +76,9 @@ function openPostgres(
 async function openEmbedded(dataDir: string): Promise<DatabaseHandle> {
   const dir = path.join(dataDir, 'pgdata');
   fs.mkdirSync(dir, { recursive: true });
+  // Loaded only for the embedded database: a server on PostgreSQL never pays
+  // for PGlite's code in its resting memory.
+  const { PGlite } = await import('@electric-sql/pglite');
   const pglite = await PGlite.create(dir);
   const db = new Kysely<Database>({
     dialect: new PostgresDialect({ pool: new PgliteSingleConnectionPool(pglite) }),

@@ -1,7 +1,8 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import forge from 'node-forge';
+import { createRequire } from 'node:module';
+import type forge from 'node-forge';
 import { fingerprintOf, parsePemCertificate } from './certificate-info.js';
 
 export interface PemPair {
@@ -20,7 +21,16 @@ export interface DeviceCertificateOptions {
 const DAY_MS = 24 * 60 * 60 * 1000;
 // Backdating absorbs clock skew between the machine that issues and the one that checks.
 const backdated = () => new Date(Date.now() - 5 * 60 * 1000);
-const pki = forge.pki;
+/**
+ * node-forge (about 2 MB of JavaScript) is loaded on first use: a server with
+ * its certificates already in place never needs it, and every megabyte of
+ * resting memory counts against the upload memory budget.
+ */
+const requireCjs = createRequire(import.meta.url);
+let forgeModule: typeof forge | undefined;
+function forgeLib(): typeof forge {
+  return (forgeModule ??= requireCjs('node-forge') as typeof forge);
+}
 
 interface KeyPair {
   keyPem: string;
@@ -38,8 +48,8 @@ function generateRsaKey(bits = 2048, exponent = 65537): KeyPair {
   });
   return {
     keyPem: privateKey,
-    publicKey: pki.publicKeyFromPem(publicKey),
-    privateKey: pki.privateKeyFromPem(privateKey),
+    publicKey: forgeLib().pki.publicKeyFromPem(publicKey),
+    privateKey: forgeLib().pki.privateKeyFromPem(privateKey),
   };
 }
 
@@ -57,7 +67,7 @@ function newCertificate(
   notBefore: Date,
   notAfter: Date,
 ): forge.pki.Certificate {
-  const cert = pki.createCertificate();
+  const cert = forgeLib().pki.createCertificate();
   cert.publicKey = key.publicKey;
   cert.serialNumber = randomSerial();
   cert.validity.notBefore = notBefore;
@@ -81,12 +91,12 @@ function sign(
       keyIdentifier: issuerCert.generateSubjectKeyIdentifier().getBytes(),
     },
   ]);
-  cert.sign(issuerKey as forge.pki.rsa.PrivateKey, forge.md.sha256.create());
-  return pki.certificateToPem(cert);
+  cert.sign(issuerKey as forge.pki.rsa.PrivateKey, forgeLib().md.sha256.create());
+  return forgeLib().pki.certificateToPem(cert);
 }
 
 function loadIssuer(ca: PemPair): { cert: forge.pki.Certificate; key: forge.pki.PrivateKey } {
-  return { cert: pki.certificateFromPem(ca.certPem), key: pki.privateKeyFromPem(ca.keyPem) };
+  return { cert: forgeLib().pki.certificateFromPem(ca.certPem), key: forgeLib().pki.privateKeyFromPem(ca.keyPem) };
 }
 
 export function createDevCa(): PemPair {
