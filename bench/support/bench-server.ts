@@ -71,6 +71,8 @@ export async function createBenchDatabase(name?: string): Promise<BenchDatabase>
 export const BENCH_SERVER_ENV = {
   FLEETGATE_MAX_UPLOAD_BYTES: String(4 * 1024 ** 3),
   FLEETGATE_UPLOADS_PER_DEVICE: '0',
+  // 100 concurrent uploads share the pool: those queued must wait, not get 503.
+  FLEETGATE_DB_ACQUIRE_TIMEOUT_MS: String(600_000),
   FLEETGATE_REQUEST_TIMEOUT_MS: String(3_600_000),
   FLEETGATE_LOG_LEVEL: 'info',
 };

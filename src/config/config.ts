@@ -75,7 +75,7 @@ const schema = z.object({
     /** An upload that sends no bytes for this long is cut off (408), its transaction rolled back. */
     bodyIdleMs: intFrom(0, 3_600_000).default(30_000),
     /** Longest wait for a free database connection before answering 503. */
-    dbAcquireMs: intFrom(100, 600_000).default(10_000),
+    dbAcquireMs: intFrom(100, 600_000).default(30_000),
   }),
   /** Per-process token buckets; 0 turns a limit off. */
   throttle: z.object({

@@ -105,6 +105,14 @@ function logListening(
     return;
   }
   const where = at.socketPath ? `unix:${at.socketPath}` : `http://${config.host}:${at.port}`;
+  if (!at.socketPath) {
+    // Every local process can reach a loopback port and send the header.
+    log.warn(
+      { port: at.port },
+      'proxy mode on a loopback port: any process on this host can claim any certificate; ' +
+        'prefer FLEETGATE_LISTEN_SOCKET (a Unix socket only nginx can open)',
+    );
+  }
   log.info(
     {
       ...(at.socketPath ? { socket: at.socketPath } : { port: at.port, host: config.host }),

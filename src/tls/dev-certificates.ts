@@ -96,7 +96,10 @@ function sign(
 }
 
 function loadIssuer(ca: PemPair): { cert: forge.pki.Certificate; key: forge.pki.PrivateKey } {
-  return { cert: forgeLib().pki.certificateFromPem(ca.certPem), key: forgeLib().pki.privateKeyFromPem(ca.keyPem) };
+  return {
+    cert: forgeLib().pki.certificateFromPem(ca.certPem),
+    key: forgeLib().pki.privateKeyFromPem(ca.keyPem),
+  };
 }
 
 export function createDevCa(): PemPair {
