@@ -131,6 +131,24 @@ describe('behind nginx: answers are the same as over a direct connection', funct
     expect(first).to.deep.include({ status: 200 });
   });
 
+  it('refuses a revoked device the same way both ways, uploads and re-binds alike', async () => {
+    const device = newDevice();
+    for (const [viaDirect, viaNginx] of [await both(device, bind), await both(device, upload)]) {
+      expect(viaDirect).to.deep.include({ status: 200 });
+      expect(viaNginx).to.deep.equal(viaDirect);
+    }
+    for (const app of [direct, front.app]) {
+      const revoked = await app.cli(['device', 'revoke', device.fingerprint]);
+      expect(revoked.code, revoked.stderr).to.equal(0);
+    }
+    for (const step of [upload, bind]) {
+      const [viaDirect, viaNginx] = await both(device, step);
+      expect(viaDirect).to.deep.include({ status: 403 });
+      expect((viaDirect as { json: { code: string } }).json.code).to.equal('device_revoked');
+      expect(viaNginx).to.deep.equal(viaDirect);
+    }
+  });
+
   it('refuses a bad bind body and a bad upload the same way both ways', async () => {
     const device = newDevice();
     await both(device, bind);
