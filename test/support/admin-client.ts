@@ -1,5 +1,5 @@
 import { Agent, request } from 'undici';
-import { DeviceClient, type Answer, type TestDevice } from './device-client.js';
+import { DeviceClient, readAnswer, type Answer, type TestDevice } from './device-client.js';
 import { startFleetgate, type FleetgateProcess } from './fleetgate-process.js';
 import { createTestDatabase, type TestDatabase } from './test-database.js';
 
@@ -33,14 +33,7 @@ export class AdminClient {
       },
       body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
     });
-    const text = await res.body.text();
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      json = undefined;
-    }
-    return { status: res.statusCode, headers: res.headers, text, json };
+    return readAnswer(res);
   }
 
   get(path: string, headers?: Record<string, string>) {

@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { Agent, request } from 'undici';
+import { Agent, request, type Dispatcher } from 'undici';
 import { fingerprintOf, parsePemCertificate } from '../../src/tls/certificate-info.js';
 import {
   createSelfSignedDeviceCertificate,
@@ -27,6 +27,18 @@ export interface Answer {
   text: string;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- test assertions read arbitrary JSON
   json: any;
+}
+
+/** Reads a whole undici response; `json` is set when the body parses as JSON. */
+export async function readAnswer(res: Dispatcher.ResponseData): Promise<Answer> {
+  const text = await res.body.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: res.statusCode, headers: res.headers, text, json };
 }
 
 export interface FilePartSpec {
@@ -88,14 +100,7 @@ export class DeviceClient {
       headers,
       dispatcher: this.agent,
     });
-    const text = await res.body.text();
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      json = undefined;
-    }
-    return { status: res.statusCode, headers: res.headers, text, json };
+    return readAnswer(res);
   }
 
   bind(psk: unknown): Promise<Answer> {
