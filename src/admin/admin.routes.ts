@@ -8,6 +8,7 @@ import { deviceRoutes } from './devices.handlers.js';
 import { identityRoutes } from './identities.handlers.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { pskRoutes } from './psks.handlers.js';
+import { rotationRoutes } from './rotations.handlers.js';
 import { seriesRoutes } from './series.handlers.js';
 
 /** Every authenticated admin endpoint; the OpenAPI document is built from this list. */
@@ -15,6 +16,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
   ...identityRoutes,
   ...pskRoutes,
   ...deviceRoutes,
+  ...rotationRoutes,
   ...seriesRoutes,
   ...auditRoutes,
 ];

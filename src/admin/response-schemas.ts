@@ -71,6 +71,23 @@ export const Device = z
   })
   .meta({ id: 'Device' });
 
+export const PendingRotation = z
+  .object({
+    id: z.number().int(),
+    deviceId: z.number().int(),
+    identity: z.string(),
+    replaces: z.string().describe('fingerprint of the certificate that requested the rotation'),
+    fingerprint: z.string().describe('fingerprint of the new certificate'),
+    subject: z.string(),
+    issuer: z.string(),
+    serialNumber: z.string(),
+    notBefore: time,
+    notAfter: time,
+    requestedAt: time,
+    expiresAt: time.describe('dropped unless completed by then'),
+  })
+  .meta({ id: 'PendingRotation' });
+
 export const SeriesSummary = z
   .object({
     name: z.string(),
@@ -124,3 +141,7 @@ export const PskList = z.object({ psks: z.array(Psk) });
 export const DevicePage = z.object({ devices: z.array(Device), nextCursor: cursor });
 export const SeriesList = z.object({ series: z.array(SeriesSummary) });
 export const AuditPage = z.object({ events: z.array(AuditEvent), nextCursor: cursor });
+export const PendingRotationPage = z.object({
+  rotations: z.array(PendingRotation),
+  nextCursor: cursor,
+});

@@ -15,8 +15,13 @@ export const AUDIT_ACTIONS = [
   'device.bound',
   'device.bind_refused',
   'device.revoked',
+  'certificate.rotation_challenge_issued',
   'certificate.rotation_requested',
+  'certificate.rotation_refused',
   'certificate.activated',
+  'certificate.rotation_cancelled',
+  'certificate.rotation_expired',
+  'certificate.rotation_dropped',
   'admin_token.reset',
 ] as const;
 

@@ -11,6 +11,11 @@ import {
   showDevice,
   type DeviceView,
 } from '../devices/device.service.js';
+import {
+  cancelRotation,
+  listRotations,
+  type PendingRotationView,
+} from '../devices/rotation.service.js';
 import { badRequest } from '../http/app-error.js';
 import {
   createIdentity,
@@ -30,6 +35,7 @@ import {
   identityDetails,
   identityRows,
   pskRows,
+  rotationRows,
 } from './views.js';
 import { printAs, writeOut } from './output.js';
 
@@ -141,6 +147,30 @@ export const adminCommands: Record<string, AdminCommand> = {
     const reason = args.reason === undefined ? null : str(args, 'reason');
     const device = await revokeDevice(db, str(args, 'fingerprint'), reason, CLI_ACTOR);
     await writeOut(out, `revoked device ${device.id} of ${device.identity}\n`);
+  },
+
+  async 'rotations.list'(db, args, out) {
+    let after: number | undefined;
+    const all: PendingRotationView[] = [];
+    do {
+      const page = await listRotations(db, {
+        identity: args.identity === undefined ? undefined : str(args, 'identity'),
+        limit: 1000,
+        after,
+      });
+      all.push(...page.rotations);
+      after = page.nextCursor === null ? undefined : Number(page.nextCursor);
+    } while (after !== undefined);
+    await show(out, args, all, () => rotationRows(all));
+  },
+
+  async 'rotation.cancel'(db, args, out) {
+    const reason = args.reason === undefined ? null : str(args, 'reason');
+    const rotation = await cancelRotation(db, Number(args.id), reason, CLI_ACTOR);
+    await writeOut(
+      out,
+      `cancelled rotation ${rotation.id} of device ${rotation.deviceId} (${rotation.identity}) to ${rotation.fingerprint}\n`,
+    );
   },
 
   async audit(db, args, out) {

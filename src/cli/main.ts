@@ -159,6 +159,26 @@ device
   );
 
 program
+  .command('rotations')
+  .description('pending certificate rotations')
+  .command('list [identity]')
+  .description('list pending rotations (key proven, not yet completed), of one identity or all')
+  .option('--json', 'print JSON')
+  .action((name: string | undefined, opts: JsonOption) =>
+    admin('rotations.list', { identity: name, json: opts.json }),
+  );
+
+program
+  .command('rotation')
+  .description('one pending certificate rotation')
+  .command('cancel <id>')
+  .description("cancel a pending rotation by id; the device's current certificate stays")
+  .option('--reason <text>', 'why, kept in the audit log')
+  .action((id: string, opts: { reason?: string }) =>
+    admin('rotation.cancel', { id: positiveInt(id), reason: opts.reason }),
+  );
+
+program
   .command('audit [identity]')
   .description('print the audit log, newest first')
   .option('--device <fingerprint>', 'only events of this device')

@@ -1,5 +1,6 @@
 import type { AuditEventRow } from '../audit/audit.repository.js';
 import type { DeviceView } from '../devices/device.service.js';
+import type { PendingRotationView } from '../devices/rotation.service.js';
 import type { IdentityView } from '../identities/identity.service.js';
 import type { PskView } from '../psks/psk.service.js';
 import type { SeriesSummary } from '../series/series.service.js';
@@ -83,6 +84,20 @@ export const deviceDetails = (d: DeviceView) =>
       c.notBefore,
       c.notAfter,
       c.retiredAt,
+    ]),
+  );
+
+export const rotationRows = (rotations: PendingRotationView[]) =>
+  table(
+    ['ID', 'IDENTITY', 'DEVICE', 'REPLACES', 'NEW CERTIFICATE', 'REQUESTED', 'EXPIRES'],
+    rotations.map((r) => [
+      r.id,
+      r.identity,
+      r.deviceId,
+      r.replaces,
+      r.fingerprint,
+      r.requestedAt,
+      r.expiresAt,
     ]),
   );
 

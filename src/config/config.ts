@@ -54,6 +54,8 @@ const schema = z.object({
   }),
   /** How long a certificate replaced by rotation keeps working; 0: not at all. */
   rotationGraceMs: intFrom(0, 365 * 24 * 3_600_000).default(0),
+  /** How long a proven, not yet completed rotation waits for its completion. */
+  rotationPendingTtlMs: intFrom(1000, 7 * 24 * 3_600_000).default(15 * 60_000),
   limits: z.object({
     /** Whole multipart request body, bytes. */
     maxUploadBytes: intFrom(1, Number.MAX_SAFE_INTEGER).default(256 * 1024 * 1024),
@@ -139,6 +141,7 @@ export function loadConfig(env: Env, overrides: ConfigOverrides = {}): Config {
       token: env.FLEETGATE_ADMIN_TOKEN || undefined,
     },
     rotationGraceMs: env.FLEETGATE_ROTATION_GRACE_MS,
+    rotationPendingTtlMs: env.FLEETGATE_ROTATION_PENDING_TTL_MS,
     limits: {
       maxUploadBytes: env.FLEETGATE_MAX_UPLOAD_BYTES,
       maxParts: env.FLEETGATE_MAX_PARTS,

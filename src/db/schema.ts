@@ -38,7 +38,7 @@ export interface DeviceTable {
   revoked_reason: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
-export type CertificateState = 'pending' | 'active' | 'retired';
+export type CertificateState = 'active' | 'retired';
 
 export interface DeviceCertificateTable {
   fingerprint: string;
@@ -53,6 +53,38 @@ export interface DeviceCertificateTable {
   activated_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
   /** When a retired certificate stops being accepted (end of the grace period). */
   retired_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
+}
+
+/** A single-use server challenge for a rotation; one outstanding per device. */
+export interface RotationChallengeTable {
+  device_id: number;
+  /** SHA-256 of the challenge text. */
+  challenge_hash: Buffer;
+  /** Fingerprint of the certificate it was issued to. */
+  presented_by: string;
+  issued_at: ColumnType<Date, Date | undefined, Date>;
+  expires_at: Date;
+}
+
+/**
+ * A certificate whose key was proven for a rotation, waiting for the device to
+ * present it with the completion secret. Not a certificate of the device yet.
+ */
+export interface PendingRotationTable {
+  id: Generated<number>;
+  device_id: number;
+  fingerprint: string;
+  subject: string;
+  issuer: string;
+  serial_number: string;
+  not_before: Date;
+  not_after: Date;
+  /** Fingerprint of the certificate that requested the rotation. */
+  replaces: string;
+  /** SHA-256 of the completion secret; the secret is shown once to the device. */
+  completion_hash: Buffer;
+  requested_at: CreatedAt;
+  expires_at: Date;
 }
 
 export interface SeriesTable {
@@ -93,6 +125,8 @@ export interface Database {
   psks: PskTable;
   devices: DeviceTable;
   device_certificates: DeviceCertificateTable;
+  rotation_challenges: RotationChallengeTable;
+  pending_rotations: PendingRotationTable;
   series: SeriesTable;
   points: PointTable;
   audit_events: AuditEventTable;

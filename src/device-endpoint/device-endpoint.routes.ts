@@ -7,12 +7,14 @@ import type { IngestBackend } from '../ingest/upload-transaction.js';
 import { requireClientCertificate } from '../tls/client-certificate.js';
 import { createThrottles } from '../throttle/throttle.service.js';
 import { handleBind } from './bind.handler.js';
-import { handleRotate } from './rotate.handler.js';
+import { handleRotate, handleRotationChallenge, handleRotationComplete } from './rotate.handler.js';
 import { handleStatus } from './status.handler.js';
 import { handleUpload } from './upload.handler.js';
 
 export const DEVICE_ENDPOINT = '/device_endpoint';
 export const ROTATE_ENDPOINT = '/device_endpoint/rotate';
+export const ROTATE_CHALLENGE_ENDPOINT = '/device_endpoint/rotate/challenge';
+export const ROTATE_COMPLETE_ENDPOINT = '/device_endpoint/rotate/complete';
 
 /** A PEM certificate is a few KB; a whole chain would still fit. */
 const MAX_PEM_BYTES = 64 * 1024;
@@ -32,7 +34,7 @@ export function deviceEndpointRoutes(
   const json = express.json({ limit: config.limits.maxJsonBytes, strict: false, type: () => true });
 
   router.get(DEVICE_ENDPOINT, (req, res, next) => {
-    handleStatus(db, config, req, res).catch(next);
+    handleStatus(db, req, res).catch(next);
   });
 
   router.post(DEVICE_ENDPOINT, (req: Request, res: Response, next: NextFunction) => {
@@ -73,11 +75,29 @@ export function deviceEndpointRoutes(
     });
   });
 
+  router.post(ROTATE_CHALLENGE_ENDPOINT, (req: Request, res: Response, next: NextFunction) => {
+    requireClientCertificate(req);
+    handleRotationChallenge(db, req, res).catch(next);
+  });
+
+  router.post(ROTATE_COMPLETE_ENDPOINT, (req: Request, res: Response, next: NextFunction) => {
+    requireClientCertificate(req);
+    if (!req.is('application/json')) {
+      throw unsupportedMediaType('send JSON {"completionSecret": "..."}');
+    }
+    rotationJson(req, res, (err?: unknown) => {
+      if (err) return next(err);
+      handleRotationComplete(db, config, req, res).catch(next);
+    });
+  });
+
   router.all(DEVICE_ENDPOINT, (req) => {
     throw methodNotAllowed(req.method, 'GET, POST');
   });
-  router.all(ROTATE_ENDPOINT, (req) => {
-    throw methodNotAllowed(req.method, 'POST');
-  });
+  for (const path of [ROTATE_ENDPOINT, ROTATE_CHALLENGE_ENDPOINT, ROTATE_COMPLETE_ENDPOINT]) {
+    router.all(path, (req) => {
+      throw methodNotAllowed(req.method, 'POST');
+    });
+  }
   return router;
 }

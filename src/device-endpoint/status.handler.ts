@@ -1,7 +1,5 @@
-import { clientAddressOf } from '../proxy/request-origin.js';
 import type { Request, Response } from 'express';
 import type { Kysely } from 'kysely';
-import type { Config } from '../config/config.js';
 import type { Database } from '../db/schema.js';
 import { certificateRetired, lookUpDevice } from '../devices/device-auth.js';
 import { requireClientCertificate } from '../tls/client-certificate.js';
@@ -11,14 +9,9 @@ import { requireClientCertificate } from '../tls/client-certificate.js';
  * so firmware can tell whether it must enroll. Always 200 for a readable
  * certificate: `unbound` is an answer, not an error.
  */
-export async function handleStatus(
-  db: Kysely<Database>,
-  config: Config,
-  req: Request,
-  res: Response,
-) {
+export async function handleStatus(db: Kysely<Database>, req: Request, res: Response) {
   const certificate = requireClientCertificate(req);
-  const device = await lookUpDevice(db, certificate, config, clientAddressOf(req));
+  const device = await lookUpDevice(db, certificate);
   const base = {
     fingerprint: certificate.fingerprint,
     notAfter: certificate.notAfter.toISOString(),

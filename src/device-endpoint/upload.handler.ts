@@ -17,7 +17,7 @@ export async function handleUpload(
   req: Request,
   res: Response,
 ) {
-  const { device } = await requireActiveDevice(db, req, config);
+  const { device } = await requireActiveDevice(db, req);
   // If anything fails mid-body, the rest of it is not worth reading: answer and close.
   res.setHeader('Connection', 'close');
   for (const [name, value] of Object.entries(takeUploadAllowance(throttles, device.deviceId))) {

@@ -13,6 +13,7 @@ import {
   findDeviceByFingerprint,
   insertDeviceWithCertificate,
 } from './device.repository.js';
+import { dropPendingRotationsOfCertificate } from './rotation.service.js';
 
 export interface BindResult {
   /** `bound` for a new binding, `already_bound` for an idempotent repeat. */
@@ -120,6 +121,8 @@ async function bindInTransaction(
     certificate,
   });
   await incrementDevicesBound(trx, psk.id);
+  // A rotation waiting for this certificate never wins over its enrollment.
+  await dropPendingRotationsOfCertificate(trx, certificate.fingerprint, remoteAddress);
   await insertAuditEvent(trx, {
     action: 'device.bound',
     actor: 'device',

@@ -6,37 +6,24 @@ import { forbidden } from '../http/app-error.js';
 import type { CertificateInfo } from '../tls/certificate-info.js';
 import { requireClientCertificate } from '../tls/client-certificate.js';
 import { findDeviceByFingerprint, type DeviceByCertificate } from './device.repository.js';
-import { activatePendingCertificate } from './rotation.service.js';
 
 export interface AuthenticatedDevice {
   certificate: CertificateInfo;
   device: DeviceByCertificate;
-}
-
-export interface DeviceAuthOptions {
-  /** How long certificates replaced by a rotation keep working. */
-  rotationGraceMs: number;
+  /** Where the request came from (the device's address, also behind nginx). */
+  remoteAddress: string | null;
 }
 
 /**
- * The device behind a presented certificate, if bound. A certificate
- * submitted for rotation becomes active here, at its first presentation.
+ * The device behind a presented certificate, if bound. Only certificates of a
+ * device count: one merely waiting in a rotation is not the device's until
+ * the rotation is completed (see rotation.service.ts).
  */
 export async function lookUpDevice(
   db: Kysely<Database>,
   certificate: CertificateInfo,
-  options: DeviceAuthOptions,
-  remoteAddress: string | null,
 ): Promise<DeviceByCertificate | undefined> {
-  const device = await findDeviceByFingerprint(db, certificate.fingerprint);
-  if (device?.certificateState !== 'pending') return device;
-  return activatePendingCertificate(
-    db,
-    device,
-    certificate.fingerprint,
-    options.rotationGraceMs,
-    remoteAddress,
-  );
+  return findDeviceByFingerprint(db, certificate.fingerprint);
 }
 
 /** A retired certificate works until the end of its grace period. */
@@ -55,10 +42,9 @@ export function certificateRetired(device: DeviceByCertificate, now = new Date()
 export async function requireActiveDevice(
   db: Kysely<Database>,
   req: IncomingMessage,
-  options: DeviceAuthOptions,
 ): Promise<AuthenticatedDevice> {
   const certificate = requireClientCertificate(req);
-  const device = await lookUpDevice(db, certificate, options, clientAddressOf(req));
+  const device = await lookUpDevice(db, certificate);
   if (!device)
     throw forbidden('certificate_not_bound', 'this certificate is not bound to an identity');
   if (device.revokedAt) throw forbidden('device_revoked', 'this device has been revoked');
@@ -67,5 +53,5 @@ export async function requireActiveDevice(
   if (certificateRetired(device)) {
     throw forbidden('certificate_retired', 'this certificate was replaced by a newer one');
   }
-  return { certificate, device };
+  return { certificate, device, remoteAddress: clientAddressOf(req) };
 }

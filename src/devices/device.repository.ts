@@ -175,7 +175,8 @@ export type CertificateFields = Pick<
   'fingerprint' | 'subject' | 'issuer' | 'serialNumber' | 'notBefore' | 'notAfter'
 >;
 
-export async function insertPendingCertificate(
+/** A certificate that completed a rotation joins its device, active from now. */
+export async function insertActiveCertificate(
   db: Kysely<Database>,
   deviceId: number,
   cert: CertificateFields,
@@ -190,43 +191,22 @@ export async function insertPendingCertificate(
       serial_number: cert.serialNumber,
       not_before: cert.notBefore,
       not_after: cert.notAfter,
-      state: 'pending',
+      state: 'active',
+      activated_at: new Date(),
     })
     .execute();
 }
 
-/** A newer submission replaces one never presented: only the latest may activate. */
-export async function deletePendingCertificates(
-  db: Kysely<Database>,
-  deviceId: number,
-): Promise<string[]> {
-  const rows = await db
-    .deleteFrom('device_certificates')
-    .where('device_id', '=', deviceId)
-    .where('state', '=', 'pending')
-    .returning('fingerprint')
-    .execute();
-  return rows.map((r) => r.fingerprint);
-}
-
 /**
- * Makes a pending certificate the device's active one and retires the others
- * as of `retireAt` (now, or the end of the grace period). Returns false when
- * the certificate was no longer pending (a concurrent request activated it).
+ * Retires every certificate of the device but `keep` as of `retireAt` (now,
+ * or the end of the grace period); one already retiring keeps its earlier end.
  */
-export async function activateCertificate(
+export async function retireOtherCertificates(
   db: Kysely<Database>,
   deviceId: number,
-  fingerprint: string,
+  keep: string,
   retireAt: Date,
-): Promise<boolean> {
-  const activated = await db
-    .updateTable('device_certificates')
-    .set({ state: 'active', activated_at: new Date() })
-    .where('fingerprint', '=', fingerprint)
-    .where('state', '=', 'pending')
-    .executeTakeFirst();
-  if (Number(activated.numUpdatedRows) === 0) return false;
+): Promise<void> {
   await db
     .updateTable('device_certificates')
     .set({
@@ -234,8 +214,6 @@ export async function activateCertificate(
       retired_at: sql<Date>`least(coalesce(retired_at, ${retireAt}), ${retireAt})`,
     })
     .where('device_id', '=', deviceId)
-    .where('fingerprint', '<>', fingerprint)
-    .where('state', 'in', ['active', 'retired'])
+    .where('fingerprint', '<>', keep)
     .execute();
-  return true;
 }

@@ -16,6 +16,8 @@ import {
   type DeviceByCertificate,
   type DeviceRow,
 } from './device.repository.js';
+import type { PendingRotationRow } from './rotation.repository.js';
+import { dropRotationsOfDevice, pendingRotationOfDevice } from './rotation.service.js';
 
 const FINGERPRINT = /^[0-9a-f]{64}$/;
 
@@ -61,7 +63,7 @@ export interface DeviceView {
   revokedReason: string | null;
   /** The certificate the device uses now (the newest active one). */
   certificate: CertificateView | null;
-  /** A certificate submitted for rotation and not yet presented. */
+  /** A certificate whose rotation was requested (key proven) and not yet completed. */
   pendingCertificate: CertificateView | null;
   certificates: CertificateView[];
 }
@@ -86,13 +88,15 @@ export async function listDevices(
     page.map((d) => d.id),
   );
   const disabled = identity.disabled_at !== null;
+  const pending = await Promise.all(page.map((d) => pendingRotationOfDevice(db, d.id)));
   return {
-    devices: page.map((d) =>
+    devices: page.map((d, i) =>
       deviceView(
         d,
         identity.name,
         disabled,
         certificates.filter((c) => c.device_id === d.id),
+        pending[i],
       ),
     ),
     nextCursor: more ? String(page[page.length - 1]!.id) : null,
@@ -105,7 +109,13 @@ export async function showDevice(db: Kysely<Database>, fingerprint: string): Pro
   const identity = await findIdentityById(db, found.identityId);
   if (!device || !identity) throw notFound('device_not_found', 'the device no longer exists');
   const certificates = await listCertificatesOfDevices(db, [device.id]);
-  return deviceView(device, identity.name, identity.disabled_at !== null, certificates);
+  return deviceView(
+    device,
+    identity.name,
+    identity.disabled_at !== null,
+    certificates,
+    await pendingRotationOfDevice(db, device.id),
+  );
 }
 
 /**
@@ -124,6 +134,7 @@ export async function revokeDevice(
     if (device.revoked_at)
       throw conflict('device_already_revoked', 'the device is already revoked');
     await markDeviceRevoked(trx, device.id, reason);
+    await dropRotationsOfDevice(trx, device.id, actor);
     await insertAuditEvent(trx, {
       action: 'device.revoked',
       actor: actor.kind,
@@ -143,9 +154,24 @@ function deviceView(
   identity: string,
   identityDisabled: boolean,
   certificates: CertificateRow[],
+  pending: PendingRotationRow | undefined,
 ): DeviceView {
   const views = certificates.map(certificateView);
   const active = views.filter((c) => c.state === 'active');
+  const pendingView: CertificateView | null = pending
+    ? {
+        fingerprint: pending.fingerprint,
+        subject: pending.subject,
+        issuer: pending.issuer,
+        serialNumber: pending.serial_number,
+        notBefore: pending.not_before,
+        notAfter: pending.not_after,
+        state: 'pending',
+        addedAt: pending.requested_at,
+        activatedAt: null,
+        retiredAt: null,
+      }
+    : null;
   return {
     id: device.id,
     identity,
@@ -157,8 +183,8 @@ function deviceView(
     revokedAt: device.revoked_at,
     revokedReason: device.revoked_reason,
     certificate: active[active.length - 1] ?? null,
-    pendingCertificate: views.find((c) => c.state === 'pending') ?? null,
-    certificates: views,
+    pendingCertificate: pendingView,
+    certificates: pendingView ? [...views, pendingView] : views,
   };
 }
 
