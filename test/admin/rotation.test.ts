@@ -283,6 +283,55 @@ describe('device status and certificate rotation', () => {
     }
   });
 
+  // The attack of issue 9 as it was reproduced, with nothing but the pre-existing requests: each
+  // step checks what the victim sees, so on the old code these fail exactly where the attack bit.
+  for (const revokeAttacker of [false, true]) {
+    it(`the issue 9 attack${revokeAttacker ? ', attacker revoked' : ''}: the victim binds and its uploads go to itself`, async () => {
+      const tag = revokeAttacker ? 'r' : 'k';
+      const attackerPsk = await fg.admin.identityWithPsk(`mallory-${tag}`);
+      const victimPsk = await fg.admin.identityWithPsk(`alice-${tag}`);
+      const attacker = newDevice();
+      const victim = newDevice();
+      const attackerClient = await boundDevice(fg.server, attacker, attackerPsk);
+      const victimClient = new DeviceClient(fg.server, victim);
+      try {
+        const submitted = await attackerClient.send(
+          'POST',
+          victim.certPem,
+          { 'content-type': 'application/x-pem-file' },
+          '/device_endpoint/rotate',
+        );
+        if (revokeAttacker) {
+          const revoked = await fg.admin.post(`/v1/devices/${attacker.fingerprint}/revoke`);
+          expect(revoked.status).to.equal(200);
+        }
+        // The victim uploads before enrolling (firmware retrying), then enrolls and uploads.
+        const early = await victimClient.upload([
+          { name: 'pulse', content: points(1_700_000_000_000, 2) },
+        ]);
+        expect(early.status).to.equal(403);
+        expect(early.json.code).to.equal('certificate_not_bound');
+        const bound = await victimClient.bind(victimPsk);
+        expect(bound.status, bound.text).to.equal(200);
+        expect(bound.json.identity).to.equal(`alice-${tag}`);
+        expect(
+          (await victimClient.upload([{ name: 'pulse', content: points(1_700_000_010_000, 2) }]))
+            .status,
+        ).to.equal(200);
+        expect((await fg.admin.get(`/v1/devices/${victim.fingerprint}`)).json.identity).to.equal(
+          `alice-${tag}`,
+        );
+        expect(
+          (await fg.admin.get(`/v1/devices/${attacker.fingerprint}/series`)).json.series,
+        ).to.deep.equal([]);
+        expect(submitted.status).to.equal(400);
+      } finally {
+        await attackerClient.close();
+        await victimClient.close();
+      }
+    });
+  }
+
   it('never lets a pending rotation block or win over a bind of the certificate by anyone else', async () => {
     const otherPsk = await fg.admin.identityWithPsk('owner-elsewhere');
     const rotating = newDevice();
