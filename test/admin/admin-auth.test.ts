@@ -3,6 +3,7 @@ import { ADMIN_ROUTES } from '../../src/admin/admin.routes.js';
 import { AdminClient, boundDevice, useFleetgate } from '../support/admin-client.js';
 import { DeviceClient, newDevice } from '../support/device-client.js';
 import { startFleetgate } from '../support/fleetgate-process.js';
+import { opensslKeyPair, proveRotation } from '../support/rotation.js';
 import {
   createTestDatabase,
   queryTestDatabase,
@@ -155,6 +156,15 @@ describe('admin API: answers match the documented schemas', () => {
     const client = await boundDevice(server, device, psk);
     await client.upload([{ name: 'temp', content: '1700000000000,1\n1700000060000,2' }]);
     await client.close();
+    // A pending rotation of another device (revoking `device` below would drop it).
+    const rotating = newDevice();
+    const rotatingClient = await boundDevice(server, rotating, psk);
+    const rotation = await proveRotation(rotatingClient, rotating, opensslKeyPair('ec'));
+    await rotatingClient.close();
+    const rotationId = String(
+      (await admin.get('/v1/rotations?identity=documented')).json.rotations[0].id,
+    );
+    expect(rotation.status).to.equal(202);
     const psks = (await admin.get('/v1/identities/documented/psks')).json.psks;
     const values: Record<string, string> = {
       name: 'documented',
@@ -167,7 +177,9 @@ describe('admin API: answers match the documented schemas', () => {
     // Reads first, then the changes (revocations last, in declaration order).
     const reads = ADMIN_ROUTES.filter((r) => r.method === 'get');
     for (const route of [...reads, ...ADMIN_ROUTES.filter((r) => r.method !== 'get')]) {
-      const path = route.path.replace(/:(\w+)/g, (_m, key: string) => values[key]!);
+      const path = route.path.replace(/:(\w+)/g, (_m, key: string) =>
+        key === 'id' && route.path.startsWith('/v1/rotations/') ? rotationId : values[key]!,
+      );
       const query = route.path.endsWith('/points') ? '?series=temp' : '';
       const method = route.method.toUpperCase() as 'GET' | 'POST' | 'PATCH';
       const body =
