@@ -116,6 +116,7 @@ export async function requestRotation(
   remoteAddress: string | null,
 ): Promise<RotationRequest> {
   assertMayRotate(current);
+  await expirePendingRotations(db);
   const deviceId = current.device.deviceId;
   const der = parsePemCertificate(proof.certificate);
   const next = inspectCertificate(der);

@@ -62,5 +62,14 @@ describe('admin helpers', () => {
     expect(() => loadConfig({ FLEETGATE_ADMIN_TOKEN: 'short' })).to.throw(/admin.token/);
     expect(() => loadConfig({ FLEETGATE_ADMIN_PORT: '70000' })).to.throw(/admin.port/);
     expect(loadConfig({ FLEETGATE_ROTATION_GRACE_MS: '60000' }).rotationGraceMs).to.equal(60_000);
+    expect(loadConfig({}).rotationPendingTtlMs).to.equal(900_000);
+    expect(loadConfig({ FLEETGATE_ROTATION_PENDING_TTL_MS: '2000' }).rotationPendingTtlMs).to.equal(
+      2000,
+    );
+    for (const bad of ['0', '999', '604800001', 'soon']) {
+      expect(() => loadConfig({ FLEETGATE_ROTATION_PENDING_TTL_MS: bad }), bad).to.throw(
+        /rotationPendingTtlMs/,
+      );
+    }
   });
 });
