@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { expect } from 'chai';
 import { useFleetgate, boundDevice } from '../support/admin-client.js';
 import { DeviceClient, newDevice, type TestDevice } from '../support/device-client.js';
+import { REPO_ROOT } from '../support/fleetgate-process.js';
 import {
   completeRotation,
   opensslKeyPair,
@@ -573,7 +574,7 @@ describe('device status and certificate rotation', () => {
   });
 
   it('the README walk-through rotates a certificate with curl and openssl, verbatim', async () => {
-    const readme = fs.readFileSync(path.join(process.cwd(), 'README.md'), 'utf8');
+    const readme = fs.readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
     const section = readme.split('### What a device can ask: status and certificate rotation')[1];
     const script = /```sh\n([\s\S]*?)```/.exec(section ?? '')?.[1];
     expect(script, 'the rotation walk-through in README.md').to.be.a('string');
