@@ -47,10 +47,10 @@ export async function* multipartFileParts(
 
   const channel = new PartChannel();
   let current: Readable | undefined;
+  // Node's Readable contract: push until push() says false, then wait for read().
+  let currentWantsMore = true;
   let failed = false;
-  const shouldPause = () =>
-    channel.waiting() > 0 ||
-    (current !== undefined && current.readableLength >= current.readableHighWaterMark);
+  const shouldPause = () => channel.waiting() > 0 || (current !== undefined && !currentWantsMore);
   const maybeResume = () => {
     if (!failed && !req.readableEnded && req.isPaused() && !shouldPause()) req.resume();
   };
@@ -65,15 +65,21 @@ export async function* multipartFileParts(
     boundary,
     {
       partStart(head) {
-        const stream = new Readable({ read: maybeResume });
+        const stream: Readable = new Readable({
+          read() {
+            if (stream === current) currentWantsMore = true;
+            maybeResume();
+          },
+        });
         // A part destroyed after its reader let go (a later limit, an abort) must
         // not crash the process with an unhandled 'error'.
         stream.on('error', () => undefined);
         current = stream;
+        currentWantsMore = true;
         channel.push({ name: head.name, filename: head.filename ?? '', stream });
       },
       partData(chunk) {
-        current!.push(chunk);
+        if (!current!.push(chunk)) currentWantsMore = false;
       },
       partEnd() {
         current!.push(null);
