@@ -53,6 +53,12 @@ type Verdict = { kind: 'part' | 'close'; next: number } | { kind: 'data' } | { k
  * - after the closing delimiter only blanks and newlines may follow: anything
  *   else could be parts the client meant to send;
  * - a body that ends before the closing delimiter is refused.
+ *
+ * Why not busboy (1.6.0, unreleased since 2022): it skips what it cannot read
+ * (a part with an odd Content-Disposition, the part after transport padding,
+ * the rest of a part after a line starting with --boundary) and carries on,
+ * so an upload could be answered 200 without all its parts. Here the only
+ * outcomes are "every part, whole" and "an error".
  */
 export class MultipartReader {
   private state: State = 'start';
