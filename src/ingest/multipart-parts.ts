@@ -1,7 +1,8 @@
 import type { IncomingMessage } from 'node:http';
-import type { Readable } from 'node:stream';
-import busboy from 'busboy';
+import { Readable } from 'node:stream';
 import { AppError, badRequest, tooLarge } from '../http/app-error.js';
+import { boundaryOf, HeaderSyntaxError } from './multipart-headers.js';
+import { MultipartReader } from './multipart-reader.js';
 
 export interface FilePart {
   /** The form field name: the series name. */
@@ -20,10 +21,13 @@ export interface MultipartLimits {
 
 /**
  * Turns a multipart request into a sequence of file parts, consumed one at a
- * time. Busboy only parses further as the current part's stream is read, so a
- * slow consumer (the database) slows the client down instead of filling memory.
- * Any limit or syntax problem ends the sequence with an AppError; stopping the
- * iteration early detaches the parser from the request.
+ * time, read by our own strict MultipartReader (see multipart-reader.ts for
+ * why not busboy). The request is paused while the current part's stream is
+ * full or a part waits to be taken, so a slow consumer (the database) slows
+ * the client down instead of filling memory. The sequence ends only after the
+ * closing boundary was read: every part of the body has then been handed out
+ * whole. Any limit or syntax problem ends it with an AppError instead;
+ * stopping the iteration early detaches the reader from the request.
  */
 export async function* multipartFileParts(
   req: IncomingMessage,
@@ -33,81 +37,112 @@ export async function* multipartFileParts(
   if (Number.isFinite(declared) && declared > limits.maxUploadBytes) {
     throw uploadTooLarge(limits);
   }
-  const channel = new PartChannel();
-  let parser: busboy.Busboy;
+  let boundary: string;
   try {
-    parser = busboy({
-      headers: req.headers,
-      limits: {
-        fileSize: limits.maxUploadBytes,
-        files: limits.maxParts,
-        parts: limits.maxParts,
-        fieldSize: 1024,
-        headerPairs: 16,
-      },
-    });
+    boundary = boundaryOf(req.headers['content-type']);
   } catch (err) {
-    throw badRequest(
-      'malformed_multipart',
-      `multipart request not understood: ${(err as Error).message}`,
-    );
+    if (!(err instanceof HeaderSyntaxError)) throw err;
+    throw badRequest('malformed_multipart', `multipart request not understood: ${err.message}`);
   }
+
+  const channel = new PartChannel();
+  let current: Readable | undefined;
+  // Node's Readable contract: push until push() says false, then wait for read().
+  let currentWantsMore = true;
+  let failed = false;
+  const shouldPause = () => channel.waiting() > 0 || (current !== undefined && !currentWantsMore);
+  const maybeResume = () => {
+    if (!failed && !req.readableEnded && req.isPaused() && !shouldPause()) req.resume();
+  };
+  channel.onTake = maybeResume;
+  const fail = (error: AppError) => {
+    failed = true;
+    req.pause();
+    channel.fail(error);
+  };
+
+  const reader = new MultipartReader(
+    boundary,
+    {
+      partStart(head) {
+        const stream: Readable = new Readable({
+          read() {
+            if (stream === current) currentWantsMore = true;
+            maybeResume();
+          },
+        });
+        // A part destroyed after its reader let go (a later limit, an abort) must
+        // not crash the process with an unhandled 'error'.
+        stream.on('error', () => undefined);
+        current = stream;
+        currentWantsMore = true;
+        channel.push({ name: head.name, filename: head.filename ?? '', stream });
+      },
+      partData(chunk) {
+        if (!current!.push(chunk)) currentWantsMore = false;
+      },
+      partEnd() {
+        current!.push(null);
+        current = undefined;
+      },
+    },
+    { maxParts: limits.maxParts },
+  );
 
   let received = 0;
   const idle = idleWatch(req, limits.bodyIdleMs ?? 0, () =>
-    channel.fail(
+    fail(
       new AppError(408, 'body_timeout', `no upload data for ${limits.bodyIdleMs} ms; giving up`),
     ),
   );
-  const countBytes = (chunk: Buffer) => {
+  const onData = (chunk: Buffer) => {
+    if (failed) return;
     idle.rearm();
     received += chunk.length;
-    if (received > limits.maxUploadBytes) channel.fail(uploadTooLarge(limits));
+    if (received > limits.maxUploadBytes) return fail(uploadTooLarge(limits));
+    try {
+      reader.write(chunk);
+    } catch (err) {
+      return fail(asAppError(err));
+    }
+    if (shouldPause()) req.pause();
+  };
+  const onEnd = () => {
+    if (failed) return;
+    try {
+      reader.end();
+    } catch (err) {
+      return fail(asAppError(err));
+    }
+    channel.end();
   };
   const onClose = () => {
     if (!req.complete)
-      channel.fail(badRequest('upload_aborted', 'the client closed the connection mid-upload'));
+      fail(badRequest('upload_aborted', 'the client closed the connection mid-upload'));
   };
-
-  parser.on('file', (name, stream, info) => {
-    // busboy ends a part with its own plain Error ("Unexpected end of form")
-    // before the parser's 'error' event; the consumer must see a 400 instead.
-    stream._destroy = (err, callback) =>
-      callback(err && !(err instanceof AppError) ? malformed(err) : err);
-    // A part destroyed after its reader let go (a later limit, an abort) must
-    // not crash the process with an unhandled 'error'.
-    stream.on('error', () => undefined);
-    stream.on('limit', () => stream.destroy(uploadTooLarge(limits)));
-    // An empty `name=""` reaches us as undefined; the series-name check refuses ''.
-    channel.push({ name: name ?? '', filename: info.filename ?? '', stream });
-  });
-  parser.on('field', (name) =>
-    channel.fail(
-      badRequest(
-        'unexpected_field',
-        `part "${name}" is a form field; each series must be a file part`,
-      ),
-    ),
-  );
-  parser.on('partsLimit', () => channel.fail(tooManyParts(limits)));
-  parser.on('filesLimit', () => channel.fail(tooManyParts(limits)));
-  parser.on('fieldsLimit', () => channel.fail(tooManyParts(limits)));
-  parser.on('error', (err: Error) => channel.fail(malformed(err)));
-  parser.on('close', () => channel.end());
-  req.on('data', countBytes);
+  req.on('data', onData);
+  req.on('end', onEnd);
   req.on('close', onClose);
-  req.pipe(parser);
 
   try {
     yield* channel;
   } finally {
     idle.stop();
-    req.off('data', countBytes);
+    req.off('data', onData);
+    req.off('end', onEnd);
     req.off('close', onClose);
-    req.unpipe(parser);
-    parser.removeAllListeners('file');
+    req.pause();
     channel.destroyPending();
   }
+}
+
+function asAppError(err: unknown): AppError {
+  if (err instanceof AppError) return err;
+  // The reader throws only AppErrors; anything else is a bug, but still the client's body.
+  return badRequest(
+    'malformed_multipart',
+    `multipart body is malformed: ${(err as Error).message}`,
+  );
 }
 
 /**
@@ -132,10 +167,6 @@ function idleWatch(req: IncomingMessage, ms: number, onIdle: () => void) {
   return { rearm, stop: () => clearTimeout(timer) };
 }
 
-function malformed(err: Error) {
-  return badRequest('malformed_multipart', `multipart body is malformed: ${err.message}`);
-}
-
 function uploadTooLarge(limits: MultipartLimits) {
   return tooLarge(
     'upload_too_large',
@@ -146,12 +177,6 @@ function uploadTooLarge(limits: MultipartLimits) {
   );
 }
 
-function tooManyParts(limits: MultipartLimits) {
-  return tooLarge('too_many_parts', `upload has more than ${limits.maxParts} parts`, {
-    limit: limits.maxParts,
-  });
-}
-
 /** A queue of parts with one failure slot; iterating it waits for the next part. */
 class PartChannel implements AsyncIterable<FilePart> {
   private readonly parts: FilePart[] = [];
@@ -159,6 +184,13 @@ class PartChannel implements AsyncIterable<FilePart> {
   private failure: AppError | undefined;
   private ended = false;
   private wake: (() => void) | undefined;
+  /** Called when the consumer takes a part: the producer may go on. */
+  onTake: () => void = () => undefined;
+
+  /** Parts handed in but not taken yet. */
+  waiting() {
+    return this.parts.length;
+  }
 
   push(part: FilePart) {
     this.parts.push(part);
@@ -195,6 +227,7 @@ class PartChannel implements AsyncIterable<FilePart> {
       const next = this.parts.shift();
       if (next) {
         this.current = next;
+        this.onTake();
         yield next;
         continue;
       }
