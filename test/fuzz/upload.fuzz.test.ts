@@ -20,7 +20,11 @@ interface Line {
 }
 
 const validLine: fc.Arbitrary<Line> = fc
-  .tuple(fc.integer({ min: 0, max: NOW }), fc.double({ noNaN: true, noDefaultInfinity: true }))
+  .tuple(
+    // The oldest accepted timestamp is 2000-01-01 (FLEETGATE_MIN_TIMESTAMP_MS).
+    fc.integer({ min: Date.UTC(2000, 0, 1), max: NOW }),
+    fc.double({ noNaN: true, noDefaultInfinity: true }),
+  )
   .map(([ts, value]) => ({
     text: `${ts},${value}`,
     point: [ts, Object.is(value, -0) ? 0 : value],
@@ -62,6 +66,8 @@ describe('fuzzing uploads through the real endpoint', function () {
     async () =>
       ({ db, server, device, client } = await startWithBoundDevice({
         FLEETGATE_UPLOADS_PER_DEVICE: '0',
+        // Every run uploads new series to one device; FLEETGATE_FUZZ_RUNS=400 would pass 1000.
+        FLEETGATE_MAX_SERIES_PER_DEVICE: '1000000',
       })),
   );
   after(() => stopBoundDevice({ db, server, client }));
