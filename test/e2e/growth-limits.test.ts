@@ -109,7 +109,7 @@ describe('growth limits: partitions, timestamp floor, series cap, series pages',
   }
 
   describe('partitions', () => {
-    it('a refused upload leaves none of the partitions it needed behind', async () => {
+    it('an upload refused for a bad line leaves none of the partitions it needed behind', async () => {
       const device = await boundDevice();
       const before = await partitionNames();
       // A bad line in the second part, after the first part reached 120 new months.
@@ -119,7 +119,15 @@ describe('growth limits: partitions, timestamp floor, series cap, series pages',
       ]);
       expect(badLine.status, badLine.text).to.equal(400);
       expect(badLine.json.code).to.equal('invalid_line');
-      // Over the series cap, after the first parts reached 24 new months.
+      expect(await partitionNames()).to.deep.equal(before);
+      expect(await storedPoints(db, server, device, 'history')).to.deep.equal([]);
+      expect(await seriesNames(device)).to.deep.equal([]);
+    });
+
+    it('an upload refused over the series cap leaves none of the partitions it needed behind', async () => {
+      const device = await boundDevice();
+      const before = await partitionNames();
+      // The first parts reach 24 new months, the last one is a series too many.
       const parts = [{ name: 'history', content: monthly(2011, 2012) }];
       for (let i = 0; i < MAX_SERIES; i++) {
         parts.push({ name: `s${i}`, content: `${Date.UTC(2013, i, 1)},1\n` });
@@ -135,8 +143,8 @@ describe('growth limits: partitions, timestamp floor, series cap, series pages',
     it('uploads of many devices that reach the same new month at once all succeed', async () => {
       const devices = await Promise.all(Array.from({ length: 6 }, () => boundDevice()));
       const before = await partitionNames();
-      // 3,000 points a minute apart from 2003-03-31: two new months, and the COPY path on Postgres.
-      const start = Date.UTC(2003, 2, 31);
+      // 3,000 points a minute apart from 2015-03-31: two new months, and the COPY path on Postgres.
+      const start = Date.UTC(2015, 2, 31);
       const body = lines(start, 3000);
       const uploads = devices.flatMap((device) => [
         client(device).upload([{ name: 'backfill', content: body }]),
@@ -147,8 +155,8 @@ describe('growth limits: partitions, timestamp floor, series cap, series pages',
       for (const answer of answers) expect(answer.status, answer.text).to.equal(200);
       const after = await partitionNames();
       expect(after.filter((name) => !before.includes(name))).to.deep.equal([
-        'points_2003_03',
-        'points_2003_04',
+        'points_2015_03',
+        'points_2015_04',
       ]);
       for (const device of devices) {
         expect(await storedPoints(db, server, device, 'backfill')).to.have.length(3000);
