@@ -45,12 +45,12 @@ function outOfRange(epochMs: number, range: TimestampRange): string {
   const bounds = `${range.minEpochMs} (${iso(range.minEpochMs)}) .. ${range.maxEpochMs} (${iso(range.maxEpochMs)})`;
   if (epochMs < range.minEpochMs) {
     const hint = inRange(epochMs * 1000) ? '; it looks like seconds, not milliseconds' : '';
-    return `timestamp ${epochMs} is before the accepted range ${bounds}${hint}`;
+    return `timestamp ${epochMs} is outside the accepted range ${bounds}: before its start${hint}`;
   }
   const hint = inRange(Math.floor(epochMs / 1000))
     ? '; it looks like microseconds, not milliseconds'
     : '';
-  return `timestamp ${epochMs} is after the accepted range ${bounds} (the server clock plus the allowed skew)${hint}`;
+  return `timestamp ${epochMs} is outside the accepted range ${bounds}: after its end (the server clock plus the allowed skew)${hint}`;
 }
 
 function iso(epochMs: number): string {

@@ -24,7 +24,7 @@ describe('parsePointRecord', () => {
       [['-5', '1'], /not a non-negative integer/],
       [['1.5', '1'], /not a non-negative integer/],
       [['0x10', '1'], /not a non-negative integer/],
-      [['3000000000000', '1'], /after the accepted range/],
+      [['3000000000000', '1'], /outside the accepted range .*: after its end/],
       [['1', 'NaN'], /not a finite decimal/],
       [['1', 'Infinity'], /not a finite decimal/],
       [['1', '-Infinity'], /not a finite decimal/],
@@ -43,10 +43,12 @@ describe('parsePointRecord', () => {
   it('names the likely unit mistake of a timestamp outside the range', () => {
     const bounded = { minEpochMs: Date.UTC(2000, 0, 1), maxEpochMs: Date.UTC(2027, 0, 1) };
     const seconds = parsePointRecord(['1700000000', '1'], bounded);
-    expect(seconds).to.match(/before the accepted range 946684800000 \(2000-01-01T00:00:00.000Z\)/);
+    expect(seconds).to.match(
+      /outside the accepted range 946684800000 \(2000-01-01T00:00:00.000Z\) .*: before its start/,
+    );
     expect(seconds).to.match(/looks like seconds, not milliseconds$/);
     expect(parsePointRecord(['1700000000000000', '1'], bounded)).to.match(
-      /after the accepted range .*looks like microseconds, not milliseconds$/,
+      /: after its end .*looks like microseconds, not milliseconds$/,
     );
     // Too small or too large to be the other unit: no guess.
     expect(parsePointRecord(['5', '1'], bounded)).to.not.match(/looks like/);
