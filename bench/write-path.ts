@@ -39,9 +39,9 @@ async function main() {
     for (const batch of [5_000, 50_000]) {
       rows.push(await timeUnnest(pool, ++series, parsed, batch, partitions, kysely));
     }
-    const backend = copyIngest(pool, kysely, partitions);
+    const backend = copyIngest(pool, partitions);
     const started = process.hrtime.bigint();
-    const trx = await backend.begin();
+    const trx = await backend.begin(0);
     const writer = trx.seriesWriter(++series);
     for (let i = 0; i < parsed.epochMs.length; i++) {
       writer.add(parsed.epochMs[i]!, parsed.values[i]!);

@@ -139,7 +139,7 @@ export const SeriesPage = z
 export const IdentityList = z.object({ identities: z.array(Identity) });
 export const PskList = z.object({ psks: z.array(Psk) });
 export const DevicePage = z.object({ devices: z.array(Device), nextCursor: cursor });
-export const SeriesList = z.object({ series: z.array(SeriesSummary) });
+export const SeriesList = z.object({ series: z.array(SeriesSummary), nextCursor: cursor });
 export const AuditPage = z.object({ events: z.array(AuditEvent), nextCursor: cursor });
 export const PendingRotationPage = z.object({
   rotations: z.array(PendingRotation),

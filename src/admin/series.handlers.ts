@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { parseDuration } from '../psks/duration.js';
 import {
   MAX_PAGE,
+  MAX_SERIES_PAGE,
   parseTime,
   querySeries,
   requireSeries,
@@ -13,7 +14,7 @@ import {
   type SeriesQuery,
 } from '../series/series.service.js';
 import { SeriesList, SeriesPage } from './response-schemas.js';
-import { adminRoute, fingerprintParam } from './admin-route.js';
+import { adminRoute, fingerprintParam, limitQuery } from './admin-route.js';
 
 const pointsQuery = z.object({
   series: z.string().min(1).max(128).describe('series name'),
@@ -41,13 +42,26 @@ export const seriesRoutes = [
   adminRoute({
     method: 'get',
     path: '/v1/devices/:fingerprint/series',
-    summary: "List a device's series with point count, first and last timestamp",
+    summary: "List a device's series in name order with point count, first and last timestamp",
     tag: 'data',
     params: fingerprintParam,
+    query: z.object({
+      limit: limitQuery(MAX_SERIES_PAGE, 100),
+      cursor: z.string().max(200).optional().describe('nextCursor of the previous page'),
+    }),
     response: SeriesList,
-    responses: { 200: '`{"series": [{name, points, first, last, firstEpochMs, lastEpochMs}]}`' },
-    async handle({ db }, { params }, _req, res) {
-      res.json({ series: await listSeries(db, params.fingerprint) });
+    responses: {
+      200: '`{"series": [{name, points, first, last, firstEpochMs, lastEpochMs}], "nextCursor": string | null}`',
+      400: 'a cursor this list did not return',
+      404: 'no such device',
+    },
+    async handle({ db }, { params, query }, _req, res) {
+      res.json(
+        await listSeries(db, params.fingerprint, {
+          limit: query.limit,
+          cursor: query.cursor ?? null,
+        }),
+      );
     },
   }),
   adminRoute({

@@ -3,12 +3,14 @@ import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import { parseDuration } from '../psks/duration.js';
 import {
+  allSeries,
   listSeries,
   parseTime,
   querySeries,
   requireSeries,
   seriesCsv,
   type SeriesQuery,
+  type SeriesSummary,
 } from '../series/series.service.js';
 import { json, printAs, writeOut } from './output.js';
 import { seriesRows } from './views.js';
@@ -22,9 +24,27 @@ export const dataCommands: Record<
   string,
   (db: Kysely<Database>, args: Args, out: Writable) => Promise<void>
 > = {
+  /** Every series, a page at a time; `--limit` prints one page, with the next cursor. */
   async 'series.list'(db, args, out) {
-    const series = await listSeries(db, String(args.fingerprint));
-    await printAs(out, args.json === true, series, () => seriesRows(series));
+    const fingerprint = String(args.fingerprint);
+    if (args.limit === undefined) {
+      const series: SeriesSummary[] = [];
+      for await (const s of allSeries(db, fingerprint)) series.push(s);
+      await printAs(out, args.json === true, series, () => seriesRows(series));
+      return;
+    }
+    const page = await listSeries(db, fingerprint, {
+      limit: Number(args.limit),
+      cursor: optional(args, 'cursor') ?? null,
+    });
+    await printAs(
+      out,
+      args.json === true,
+      page,
+      () =>
+        seriesRows(page.series) +
+        (page.nextCursor === null ? '' : `next page: --cursor ${page.nextCursor}\n`),
+    );
   },
 
   /** CSV by default, streamed over the whole range; `--limit` pages, `--json` as the API. */

@@ -203,10 +203,17 @@ program
   .command('series')
   .description("a device's series")
   .command('list <fingerprint>')
-  .description("list a device's series with point count, first and last timestamp")
+  .description("list a device's series with point count, first and last timestamp, by name")
+  .option('--limit <n>', 'one page of at most n series (1-1000), with the next cursor', positiveInt)
+  .option('--cursor <cursor>', 'the next cursor of a previous page')
   .option('--json', 'print JSON')
-  .action((fingerprint: string, opts: JsonOption) =>
-    admin('series.list', { fingerprint, json: opts.json }),
+  .action((fingerprint: string, opts: JsonOption & { limit?: number; cursor?: string }) =>
+    admin('series.list', {
+      fingerprint,
+      json: opts.json,
+      limit: opts.limit,
+      cursor: opts.cursor,
+    }),
   );
 
 program

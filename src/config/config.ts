@@ -67,6 +67,14 @@ const schema = z.object({
     maxJsonBytes: intFrom(64, 1024 * 1024).default(4096),
     /** How far ahead of the server clock a timestamp may be. */
     maxClockSkewMs: intFrom(0, 10 * 365 * 24 * 3600 * 1000).default(24 * 3600 * 1000),
+    /**
+     * The oldest accepted timestamp (2000-01-01 by default): seconds sent as
+     * milliseconds land in January 1970 and are refused, and no upload can
+     * create partitions for decades nobody has data for.
+     */
+    minTimestampMs: intFrom(0, 8_640_000_000_000).default(Date.UTC(2000, 0, 1)),
+    /** Series one device may have; a new series over it refuses the upload (422). */
+    maxSeriesPerDevice: intFrom(1, 1_000_000).default(1000),
   }),
   timeouts: z.object({
     /** Time allowed to receive the request headers. */
@@ -148,6 +156,8 @@ export function loadConfig(env: Env, overrides: ConfigOverrides = {}): Config {
       maxLineBytes: env.FLEETGATE_MAX_LINE_BYTES,
       maxJsonBytes: env.FLEETGATE_MAX_JSON_BYTES,
       maxClockSkewMs: env.FLEETGATE_MAX_CLOCK_SKEW_MS,
+      minTimestampMs: env.FLEETGATE_MIN_TIMESTAMP_MS,
+      maxSeriesPerDevice: env.FLEETGATE_MAX_SERIES_PER_DEVICE,
     },
     timeouts: {
       headersMs: env.FLEETGATE_HEADERS_TIMEOUT_MS,

@@ -29,7 +29,11 @@ export async function handleUpload(
     multipartFileParts(req, { ...config.limits, bodyIdleMs: config.timeouts.bodyIdleMs }),
     {
       maxLineBytes: config.limits.maxLineBytes,
-      timestampRange: { minEpochMs: 0, maxEpochMs: Date.now() + config.limits.maxClockSkewMs },
+      timestampRange: {
+        minEpochMs: config.limits.minTimestampMs,
+        maxEpochMs: Date.now() + config.limits.maxClockSkewMs,
+      },
+      maxSeriesPerDevice: config.limits.maxSeriesPerDevice,
     },
   );
   res.removeHeader('Connection');

@@ -85,6 +85,15 @@ export async function touchLastSeen(db: Kysely<Database>, deviceId: number): Pro
     .execute();
 }
 
+/**
+ * Locks the device's row until the end of the transaction, at the strength
+ * `touchLastSeen` takes anyway (no key update), so an upload that ends with
+ * it never waits for itself.
+ */
+export async function lockDeviceForUpload(db: Kysely<Database>, deviceId: number): Promise<void> {
+  await db.selectFrom('devices').select('id').where('id', '=', deviceId).forNoKeyUpdate().execute();
+}
+
 export type DeviceRow = Selectable<DeviceTable>;
 export type CertificateRow = Selectable<DeviceCertificateTable>;
 

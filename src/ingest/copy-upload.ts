@@ -1,12 +1,10 @@
 import { once } from 'node:events';
 import { finished } from 'node:stream/promises';
-import type { Kysely } from 'kysely';
 import type pg from 'pg';
 import type { CopyStreamQuery } from 'pg-copy-streams';
 import { PinnedClient } from '../db/pinned-client.js';
-import type { Database } from '../db/schema.js';
 import { COPY_BINARY_HEADER, COPY_BINARY_TRAILER, CopyBinaryRows } from './copy-binary.js';
-import { MonthSet, type PointPartitions } from './partition-months.js';
+import { MonthSet, UploadPartitions, type PointPartitions } from './partition-months.js';
 import {
   copyIntoStagingTable,
   createStagingTable,
@@ -15,7 +13,12 @@ import {
   insertStagedPointsIfAllNew,
   truncateStagingTable,
 } from './points.repository.js';
-import type { IngestBackend, SeriesWriter, UploadTransaction } from './upload-transaction.js';
+import {
+  deviceLock,
+  type IngestBackend,
+  type SeriesWriter,
+  type UploadTransaction,
+} from './upload-transaction.js';
 
 /** COPY data is handed to the connection in pieces of about this size. */
 const WRITE_BYTES = 64 * 1024;
@@ -45,19 +48,14 @@ const SMALL_PART_POINTS = 2000;
  * twice as fast), else one with ON CONFLICT DO NOTHING. See BENCHMARKS.md for
  * why this beats batched `unnest` inserts.
  *
- * Partitions are created on `ddl`, a connection of its own in autocommit:
- * ATTACH PARTITION does not conflict with the inserts of open uploads, and
- * that connection is never waited for while holding another.
+ * Missing partitions are created inside the upload's transaction (see
+ * UploadPartitions), so a refused upload leaves none behind.
  */
-export function copyIngest(
-  pool: pg.Pool,
-  ddl: Kysely<Database>,
-  partitions: PointPartitions,
-): IngestBackend {
+export function copyIngest(pool: pg.Pool, partitions: PointPartitions): IngestBackend {
   const staged = new WeakSet<pg.PoolClient>();
   return {
     method: 'copy',
-    async begin() {
+    async begin(deviceId) {
       const pinned = new PinnedClient(await pool.connect());
       const savepoints = { left: SAVEPOINTS_PER_UPLOAD };
       try {
@@ -70,11 +68,16 @@ export function copyIngest(
         pinned.release(err as Error);
         throw err;
       }
+      const lockDevice = deviceLock(pinned.db, deviceId);
+      const created = new UploadPartitions(partitions, pinned.db, lockDevice);
       return {
         db: pinned.db,
-        seriesWriter: (seriesId) =>
-          new CopySeriesWriter(pinned, seriesId, ddl, partitions, savepoints),
-        commit: () => pinned.commit(),
+        lockDevice,
+        seriesWriter: (seriesId) => new CopySeriesWriter(pinned, seriesId, created, savepoints),
+        commit: async () => {
+          await pinned.commit();
+          created.committed();
+        },
         rollback: () => pinned.rollback(),
       } satisfies UploadTransaction;
     },
@@ -95,8 +98,7 @@ class CopySeriesWriter implements SeriesWriter {
   constructor(
     private readonly pinned: PinnedClient,
     private readonly seriesId: number,
-    private readonly ddl: Kysely<Database>,
-    private readonly partitions: PointPartitions,
+    private readonly partitions: UploadPartitions,
     private readonly savepoints: { left: number },
   ) {
     this.client = pinned.client;
@@ -192,6 +194,6 @@ class CopySeriesWriter implements SeriesWriter {
   }
 
   private async ensurePartitions(): Promise<void> {
-    this.partitions.remember(await this.partitions.ensure(this.ddl, this.months.take()));
+    await this.partitions.ensure(this.months.take());
   }
 }

@@ -11,7 +11,7 @@ export function createIngestBackend(
   partitions: PointPartitions,
 ): IngestBackend {
   return database.pool
-    ? copyIngest(database.pool, database.ddl, partitions)
+    ? copyIngest(database.pool, partitions)
     : unnestIngest(database.db, partitions);
 }
 

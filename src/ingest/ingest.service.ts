@@ -1,9 +1,9 @@
 import { touchLastSeen } from '../devices/device.repository.js';
-import { badRequest } from '../http/app-error.js';
+import { AppError, badRequest } from '../http/app-error.js';
 import type { FilePart } from './multipart-parts.js';
 import type { TimestampRange } from './point-line.js';
 import { PointScanner } from './point-scanner.js';
-import { findOrCreateSeries } from './points.repository.js';
+import { countSeriesOfDevice, createSeries, findSeriesId } from './points.repository.js';
 import type { IngestBackend, UploadTransaction } from './upload-transaction.js';
 
 export interface SeriesCounts {
@@ -20,6 +20,8 @@ export interface IngestSummary {
 export interface IngestOptions {
   maxLineBytes: number;
   timestampRange: TimestampRange;
+  /** Series one device may have in all; a part that would create one more refuses the upload. */
+  maxSeriesPerDevice: number;
 }
 
 const SERIES_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,127}$/;
@@ -46,8 +48,8 @@ export async function ingestUpload(
   try {
     for await (const part of parts) {
       assertSeriesName(part.name);
-      trx ??= await backend.begin();
-      const seriesId = await findOrCreateSeries(trx.db, deviceId, part.name);
+      trx ??= await backend.begin(deviceId);
+      const seriesId = await seriesOf(trx, deviceId, part.name, options.maxSeriesPerDevice);
       const counts = await ingestPart(trx, seriesId, part, options);
       const total = perSeries.get(part.name) ?? { stored: 0, duplicates: 0 };
       perSeries.set(part.name, total);
@@ -65,6 +67,35 @@ export async function ingestUpload(
     await trx?.rollback().catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * The id of the device's series `name`, created if new and the device has
+ * fewer than `max` series. The count is taken under the device's row lock, so
+ * concurrent uploads of one device cannot together go over the cap.
+ */
+async function seriesOf(
+  trx: UploadTransaction,
+  deviceId: number,
+  name: string,
+  max: number,
+): Promise<number> {
+  const existing = await findSeriesId(trx.db, deviceId, name);
+  if (existing !== undefined) return existing;
+  await trx.lockDevice();
+  // A concurrent upload may have created it while this one waited for the lock.
+  const raced = await findSeriesId(trx.db, deviceId, name);
+  if (raced !== undefined) return raced;
+  const count = await countSeriesOfDevice(trx.db, deviceId);
+  if (count >= max) {
+    throw new AppError(
+      422,
+      'too_many_series',
+      `part "${name}" would be a new series, but the device already has ${count} series, the most allowed (FLEETGATE_MAX_SERIES_PER_DEVICE=${max}); nothing of this upload was stored`,
+      { part: name, limit: max },
+    );
+  }
+  return createSeries(trx.db, deviceId, name);
 }
 
 function assertSeriesName(name: string) {

@@ -52,13 +52,18 @@ export class PointPartitions {
     for (const month of await listPointsPartitionMonths(db)) this.known.add(month);
   }
 
+  /** The months among `months` not known to have a partition. */
+  missing(months: readonly number[]): number[] {
+    return months.filter((m) => !this.known.has(m));
+  }
+
   /**
    * Creates the missing partitions among `months` through `db`; returns the
    * months it had to ask for, which the caller passes to `remember` once the
    * DDL is committed (at once in autocommit, after the upload otherwise).
    */
   async ensure(db: Kysely<Database>, months: readonly number[]): Promise<number[]> {
-    const missing = months.filter((m) => !this.known.has(m));
+    const missing = this.missing(months);
     for (const month of missing) await ensurePointsPartition(db, month);
     return missing;
   }
@@ -72,6 +77,37 @@ export class PointPartitions {
     const months = [monthStartOf(nowMs)];
     for (let i = 0; i < monthsAhead; i++) months.push(nextMonthStart(months[months.length - 1]!));
     this.remember(await this.ensure(db, months));
+  }
+}
+
+/**
+ * The partitions an upload creates, inside its own transaction: Postgres DDL
+ * is transactional, so a refused upload (rolled back) leaves none of them
+ * behind. They are remembered as existing only once the upload commits.
+ * Creating one takes a lock that serialises partition creators until their
+ * transaction ends (`points_ensure_partition`'s advisory lock and ATTACH's
+ * SHARE UPDATE EXCLUSIVE lock on `points`, which lets inserts go on); the
+ * device row is locked first, so that lock order is the same in every upload.
+ */
+export class UploadPartitions {
+  private readonly created: number[] = [];
+
+  constructor(
+    private readonly partitions: PointPartitions,
+    private readonly db: Kysely<Database>,
+    private readonly lockDevice: () => Promise<void>,
+  ) {}
+
+  async ensure(months: readonly number[]): Promise<void> {
+    const missing = this.partitions.missing(months);
+    if (missing.length === 0) return;
+    await this.lockDevice();
+    this.created.push(...(await this.partitions.ensure(this.db, missing)));
+  }
+
+  /** After COMMIT: the partitions now exist for every connection. */
+  committed(): void {
+    this.partitions.remember(this.created);
   }
 }
 

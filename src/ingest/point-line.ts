@@ -26,15 +26,36 @@ export function parsePointRecord(
   if (!EPOCH_MS.test(tsText))
     return `timestamp "${clip(tsText)}" is not a non-negative integer of epoch milliseconds`;
   const epochMs = Number(tsText);
-  if (epochMs < range.minEpochMs || epochMs > range.maxEpochMs) {
-    return `timestamp ${tsText} is outside the accepted range ${range.minEpochMs}..${range.maxEpochMs}`;
-  }
+  if (epochMs < range.minEpochMs || epochMs > range.maxEpochMs) return outOfRange(epochMs, range);
   if (!DECIMAL.test(valueText)) return `value "${clip(valueText)}" is not a finite decimal number`;
   const value = Number(valueText);
   if (!Number.isFinite(value) || underflowsToZero(valueText, value)) {
     return `value "${clip(valueText)}" is out of the double precision range`;
   }
   return { epochMs, value };
+}
+
+/**
+ * Why a timestamp is refused, with the likely mistake when there is one: a
+ * clock in seconds (10 digits today) or in microseconds (16 digits) lands
+ * far outside the range, and the same number scaled by 1000 lands inside.
+ */
+function outOfRange(epochMs: number, range: TimestampRange): string {
+  const inRange = (ms: number) => ms >= range.minEpochMs && ms <= range.maxEpochMs;
+  const bounds = `${range.minEpochMs} (${iso(range.minEpochMs)}) .. ${range.maxEpochMs} (${iso(range.maxEpochMs)})`;
+  if (epochMs < range.minEpochMs) {
+    const hint = inRange(epochMs * 1000) ? '; it looks like seconds, not milliseconds' : '';
+    return `timestamp ${epochMs} is outside the accepted range ${bounds}: before its start${hint}`;
+  }
+  const hint = inRange(Math.floor(epochMs / 1000))
+    ? '; it looks like microseconds, not milliseconds'
+    : '';
+  return `timestamp ${epochMs} is outside the accepted range ${bounds}: after its end (the server clock plus the allowed skew)${hint}`;
+}
+
+function iso(epochMs: number): string {
+  const date = new Date(epochMs);
+  return Number.isNaN(date.getTime()) ? String(epochMs) : date.toISOString();
 }
 
 function clip(text: string): string {

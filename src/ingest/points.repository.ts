@@ -4,33 +4,27 @@ import { from as copyFrom, type CopyStreamQuery } from 'pg-copy-streams';
 import { isUniqueViolation } from '../db/errors.js';
 import type { Database } from '../db/schema.js';
 
-export async function findOrCreateSeries(
+/** Creates a series of the device; the caller holds the device lock and knows it is new. */
+export async function createSeries(
   db: Kysely<Database>,
   deviceId: number,
   name: string,
 ): Promise<number> {
-  const existing = await db
-    .selectFrom('series')
-    .select('id')
-    .where('device_id', '=', deviceId)
-    .where('name', '=', name)
-    .executeTakeFirst();
-  if (existing) return existing.id;
   const created = await db
     .insertInto('series')
     .values({ device_id: deviceId, name })
-    .onConflict((oc) => oc.columns(['device_id', 'name']).doNothing())
     .returning('id')
-    .executeTakeFirst();
-  if (created) return created.id;
-  // A concurrent upload of the same device created it first.
-  const raced = await db
-    .selectFrom('series')
-    .select('id')
-    .where('device_id', '=', deviceId)
-    .where('name', '=', name)
     .executeTakeFirstOrThrow();
-  return raced.id;
+  return created.id;
+}
+
+export async function countSeriesOfDevice(db: Kysely<Database>, deviceId: number): Promise<number> {
+  const row = await db
+    .selectFrom('series')
+    .select((eb) => eb.fn.countAll<string>().as('count'))
+    .where('device_id', '=', deviceId)
+    .executeTakeFirstOrThrow();
+  return Number(row.count);
 }
 
 /**

@@ -1,8 +1,13 @@
 import type { ControlledTransaction, Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
-import { MonthSet, type PointPartitions } from './partition-months.js';
+import { MonthSet, UploadPartitions, type PointPartitions } from './partition-months.js';
 import { insertPointBatch } from './points.repository.js';
-import type { IngestBackend, SeriesWriter, UploadTransaction } from './upload-transaction.js';
+import {
+  deviceLock,
+  type IngestBackend,
+  type SeriesWriter,
+  type UploadTransaction,
+} from './upload-transaction.js';
 
 /** Points per INSERT ... unnest: large enough to amortise a statement, small enough to stream. */
 const BATCH_SIZE = 10_000;
@@ -16,19 +21,24 @@ const BATCH_SIZE = 10_000;
 export function unnestIngest(db: Kysely<Database>, partitions: PointPartitions): IngestBackend {
   return {
     method: 'unnest',
-    async begin() {
-      return new UnnestUpload(await db.startTransaction().execute(), partitions);
+    async begin(deviceId) {
+      return new UnnestUpload(await db.startTransaction().execute(), partitions, deviceId);
     },
   };
 }
 
 class UnnestUpload implements UploadTransaction {
-  private readonly created: number[] = [];
+  readonly lockDevice: () => Promise<void>;
+  private readonly created: UploadPartitions;
 
   constructor(
     readonly db: ControlledTransaction<Database>,
-    private readonly partitions: PointPartitions,
-  ) {}
+    partitions: PointPartitions,
+    deviceId: number,
+  ) {
+    this.lockDevice = deviceLock(db, deviceId);
+    this.created = new UploadPartitions(partitions, db, this.lockDevice);
+  }
 
   seriesWriter(seriesId: number): SeriesWriter {
     let epochMs: number[] = [];
@@ -37,7 +47,7 @@ class UnnestUpload implements UploadTransaction {
     const months = new MonthSet();
     const flush = async () => {
       if (epochMs.length === 0) return;
-      this.created.push(...(await this.partitions.ensure(this.db, months.take())));
+      await this.created.ensure(months.take());
       stored += await insertPointBatch(this.db, seriesId, epochMs, values);
       epochMs = [];
       values = [];
@@ -59,7 +69,7 @@ class UnnestUpload implements UploadTransaction {
 
   async commit() {
     await this.db.commit().execute();
-    this.partitions.remember(this.created);
+    this.created.committed();
   }
 
   async rollback() {

@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
+import { lockDeviceForUpload } from '../devices/device.repository.js';
 
 /**
  * Where the points of one series go inside an upload's transaction. `add` is
@@ -20,6 +21,15 @@ export interface SeriesWriter {
 export interface UploadTransaction {
   /** For the repositories (series, devices) inside the same transaction. */
   readonly db: Kysely<Database>;
+  /**
+   * Takes the device's row lock until the end of the upload, once. Taken
+   * before anything that must be decided with no concurrent upload of the
+   * same device in between (a new series against the per-device cap) and
+   * before creating a partition, so every upload takes its locks in the same
+   * order (device row, then partition lock) and two uploads never deadlock on
+   * them.
+   */
+  lockDevice(): Promise<void>;
   seriesWriter(seriesId: number): SeriesWriter;
   commit(): Promise<void>;
   rollback(): Promise<void>;
@@ -28,5 +38,11 @@ export interface UploadTransaction {
 export interface IngestBackend {
   /** `copy` on a real Postgres, `unnest` on the embedded one. */
   readonly method: 'copy' | 'unnest';
-  begin(): Promise<UploadTransaction>;
+  begin(deviceId: number): Promise<UploadTransaction>;
+}
+
+/** The once-per-upload device lock of `UploadTransaction.lockDevice`. */
+export function deviceLock(db: Kysely<Database>, deviceId: number): () => Promise<void> {
+  let locked: Promise<void> | undefined;
+  return () => (locked ??= lockDeviceForUpload(db, deviceId));
 }

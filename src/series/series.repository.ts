@@ -20,22 +20,52 @@ export interface SeriesStats {
   lastEpochMs: string | null;
 }
 
+/**
+ * One page of a device's series in name order, after `afterName` (keyset on
+ * the (device_id, name) key), with their statistics: one pass over each
+ * series' key per month partition (count, min and max together), for the
+ * page's series only. Before pages, three correlated subqueries per series
+ * over every series of the device took seconds at thousands of series.
+ */
 export async function listSeriesStats(
   db: Kysely<Database>,
   deviceId: number,
+  afterName: string | null,
+  limit: number,
 ): Promise<SeriesStats[]> {
-  // Correlated subqueries: first/last walk the key from either end.
-  const result = await sql<SeriesStats>`
-    select s.name,
-      (select count(*) from points p where p.series_id = s.id)::text as points,
-      (select ${epochMsOf('p.ts')} from points p where p.series_id = s.id
-        order by p.ts limit 1) as "firstEpochMs",
-      (select ${epochMsOf('p.ts')} from points p where p.series_id = s.id
-        order by p.ts desc limit 1) as "lastEpochMs"
-    from series s
-    where s.device_id = ${deviceId}
-    order by s.name`.execute(db);
-  return result.rows;
+  let query = db
+    .selectFrom('series')
+    .select(['id', 'name'])
+    .where('device_id', '=', deviceId)
+    .orderBy('name')
+    .limit(limit);
+  if (afterName !== null) query = query.where('name', '>', afterName);
+  const page = await query.execute();
+  if (page.length === 0) return [];
+  const stats = await sql<{
+    seriesId: number;
+    points: string;
+    firstEpochMs: string;
+    lastEpochMs: string;
+  }>`
+    select s.id as "seriesId", st.points::text as points,
+      (extract(epoch from st.first) * 1000)::bigint::text as "firstEpochMs",
+      (extract(epoch from st.last) * 1000)::bigint::text as "lastEpochMs"
+    from unnest(${page.map((s) => s.id)}::int[]) as s(id)
+    cross join lateral (
+      select count(*) as points, min(p.ts) as first, max(p.ts) as last
+      from points p where p.series_id = s.id
+    ) st`.execute(db);
+  const bySeries = new Map(stats.rows.map((r) => [r.seriesId, r]));
+  return page.map((s) => {
+    const found = bySeries.get(s.id);
+    return {
+      name: s.name,
+      points: found?.points ?? '0',
+      firstEpochMs: found?.firstEpochMs ?? null,
+      lastEpochMs: found?.lastEpochMs ?? null,
+    };
+  });
 }
 
 /** [from, to) in epoch ms; null: unbounded. `after` is the keyset cursor. */

@@ -25,20 +25,68 @@ export interface SeriesSummary {
   lastEpochMs: number | null;
 }
 
+export interface SeriesListPage {
+  series: SeriesSummary[];
+  /** Pass back as `cursor` for the next page; null after the last one. */
+  nextCursor: string | null;
+}
+
+export const MAX_SERIES_PAGE = 1000;
+
+/** One page of a device's series in name order, with point count, first and last timestamp. */
 export async function listSeries(
   db: Kysely<Database>,
   fingerprint: string,
-): Promise<SeriesSummary[]> {
+  options: { limit: number; cursor: string | null },
+): Promise<SeriesListPage> {
+  if (!Number.isInteger(options.limit) || options.limit < 1 || options.limit > MAX_SERIES_PAGE) {
+    throw badRequest('invalid_limit', `limit must be an integer from 1 to ${MAX_SERIES_PAGE}`);
+  }
+  const after = options.cursor === null ? null : parseSeriesCursor(options.cursor);
   const device = await requireDeviceByFingerprint(db, fingerprint);
-  const rows = await listSeriesStats(db, device.deviceId);
-  return rows.map((r) => ({
-    name: r.name,
-    points: Number(r.points),
-    first: isoOf(r.firstEpochMs),
-    last: isoOf(r.lastEpochMs),
-    firstEpochMs: r.firstEpochMs === null ? null : Number(r.firstEpochMs),
-    lastEpochMs: r.lastEpochMs === null ? null : Number(r.lastEpochMs),
-  }));
+  const rows = await listSeriesStats(db, device.deviceId, after, options.limit + 1);
+  const more = rows.length > options.limit;
+  const kept = more ? rows.slice(0, options.limit) : rows;
+  return {
+    series: kept.map((r) => ({
+      name: r.name,
+      points: Number(r.points),
+      first: isoOf(r.firstEpochMs),
+      last: isoOf(r.lastEpochMs),
+      firstEpochMs: r.firstEpochMs === null ? null : Number(r.firstEpochMs),
+      lastEpochMs: r.lastEpochMs === null ? null : Number(r.lastEpochMs),
+    })),
+    nextCursor: more ? seriesCursorOf(kept[kept.length - 1]!.name) : null,
+  };
+}
+
+/** Every series of a device, a page at a time (the CLI's plain `series list`). */
+export async function* allSeries(
+  db: Kysely<Database>,
+  fingerprint: string,
+): AsyncGenerator<SeriesSummary> {
+  let cursor: string | null = null;
+  do {
+    const page: SeriesListPage = await listSeries(db, fingerprint, {
+      limit: MAX_SERIES_PAGE,
+      cursor,
+    });
+    yield* page.series;
+    cursor = page.nextCursor;
+  } while (cursor !== null);
+}
+
+/** Series cursors hold the last name returned; opaque to clients like the points cursors. */
+function seriesCursorOf(name: string): string {
+  return Buffer.from(`series:${name}`).toString('base64url');
+}
+
+function parseSeriesCursor(cursor: string): string {
+  const match = /^series:([A-Za-z0-9_][A-Za-z0-9_.:/-]{0,127})$/.exec(
+    Buffer.from(cursor, 'base64url').toString(),
+  );
+  if (!match) throw badRequest('invalid_cursor', 'cursor is not one this list returned');
+  return match[1]!;
 }
 
 export interface SeriesQuery {

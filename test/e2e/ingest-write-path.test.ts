@@ -100,15 +100,17 @@ describe('ingest write path', function () {
 
   it('creates partitions on demand for old timestamps, in the same upload as recent ones', async () => {
     const now = Date.now() - DAY_MS;
+    // The oldest accepted timestamp is 2000-01-01 (FLEETGATE_MIN_TIMESTAMP_MS).
+    const y2k = Date.UTC(2000, 0, 1);
     const res = await client.upload([
-      { name: 'clock', content: `0,1\n86400000,2\n${now},3\n` },
+      { name: 'clock', content: `${y2k},1\n${y2k + DAY_MS},2\n${now},3\n` },
       { name: 'clock', content: `1000000000000,4\n` },
     ]);
     expect(res.status, res.text).to.equal(200);
     expect(res.json.series.clock).to.deep.equal({ stored: 4, duplicates: 0 });
     expect(await exported('clock')).to.deep.equal([
-      '0,1',
-      '86400000,2',
+      `${y2k},1`,
+      `${y2k + DAY_MS},2`,
       '1000000000000,4',
       `${now},3`,
     ]);
@@ -149,7 +151,7 @@ describe('ingest write path', function () {
 
   it('answers 413 for a line longer than the limit, also when it spans chunks', async () => {
     const res = await client.upload([
-      { name: 'long', content: `1000,1\n2000,${'1'.repeat(300_000)}\n` },
+      { name: 'long', content: `1700000001000,1\n1700000002000,${'1'.repeat(300_000)}\n` },
     ]);
     expect(res.status).to.equal(413);
     expect(res.json.code).to.equal('line_too_long');

@@ -62,6 +62,8 @@ const invalidLine: fc.Arbitrary<Line> = fc
     fc.tuple(timestamp, junk).map(([ts, bad]) => `${ts},${bad}`),
     junk.map((bad) => `${bad},1`),
     fc.integer({ min: 1, max: NOW }).map((ts) => `-${ts},1`),
+    // Below the timestamp floor (FLEETGATE_MIN_TIMESTAMP_MS, 2000-01-01 by default).
+    fc.integer({ min: 0, max: MIN_TS - 1 }).map((ts) => `${ts},1`),
     fc.integer({ min: FUTURE, max: FUTURE + 1e12 }).map((ts) => `${ts},1`),
     timestamp.map((ts) => `${ts}.5,1`),
     timestamp.map((ts) => `${ts}`),
@@ -300,6 +302,8 @@ describe('fuzzing uploads through the real endpoint', function () {
     async () =>
       ({ db, server, device, client } = await startWithBoundDevice({
         FLEETGATE_UPLOADS_PER_DEVICE: '0',
+        // Every run uploads new series to one device; FLEETGATE_FUZZ_RUNS=400 would pass 1000.
+        FLEETGATE_MAX_SERIES_PER_DEVICE: '1000000',
       })),
   );
   after(() => stopBoundDevice({ db, server, client }));

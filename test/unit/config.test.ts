@@ -24,6 +24,26 @@ describe('configuration', () => {
     expect(config.migrateOnStart).to.equal(false);
   });
 
+  it('bounds timestamps below at 2000-01-01 and caps series per device, both configurable', () => {
+    const defaults = loadConfig({});
+    expect(defaults.limits.minTimestampMs).to.equal(Date.UTC(2000, 0, 1));
+    expect(defaults.limits.maxSeriesPerDevice).to.equal(1000);
+    const set = loadConfig({
+      FLEETGATE_MIN_TIMESTAMP_MS: '0',
+      FLEETGATE_MAX_SERIES_PER_DEVICE: '20000',
+    });
+    expect(set.limits.minTimestampMs).to.equal(0);
+    expect(set.limits.maxSeriesPerDevice).to.equal(20000);
+    expect(() => loadConfig({ FLEETGATE_MIN_TIMESTAMP_MS: '-1' })).to.throw(
+      ConfigError,
+      /limits.minTimestampMs/,
+    );
+    expect(() => loadConfig({ FLEETGATE_MAX_SERIES_PER_DEVICE: '0' })).to.throw(
+      ConfigError,
+      /limits.maxSeriesPerDevice/,
+    );
+  });
+
   it('rejects nonsense with a message naming the setting', () => {
     expect(() => loadConfig({ FLEETGATE_PORT: 'http' })).to.throw(ConfigError, /port/);
     expect(() => loadConfig({ FLEETGATE_MAX_PARTS: '0' })).to.throw(ConfigError, /limits.maxParts/);

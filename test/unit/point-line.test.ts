@@ -24,7 +24,7 @@ describe('parsePointRecord', () => {
       [['-5', '1'], /not a non-negative integer/],
       [['1.5', '1'], /not a non-negative integer/],
       [['0x10', '1'], /not a non-negative integer/],
-      [['3000000000000', '1'], /outside the accepted range/],
+      [['3000000000000', '1'], /outside the accepted range .*: after its end/],
       [['1', 'NaN'], /not a finite decimal/],
       [['1', 'Infinity'], /not a finite decimal/],
       [['1', '-Infinity'], /not a finite decimal/],
@@ -38,6 +38,25 @@ describe('parsePointRecord', () => {
     for (const [fields, reason] of cases) {
       expect(parsePointRecord(fields, range), fields.join('|')).to.be.a('string').and.match(reason);
     }
+  });
+
+  it('names the likely unit mistake of a timestamp outside the range', () => {
+    const bounded = { minEpochMs: Date.UTC(2000, 0, 1), maxEpochMs: Date.UTC(2027, 0, 1) };
+    const seconds = parsePointRecord(['1700000000', '1'], bounded);
+    expect(seconds).to.match(
+      /outside the accepted range 946684800000 \(2000-01-01T00:00:00.000Z\) .*: before its start/,
+    );
+    expect(seconds).to.match(/looks like seconds, not milliseconds$/);
+    expect(parsePointRecord(['1700000000000000', '1'], bounded)).to.match(
+      /: after its end .*looks like microseconds, not milliseconds$/,
+    );
+    // Too small or too large to be the other unit: no guess.
+    expect(parsePointRecord(['5', '1'], bounded)).to.not.match(/looks like/);
+    expect(parsePointRecord(['9999999999999999', '1'], bounded)).to.not.match(/looks like/);
+    expect(parsePointRecord(['946684800000', '1'], bounded)).to.deep.equal({
+      epochMs: 946684800000,
+      value: 1,
+    });
   });
 
   it('round-trips every finite double through its shortest text', () => {
