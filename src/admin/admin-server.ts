@@ -26,14 +26,6 @@ export async function startAdminListener(
 ): Promise<AdminListener | null> {
   const { port, host } = config.admin;
   if (port === 'off') return null;
-  const token = await ensureAdminToken(db, config.admin.token);
-  if (token.newToken) {
-    // Straight to the terminal, never through the logger: logs are shipped and kept.
-    process.stderr.write(
-      `\nfleetgate: generated the admin API token; it is shown this once, store it now:\n\n    ${token.newToken}\n\n` +
-        'fleetgate: set FLEETGATE_ADMIN_TOKEN instead, or replace it with `fleetgate admin-token reset`.\n\n',
-    );
-  }
   const app = createAdminApp({ db, config }, log);
   const secure = !isLoopback(host);
   const server = secure
@@ -49,7 +41,7 @@ export async function startAdminListener(
   });
   const bound = (server.address() as AddressInfo).port;
   log.info(
-    { adminPort: bound, adminHost: host, tls: secure, token: token.source },
+    { adminPort: bound, adminHost: host, tls: secure },
     `admin API listening on ${secure ? 'https' : 'http'}://${urlHost(host)}:${bound}/`,
   );
   const close = () =>
@@ -60,6 +52,27 @@ export async function startAdminListener(
       setTimeout(() => server.closeAllConnections(), 5_000).unref();
     });
   return { port: bound, close };
+}
+
+/**
+ * Generates the admin token on the very first start, and shows it. Called only
+ * once every listener is up: a start that fails (a port in use) must not have
+ * shown and stored a token that nobody will see again.
+ */
+export async function announceAdminToken(
+  db: Kysely<Database>,
+  config: Config,
+  log: Logger,
+): Promise<void> {
+  const token = await ensureAdminToken(db, config.admin.token);
+  if (token.newToken) {
+    // Straight to the terminal, never through the logger: logs are shipped and kept.
+    process.stderr.write(
+      `\nfleetgate: generated the admin API token; it is shown this once, store it now:\n\n    ${token.newToken}\n\n` +
+        'fleetgate: set FLEETGATE_ADMIN_TOKEN instead, or replace it with `fleetgate admin-token reset`.\n\n',
+    );
+  }
+  log.info({ token: token.source }, 'admin API token ready');
 }
 
 export function isLoopback(host: string): boolean {

@@ -34,6 +34,9 @@ import {
 import { printAs, writeOut } from './output.js';
 
 /**
+ * `--json` prints exactly the body the admin API answers for the same
+ * question (`{"identities": [...]}`, `{"psks": [...]}`, a device page...).
+ *
  * Admin actions, written once and run either in the CLI's own process or,
  * when an embedded-database server holds the data directory, inside that
  * server over its control socket. Arguments are plain JSON so both work.
@@ -69,7 +72,7 @@ export const adminCommands: Record<string, AdminCommand> = {
 
   async 'identity.list'(db, args, out) {
     const identities = await listIdentities(db);
-    await show(out, args, identities, () => identityRows(identities));
+    await show(out, args, { identities }, () => identityRows(identities));
   },
 
   async 'identity.show'(db, args, out) {
@@ -112,7 +115,7 @@ export const adminCommands: Record<string, AdminCommand> = {
 
   async 'psk.list'(db, args, out) {
     const psks = await listPsks(db, str(args, 'identity'));
-    await show(out, args, psks, () => pskRows(psks));
+    await show(out, args, { psks }, () => pskRows(psks));
   },
 
   async 'psk.revoke'(db, args, out) {
@@ -129,7 +132,8 @@ export const adminCommands: Record<string, AdminCommand> = {
       all.push(...page.devices);
       after = page.nextCursor === null ? undefined : Number(page.nextCursor);
     } while (after !== undefined);
-    await show(out, args, all, () => deviceRows(all));
+    // The API's page shape; the CLI read every page, so there is no next one.
+    await show(out, args, { devices: all, nextCursor: null }, () => deviceRows(all));
   },
 
   async 'device.show'(db, args, out) {
@@ -150,7 +154,7 @@ export const adminCommands: Record<string, AdminCommand> = {
       action: args.action === undefined ? undefined : str(args, 'action'),
       limit: optionalNumber(args, 'limit') ?? 100,
     });
-    await show(out, args, page.events, () => auditRows(page.events));
+    await show(out, args, page, () => auditRows(page.events));
   },
 
   async 'admin-token.reset'(db, _args, out) {

@@ -8,6 +8,7 @@ import {
   querySeries,
   requireSeries,
   seriesCsv,
+  seriesPageBody,
   type SeriesQuery,
 } from '../series/series.service.js';
 import { json, printAs, writeOut } from './output.js';
@@ -24,7 +25,8 @@ export const dataCommands: Record<
 > = {
   async 'series.list'(db, args, out) {
     const series = await listSeries(db, String(args.fingerprint));
-    await printAs(out, args.json === true, series, () => seriesRows(series));
+    // --json: the admin API's body, `{"series": [...]}`.
+    await printAs(out, args.json === true, { series }, () => seriesRows(series));
   },
 
   /** CSV by default, streamed over the whole range; `--limit` pages, `--json` as the API. */
@@ -42,7 +44,7 @@ export const dataCommands: Record<
     const limit = args.limit === undefined ? undefined : Number(args.limit);
     if (args.json === true || limit !== undefined) {
       const page = await querySeries(db, target, { ...base, limit: limit ?? 1000 });
-      await writeOut(out, json({ series: target.name, bucketMs: base.bucketMs, ...page }));
+      await writeOut(out, json(seriesPageBody(target, base.bucketMs, page)));
       return;
     }
     for await (const chunk of seriesCsv(db, target, base)) await writeOut(out, chunk);

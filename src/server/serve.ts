@@ -1,9 +1,10 @@
 import { sql } from 'kysely';
 import type { Logger } from 'pino';
-import { startAdminListener } from '../admin/admin-server.js';
+import { announceAdminToken, startAdminListener } from '../admin/admin-server.js';
 import type { Config } from '../config/config.js';
 import { acquireDataDirLock } from '../control/data-dir-lock.js';
 import { startControlSocket } from '../control/control-socket.js';
+import { writeRunNote } from '../control/run-file.js';
 import { openDatabase, type DatabaseHandle } from '../db/connect.js';
 import { checkDurability } from '../db/durability.js';
 import { isDatabaseUnavailable } from '../db/errors.js';
@@ -35,6 +36,11 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     }
     const database = await openDatabase(config, log);
     cleanups.push(() => database.close());
+    if (database.kind === 'postgres') {
+      cleanups.push(
+        writeRunNote(config.dataDir, { database: 'postgres', location: database.location }),
+      );
+    }
     await waitForDatabase(database, log);
     if (database.kind === 'postgres') await checkDurability(database.db, log);
     if (config.migrateOnStart) {
@@ -56,6 +62,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     const app = createApp({ db: database.db, config, log, ingest });
     const { server, port, socketPath } = await listen(config, app, log);
     cleanups.push(() => closeHttpServer(server));
+    if (admin) await announceAdminToken(database.db, config, log);
     logListening(config, log, { port, socketPath, database, ingest: ingest.method });
     return { port, socketPath, close };
   } catch (err) {
