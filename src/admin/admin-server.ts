@@ -5,8 +5,10 @@ import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
 import type { Database } from '../db/schema.js';
+import type { ServerState } from '../observability/server-state.js';
 import { httpsOptions, loadServerTlsMaterial } from '../server/tls-options.js';
 import { createAdminApp } from './admin-app.js';
+import { isLoopback } from './admin-net.js';
 import { ensureAdminToken } from './admin-token.service.js';
 
 export interface AdminListener {
@@ -23,10 +25,11 @@ export async function startAdminListener(
   db: Kysely<Database>,
   config: Config,
   log: Logger,
+  state?: ServerState,
 ): Promise<AdminListener | null> {
   const { port, host } = config.admin;
   if (port === 'off') return null;
-  const app = createAdminApp({ db, config }, log);
+  const app = createAdminApp({ db, config }, log, state);
   const secure = !isLoopback(host);
   const server = secure
     ? https.createServer(
@@ -75,9 +78,7 @@ export async function announceAdminToken(
   log.info({ token: token.source }, 'admin API token ready');
 }
 
-export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
-}
+export { isLoopback };
 
 function urlHost(host: string): string {
   return host.includes(':') ? `[${host}]` : host;

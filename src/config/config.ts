@@ -60,6 +60,13 @@ const schema = z.object({
     /** When set, the admin token; otherwise one is generated on first start. */
     token: z.string().min(16, 'must be at least 16 characters').max(512).optional(),
   }),
+  /**
+   * Who may scrape GET /metrics on the admin listener: `auto` (open when the
+   * admin listener is on loopback, the admin token elsewhere), `open`, `token`.
+   */
+  metricsAccess: z.enum(['auto', 'open', 'token']).default('auto'),
+  /** How long a SIGTERM waits for requests in flight before cutting them (rolled back). */
+  drainTimeoutMs: intFrom(0, 3_600_000).default(30_000),
   /** How long a certificate replaced by rotation keeps working; 0: not at all. */
   rotationGraceMs: intFrom(0, 365 * 24 * 3_600_000).default(0),
   limits: z.object({
@@ -147,6 +154,8 @@ export function loadConfig(env: Env, overrides: ConfigOverrides = {}): Config {
       token: env.FLEETGATE_ADMIN_TOKEN || undefined,
     },
     rotationGraceMs: env.FLEETGATE_ROTATION_GRACE_MS,
+    metricsAccess: env.FLEETGATE_METRICS_ACCESS || undefined,
+    drainTimeoutMs: env.FLEETGATE_DRAIN_TIMEOUT_MS,
     limits: {
       maxUploadBytes: env.FLEETGATE_MAX_UPLOAD_BYTES,
       maxParts: env.FLEETGATE_MAX_PARTS,
@@ -238,6 +247,8 @@ const SETTING_NAMES: Record<string, { env: string; flag?: keyof ConfigOverrides;
   'admin.port': { env: 'FLEETGATE_ADMIN_PORT', flag: 'adminPort', cli: '--admin-port' },
   'admin.token': { env: 'FLEETGATE_ADMIN_TOKEN' },
   rotationGraceMs: { env: 'FLEETGATE_ROTATION_GRACE_MS' },
+  metricsAccess: { env: 'FLEETGATE_METRICS_ACCESS' },
+  drainTimeoutMs: { env: 'FLEETGATE_DRAIN_TIMEOUT_MS' },
   'limits.maxUploadBytes': { env: 'FLEETGATE_MAX_UPLOAD_BYTES' },
   'limits.maxParts': { env: 'FLEETGATE_MAX_PARTS' },
   'limits.maxLineBytes': { env: 'FLEETGATE_MAX_LINE_BYTES' },
