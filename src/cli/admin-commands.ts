@@ -22,6 +22,7 @@ import {
 import { exportSeries } from '../ingest/export.service.js';
 import { parseDuration } from '../psks/duration.js';
 import { issuePsk, listPsks, revokePsk } from '../psks/psk.service.js';
+import { applyRetention, retentionPlan } from '../retention/retention.service.js';
 import { dataCommands } from './data-commands.js';
 import {
   auditRows,
@@ -30,6 +31,7 @@ import {
   identityDetails,
   identityRows,
   pskRows,
+  retentionReport,
 } from './views.js';
 import { printAs, writeOut } from './output.js';
 
@@ -160,6 +162,16 @@ export const adminCommands: Record<string, AdminCommand> = {
   async 'admin-token.reset'(db, _args, out) {
     const token = await resetAdminToken(db, CLI_ACTOR);
     await writeOut(out, `${token}\n`);
+  },
+
+  /** Shows what would go; empties it only with --yes. */
+  async retention(db, args, out) {
+    const olderThanMs = parseDuration(str(args, 'olderThan'));
+    const plan =
+      args.yes === true
+        ? await applyRetention(db, olderThanMs, CLI_ACTOR)
+        : (await retentionPlan(db, olderThanMs)).plan;
+    await show(out, args, plan, () => retentionReport(plan));
   },
 
   async export(db, args, out) {

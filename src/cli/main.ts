@@ -224,6 +224,18 @@ program
   .action(() => admin('admin-token.reset', {}));
 
 program
+  .command('retention')
+  .description(
+    'delete points in whole months older than a duration; shows what would go unless --yes',
+  )
+  .requiredOption('--older-than <duration>', 'age such as 400d or 60w')
+  .option('--yes', 'delete them (without it, only show them)')
+  .option('--json', 'print JSON')
+  .action((opts: JsonOption & { olderThan: string; yes?: boolean }) =>
+    admin('retention', { olderThan: opts.olderThan, yes: opts.yes, json: opts.json }),
+  );
+
+program
   .command('export <fingerprint> <series>')
   .description('print a series as epoch_ms,value lines, oldest first')
   .action((fingerprint: string, series: string) => admin('export', { fingerprint, series }));
