@@ -46,11 +46,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     const database = await openDatabase(config, log);
     cleanups.push(() => database.close());
     if (database.pool) cleanups.push(watchDbPool(database.pool));
-    if (database.kind === 'postgres') {
-      cleanups.push(
-        writeRunNote(config.dataDir, { database: 'postgres', location: database.location }),
-      );
-    }
+    if (database.kind === 'postgres') cleanups.push(leaveRunNote(config, database.location, log));
     await waitForDatabase(database, log);
     if (database.kind === 'postgres') await checkDurability(database.db, log);
     if (config.migrateOnStart) {
@@ -79,6 +75,23 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   } catch (err) {
     await close();
     throw err;
+  }
+}
+
+/**
+ * The note that tells a CLI without DATABASE_URL which database this server
+ * uses. A data directory that cannot be written (a read-only working
+ * directory on PostgreSQL) costs only the note, not the start.
+ */
+function leaveRunNote(config: Config, location: string, log: Logger): () => void {
+  try {
+    return writeRunNote(config.dataDir, { database: 'postgres', location });
+  } catch (err) {
+    log.warn(
+      { dataDir: config.dataDir, err: (err as Error).message },
+      'could not leave the run note for the CLI in the data directory',
+    );
+    return () => undefined;
   }
 }
 

@@ -138,6 +138,30 @@ describe('first hour: the CLI beside a server on PostgreSQL', () => {
   });
 });
 
+describe('first hour: the run note never stops a server on PostgreSQL', () => {
+  let db: TestDatabase;
+  before(async function () {
+    db = await createTestDatabase();
+    if (!db.url) {
+      await db.drop();
+      this.skip(); // needs a server on PostgreSQL (DATABASE_URL)
+    }
+  });
+  after(async () => db?.url && db.drop());
+
+  it('starts when the data directory cannot be written, with a warning', async () => {
+    const file = path.join(db.workDir, 'a-file');
+    fs.writeFileSync(file, '');
+    const server = await startFleetgate(db, { FLEETGATE_DATA_DIR: path.join(file, 'data') });
+    try {
+      expect(server.output()).to.match(/could not leave the run note/);
+      expect((await server.cli(['identity', 'list'])).code).to.equal(0);
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
 describe('first hour: output for scripts', () => {
   const fixture = useFixture();
 
