@@ -12,7 +12,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['bin/**/*.js', '*.cjs'],
+    files: ['bin/**/*.js', 'scripts/**/*.mjs', '*.cjs'],
     languageOptions: { globals: { process: 'readonly', module: 'writable' } },
   },
 );

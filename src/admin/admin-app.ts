@@ -3,11 +3,18 @@ import helmet from 'helmet';
 import type { Logger } from 'pino';
 import { errorHandler, notFoundHandler } from '../http/error-handler.js';
 import { requestLog } from '../http/request-log.js';
+import { httpMetrics } from '../observability/metrics.js';
+import { operationsRoutes } from '../observability/operations.routes.js';
+import { createServerState, type ServerState } from '../observability/server-state.js';
 import type { AdminContext } from './admin-route.js';
 import { adminRoutes } from './admin.routes.js';
 
 /** The admin API: its own express app on its own listener, never on the device port. */
-export function createAdminApp(ctx: AdminContext, log: Logger): Express {
+export function createAdminApp(
+  ctx: AdminContext,
+  log: Logger,
+  state: ServerState = createServerState(),
+): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -18,6 +25,9 @@ export function createAdminApp(ctx: AdminContext, log: Logger): Express {
     res.setHeader('Cache-Control', 'no-store');
     next();
   });
+  app.use(httpMetrics());
+  // Health and metrics: before the admin routes and their token check.
+  app.use(operationsRoutes(ctx.db, ctx.config, state));
   app.use(adminRoutes(ctx));
   app.use(notFoundHandler);
   app.use(errorHandler(log));

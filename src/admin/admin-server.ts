@@ -5,8 +5,10 @@ import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
 import type { Database } from '../db/schema.js';
+import type { ServerState } from '../observability/server-state.js';
 import { httpsOptions, loadServerTlsMaterial } from '../server/tls-options.js';
 import { createAdminApp } from './admin-app.js';
+import { isLoopback } from './admin-net.js';
 import { ensureAdminToken } from './admin-token.service.js';
 
 export interface AdminListener {
@@ -23,18 +25,11 @@ export async function startAdminListener(
   db: Kysely<Database>,
   config: Config,
   log: Logger,
+  state?: ServerState,
 ): Promise<AdminListener | null> {
   const { port, host } = config.admin;
   if (port === 'off') return null;
-  const token = await ensureAdminToken(db, config.admin.token);
-  if (token.newToken) {
-    // Straight to the terminal, never through the logger: logs are shipped and kept.
-    process.stderr.write(
-      `\nfleetgate: generated the admin API token; it is shown this once, store it now:\n\n    ${token.newToken}\n\n` +
-        'fleetgate: set FLEETGATE_ADMIN_TOKEN instead, or replace it with `fleetgate admin-token reset`.\n\n',
-    );
-  }
-  const app = createAdminApp({ db, config }, log);
+  const app = createAdminApp({ db, config }, log, state);
   const secure = !isLoopback(host);
   const server = secure
     ? https.createServer(
@@ -49,7 +44,7 @@ export async function startAdminListener(
   });
   const bound = (server.address() as AddressInfo).port;
   log.info(
-    { adminPort: bound, adminHost: host, tls: secure, token: token.source },
+    { adminPort: bound, adminHost: host, tls: secure },
     `admin API listening on ${secure ? 'https' : 'http'}://${urlHost(host)}:${bound}/`,
   );
   const close = () =>
@@ -62,9 +57,28 @@ export async function startAdminListener(
   return { port: bound, close };
 }
 
-export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+/**
+ * Generates the admin token on the very first start, and shows it. Called only
+ * once every listener is up: a start that fails (a port in use) must not have
+ * shown and stored a token that nobody will see again.
+ */
+export async function announceAdminToken(
+  db: Kysely<Database>,
+  config: Config,
+  log: Logger,
+): Promise<void> {
+  const token = await ensureAdminToken(db, config.admin.token);
+  if (token.newToken) {
+    // Straight to the terminal, never through the logger: logs are shipped and kept.
+    process.stderr.write(
+      `\nfleetgate: generated the admin API token; it is shown this once, store it now:\n\n    ${token.newToken}\n\n` +
+        'fleetgate: set FLEETGATE_ADMIN_TOKEN instead, or replace it with `fleetgate admin-token reset`.\n\n',
+    );
+  }
+  log.info({ token: token.source }, 'admin API token ready');
 }
+
+export { isLoopback };
 
 function urlHost(host: string): string {
   return host.includes(':') ? `[${host}]` : host;

@@ -9,6 +9,7 @@ import {
   querySeries,
   requireSeries,
   seriesCsv,
+  seriesPageBody,
   listSeries,
   toCsv,
   type SeriesQuery,
@@ -105,12 +106,7 @@ export const seriesRoutes = [
           .send(header + toCsv(page.rows));
         return;
       }
-      res.json({
-        series: target.name,
-        bucketMs: base.bucketMs,
-        [base.bucketMs === null ? 'points' : 'buckets']: page.rows,
-        nextCursor: page.nextCursor,
-      });
+      res.json(seriesPageBody(target, base.bucketMs, page));
     },
   }),
 ];

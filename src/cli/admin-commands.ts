@@ -27,6 +27,7 @@ import {
 import { exportSeries } from '../ingest/export.service.js';
 import { parseDuration } from '../psks/duration.js';
 import { issuePsk, listPsks, revokePsk } from '../psks/psk.service.js';
+import { applyRetention, retentionPlan } from '../retention/retention.service.js';
 import { dataCommands } from './data-commands.js';
 import {
   auditRows,
@@ -36,10 +37,14 @@ import {
   identityRows,
   pskRows,
   rotationRows,
+  retentionReport,
 } from './views.js';
 import { printAs, writeOut } from './output.js';
 
 /**
+ * `--json` prints exactly the body the admin API answers for the same
+ * question (`{"identities": [...]}`, `{"psks": [...]}`, a device page...).
+ *
  * Admin actions, written once and run either in the CLI's own process or,
  * when an embedded-database server holds the data directory, inside that
  * server over its control socket. Arguments are plain JSON so both work.
@@ -75,7 +80,7 @@ export const adminCommands: Record<string, AdminCommand> = {
 
   async 'identity.list'(db, args, out) {
     const identities = await listIdentities(db);
-    await show(out, args, identities, () => identityRows(identities));
+    await show(out, args, { identities }, () => identityRows(identities));
   },
 
   async 'identity.show'(db, args, out) {
@@ -118,7 +123,7 @@ export const adminCommands: Record<string, AdminCommand> = {
 
   async 'psk.list'(db, args, out) {
     const psks = await listPsks(db, str(args, 'identity'));
-    await show(out, args, psks, () => pskRows(psks));
+    await show(out, args, { psks }, () => pskRows(psks));
   },
 
   async 'psk.revoke'(db, args, out) {
@@ -135,7 +140,8 @@ export const adminCommands: Record<string, AdminCommand> = {
       all.push(...page.devices);
       after = page.nextCursor === null ? undefined : Number(page.nextCursor);
     } while (after !== undefined);
-    await show(out, args, all, () => deviceRows(all));
+    // The API's page shape; the CLI read every page, so there is no next one.
+    await show(out, args, { devices: all, nextCursor: null }, () => deviceRows(all));
   },
 
   async 'device.show'(db, args, out) {
@@ -180,12 +186,22 @@ export const adminCommands: Record<string, AdminCommand> = {
       action: args.action === undefined ? undefined : str(args, 'action'),
       limit: optionalNumber(args, 'limit') ?? 100,
     });
-    await show(out, args, page.events, () => auditRows(page.events));
+    await show(out, args, page, () => auditRows(page.events));
   },
 
   async 'admin-token.reset'(db, _args, out) {
     const token = await resetAdminToken(db, CLI_ACTOR);
     await writeOut(out, `${token}\n`);
+  },
+
+  /** Shows what would go; empties it only with --yes. */
+  async retention(db, args, out) {
+    const olderThanMs = parseDuration(str(args, 'olderThan'));
+    const plan =
+      args.yes === true
+        ? await applyRetention(db, olderThanMs, CLI_ACTOR)
+        : (await retentionPlan(db, olderThanMs)).plan;
+    await show(out, args, plan, () => retentionReport(plan));
   },
 
   async export(db, args, out) {

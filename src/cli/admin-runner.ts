@@ -1,7 +1,10 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
 import { acquireDataDirLock } from '../control/data-dir-lock.js';
 import { runThroughControlSocket } from '../control/control-socket.js';
+import { liveRunNote } from '../control/run-file.js';
 import { openDatabase } from '../db/connect.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { adminCommands, type AdminArgs } from './admin-commands.js';
@@ -12,6 +15,20 @@ import { adminCommands, type AdminArgs } from './admin-commands.js';
  * embedded database it either asks the running server to run it, or, if no
  * server holds the data directory, opens the database itself.
  */
+/**
+ * Without DATABASE_URL beside a server that runs on PostgreSQL, the command
+ * would work on a separate embedded database: refuse, and say what to set.
+ */
+function refuseBesidePostgresServer(dataDir: string): void {
+  const server = liveRunNote(dataDir);
+  if (!server) return;
+  throw new Error(
+    `the fleetgate server running here (pid ${server.pid}) uses PostgreSQL at ${server.location}, ` +
+      'but DATABASE_URL is not set in this shell; set it to the same URL ' +
+      '(without it this command would use a separate, embedded database)',
+  );
+}
+
 export async function runAdminCommand(
   config: Config,
   log: Logger,
@@ -30,6 +47,7 @@ export async function runAdminCommand(
     }
     return;
   }
+  refuseBesidePostgresServer(config.dataDir);
   const lock = acquireDataDirLock(config.dataDir, 'cli');
   if (!lock.acquired) {
     if (lock.holder.role !== 'server') {
@@ -41,6 +59,12 @@ export async function runAdminCommand(
     return;
   }
   try {
+    if (!fs.existsSync(path.join(config.dataDir, 'pgdata')) && command !== 'migrate') {
+      process.stderr.write(
+        `fleetgate: no database in ${config.dataDir} yet: creating an embedded one there ` +
+          '(set DATABASE_URL to use PostgreSQL, or FLEETGATE_DATA_DIR to use another directory)\n',
+      );
+    }
     const database = await openDatabase(config, log);
     try {
       // Nobody else manages the embedded database's schema: keep it current.

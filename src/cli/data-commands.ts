@@ -9,6 +9,7 @@ import {
   querySeries,
   requireSeries,
   seriesCsv,
+  seriesPageBody,
   type SeriesQuery,
   type SeriesSummary,
 } from '../series/series.service.js';
@@ -30,7 +31,8 @@ export const dataCommands: Record<
     if (args.limit === undefined) {
       const series: SeriesSummary[] = [];
       for await (const s of allSeries(db, fingerprint)) series.push(s);
-      await printAs(out, args.json === true, series, () => seriesRows(series));
+      // --json: the admin API's body, `{"series": [...]}`.
+      await printAs(out, args.json === true, { series }, () => seriesRows(series));
       return;
     }
     const page = await listSeries(db, fingerprint, {
@@ -62,7 +64,7 @@ export const dataCommands: Record<
     const limit = args.limit === undefined ? undefined : Number(args.limit);
     if (args.json === true || limit !== undefined) {
       const page = await querySeries(db, target, { ...base, limit: limit ?? 1000 });
-      await writeOut(out, json({ series: target.name, bucketMs: base.bucketMs, ...page }));
+      await writeOut(out, json(seriesPageBody(target, base.bucketMs, page)));
       return;
     }
     for await (const chunk of seriesCsv(db, target, base)) await writeOut(out, chunk);

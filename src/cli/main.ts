@@ -1,4 +1,6 @@
+import fs from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig, type ConfigOverrides } from '../config/config.js';
 import { AppError } from '../http/app-error.js';
@@ -29,10 +31,22 @@ interface QueryOptions extends JsonOption {
   cursor?: string;
 }
 
+// `fleetgate export ... | head`: the reader went away, which is the reader's
+// right; stop quietly with success instead of a "write EPIPE" error.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
 /** `fleetgate`: command names and flags here are a contract with users' scripts. */
 const program = new Command('fleetgate')
   .description('Device endpoint for IoT fleets: mTLS certificate binding and time-series ingest')
-  .showHelpAfterError();
+  .version(packageVersion(), '-V, --version', 'print the version')
+  // A usage mistake is one line on stderr, with where to look, not the whole help.
+  .configureOutput({
+    outputError: (message, write) =>
+      write(`fleetgate: ${message.trim().replace(/\s*\n\s*/g, ' ')} (see fleetgate --help)\n`),
+  });
 
 program
   .command('serve')
@@ -237,6 +251,18 @@ program
   .action(() => admin('admin-token.reset', {}));
 
 program
+  .command('retention')
+  .description(
+    'delete points in whole months older than a duration; shows what would go unless --yes',
+  )
+  .requiredOption('--older-than <duration>', 'age such as 400d or 60w')
+  .option('--yes', 'delete them (without it, only show them)')
+  .option('--json', 'print JSON')
+  .action((opts: JsonOption & { olderThan: string; yes?: boolean }) =>
+    admin('retention', { olderThan: opts.olderThan, yes: opts.yes, json: opts.json }),
+  );
+
+program
   .command('export <fingerprint> <series>')
   .description('print a series as epoch_ms,value lines, oldest first')
   .action((fingerprint: string, series: string) => admin('export', { fingerprint, series }));
@@ -269,6 +295,12 @@ program
 async function admin(command: string, args: AdminArgs, overrides: ConfigOverrides = {}) {
   const config = loadConfig(process.env, overrides);
   await runAdminCommand(config, createLogger(config.logLevel, 2), command, args);
+}
+
+function packageVersion(): string {
+  // dist/src/cli/main.js -> package.json at the package root.
+  const file = fileURLToPath(new URL('../../../package.json', import.meta.url));
+  return (JSON.parse(fs.readFileSync(file, 'utf8')) as { version: string }).version;
 }
 
 function positiveInt(value: string): number {

@@ -3,6 +3,7 @@ import type { DeviceView } from '../devices/device.service.js';
 import type { PendingRotationView } from '../devices/rotation.service.js';
 import type { IdentityView } from '../identities/identity.service.js';
 import type { PskView } from '../psks/psk.service.js';
+import type { RetentionPlan } from '../retention/retention.service.js';
 import type { SeriesSummary } from '../series/series.service.js';
 import { details, table } from './output.js';
 
@@ -121,3 +122,17 @@ export const seriesRows = (series: SeriesSummary[]) =>
     ['SERIES', 'POINTS', 'FIRST', 'LAST'],
     series.map((s) => [s.name, s.points, s.first, s.last]),
   );
+
+export const retentionReport = (plan: RetentionPlan) => {
+  if (plan.partitions.length === 0) {
+    return `no points before ${plan.horizon} in whole months: nothing to delete\n`;
+  }
+  const rows = table(
+    ['PARTITION', 'MONTH', 'POINTS', 'BYTES'],
+    plan.partitions.map((p) => [p.name, p.month, p.rows, p.bytes]),
+  );
+  const total = `${plan.rows} points in ${plan.partitions.length} month(s) before ${plan.horizon}`;
+  return plan.applied
+    ? `${rows}deleted ${total}\n`
+    : `${rows}would delete ${total}; run again with --yes to delete them\n`;
+};

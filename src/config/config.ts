@@ -33,7 +33,15 @@ const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', 'localhost']);
 const schema = z.object({
   port: intFrom(0, 65535),
   host: z.string().min(1).default('0.0.0.0'),
-  databaseUrl: z.string().url().optional(),
+  databaseUrl: z
+    .string()
+    .url('must be a URL such as postgres://user:password@host:5432/database')
+    .refine((url) => /^postgres(ql)?:\/\//i.test(url), {
+      message:
+        'must be a PostgreSQL URL (postgres:// or postgresql://); fleetgate stores its data in ' +
+        'PostgreSQL only (leave DATABASE_URL unset for the embedded database)',
+    })
+    .optional(),
   dataDir: z.string().min(1).default('./data'),
   certsDir: z.string().min(1).default('./certs'),
   tlsCert: z.string().optional(),
@@ -52,6 +60,13 @@ const schema = z.object({
     /** When set, the admin token; otherwise one is generated on first start. */
     token: z.string().min(16, 'must be at least 16 characters').max(512).optional(),
   }),
+  /**
+   * Who may scrape GET /metrics on the admin listener: `auto` (open when the
+   * admin listener is on loopback, the admin token elsewhere), `open`, `token`.
+   */
+  metricsAccess: z.enum(['auto', 'open', 'token']).default('auto'),
+  /** How long a SIGTERM waits for requests in flight before cutting them (rolled back). */
+  drainTimeoutMs: intFrom(0, 3_600_000).default(30_000),
   /** How long a certificate replaced by rotation keeps working; 0: not at all. */
   rotationGraceMs: intFrom(0, 365 * 24 * 3_600_000).default(0),
   /** How long a proven, not yet completed rotation waits for its completion. */
@@ -150,6 +165,8 @@ export function loadConfig(env: Env, overrides: ConfigOverrides = {}): Config {
     },
     rotationGraceMs: env.FLEETGATE_ROTATION_GRACE_MS,
     rotationPendingTtlMs: env.FLEETGATE_ROTATION_PENDING_TTL_MS,
+    metricsAccess: env.FLEETGATE_METRICS_ACCESS || undefined,
+    drainTimeoutMs: env.FLEETGATE_DRAIN_TIMEOUT_MS,
     limits: {
       maxUploadBytes: env.FLEETGATE_MAX_UPLOAD_BYTES,
       maxParts: env.FLEETGATE_MAX_PARTS,
@@ -183,7 +200,9 @@ export function loadConfig(env: Env, overrides: ConfigOverrides = {}): Config {
   };
   const parsed = schema.safeParse(raw);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    const problems = parsed.error.issues.map(
+      (i) => `${settingName(i.path.join('.'), overrides)}: ${i.message}`,
+    );
     throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
   }
   if (Boolean(parsed.data.tlsCert) !== Boolean(parsed.data.tlsKey)) {
@@ -221,6 +240,61 @@ function assertProxySettings(config: z.infer<typeof schema>): void {
         `(127.0.0.1, ::1) or FLEETGATE_LISTEN_SOCKET, not on ${config.host}`,
     );
   }
+}
+
+/**
+ * What an operator set, by its name: the environment variable (and the flag,
+ * when one exists), never the internal path. Values are not repeated, since
+ * some of them (DATABASE_URL, FLEETGATE_ADMIN_TOKEN) are secrets.
+ */
+const SETTING_NAMES: Record<string, { env: string; flag?: keyof ConfigOverrides; cli?: string }> = {
+  port: { env: 'FLEETGATE_PORT', flag: 'port', cli: '--port' },
+  host: { env: 'FLEETGATE_HOST', flag: 'host', cli: '--host' },
+  databaseUrl: { env: 'DATABASE_URL' },
+  dataDir: { env: 'FLEETGATE_DATA_DIR' },
+  certsDir: { env: 'FLEETGATE_CERTS_DIR' },
+  tlsCert: { env: 'FLEETGATE_TLS_CERT' },
+  tlsKey: { env: 'FLEETGATE_TLS_KEY' },
+  logLevel: { env: 'FLEETGATE_LOG_LEVEL' },
+  'admin.host': { env: 'FLEETGATE_ADMIN_HOST', flag: 'adminHost', cli: '--admin-host' },
+  'admin.port': { env: 'FLEETGATE_ADMIN_PORT', flag: 'adminPort', cli: '--admin-port' },
+  'admin.token': { env: 'FLEETGATE_ADMIN_TOKEN' },
+  rotationGraceMs: { env: 'FLEETGATE_ROTATION_GRACE_MS' },
+  rotationPendingTtlMs: { env: 'FLEETGATE_ROTATION_PENDING_TTL_MS' },
+  metricsAccess: { env: 'FLEETGATE_METRICS_ACCESS' },
+  drainTimeoutMs: { env: 'FLEETGATE_DRAIN_TIMEOUT_MS' },
+  'limits.maxUploadBytes': { env: 'FLEETGATE_MAX_UPLOAD_BYTES' },
+  'limits.maxParts': { env: 'FLEETGATE_MAX_PARTS' },
+  'limits.maxLineBytes': { env: 'FLEETGATE_MAX_LINE_BYTES' },
+  'limits.maxJsonBytes': { env: 'FLEETGATE_MAX_JSON_BYTES' },
+  'limits.maxClockSkewMs': { env: 'FLEETGATE_MAX_CLOCK_SKEW_MS' },
+  'limits.minTimestampMs': { env: 'FLEETGATE_MIN_TIMESTAMP_MS' },
+  'limits.maxSeriesPerDevice': { env: 'FLEETGATE_MAX_SERIES_PER_DEVICE' },
+  'timeouts.headersMs': { env: 'FLEETGATE_HEADERS_TIMEOUT_MS' },
+  'timeouts.requestMs': { env: 'FLEETGATE_REQUEST_TIMEOUT_MS' },
+  'timeouts.keepAliveMs': { env: 'FLEETGATE_KEEPALIVE_TIMEOUT_MS' },
+  'timeouts.bodyIdleMs': { env: 'FLEETGATE_BODY_IDLE_TIMEOUT_MS' },
+  'timeouts.dbAcquireMs': { env: 'FLEETGATE_DB_ACQUIRE_TIMEOUT_MS' },
+  'throttle.bindFailuresPerAddress': { env: 'FLEETGATE_BIND_FAILURES_PER_ADDRESS' },
+  'throttle.bindFailuresPerCertificate': { env: 'FLEETGATE_BIND_FAILURES_PER_CERTIFICATE' },
+  'throttle.bindFailureWindowSeconds': { env: 'FLEETGATE_BIND_FAILURE_WINDOW_SECONDS' },
+  'throttle.uploadsPerDevice': { env: 'FLEETGATE_UPLOADS_PER_DEVICE' },
+  'throttle.uploadWindowSeconds': { env: 'FLEETGATE_UPLOAD_WINDOW_SECONDS' },
+  dbPoolSize: { env: 'FLEETGATE_DB_POOL_SIZE' },
+  'proxy.mode': { env: 'FLEETGATE_PROXY_MODE' },
+  'proxy.trustedProxies': { env: 'FLEETGATE_TRUSTED_PROXIES' },
+  'proxy.certHeader': { env: 'FLEETGATE_CLIENT_CERT_HEADER' },
+  'proxy.listenSocket': { env: 'FLEETGATE_LISTEN_SOCKET' },
+};
+
+/** `FLEETGATE_PORT`, or `--port` when the flag gave the value; the path for unnamed settings. */
+export function settingName(configPath: string, overrides: ConfigOverrides = {}): string {
+  // A list element (trustedProxies.1) is reported under the list's variable.
+  const known =
+    SETTING_NAMES[configPath] ?? SETTING_NAMES[configPath.replace(/\.\d+$/, '')] ?? undefined;
+  if (!known) return configPath;
+  if (known.flag && overrides[known.flag] !== undefined) return known.cli!;
+  return known.env;
 }
 
 export class ConfigError extends Error {

@@ -3,6 +3,7 @@ import type { Kysely } from 'kysely';
 import { bindCertificate } from '../devices/binding.service.js';
 import type { Database } from '../db/schema.js';
 import { badRequest } from '../http/app-error.js';
+import { countBind } from '../observability/metrics.js';
 import { clientAddressOf } from '../proxy/request-origin.js';
 import { PSK_MAX_LENGTH, PSK_MIN_LENGTH } from '../psks/psk-secret.js';
 import { requireClientCertificate } from '../tls/client-certificate.js';
@@ -20,6 +21,7 @@ export async function handleBind(
   const result = await throttledBind(throttles, address, certificate.fingerprint, () =>
     bindCertificate(db, pskFromBody(req.body), certificate, clientAddressOf(req)),
   );
+  countBind(result.status);
   res.status(200).json({
     status: result.status,
     identity: result.identity,

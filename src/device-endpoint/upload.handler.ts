@@ -6,6 +6,7 @@ import { requireActiveDevice } from '../devices/device-auth.js';
 import { ingestUpload } from '../ingest/ingest.service.js';
 import { multipartFileParts } from '../ingest/multipart-parts.js';
 import type { IngestBackend } from '../ingest/upload-transaction.js';
+import { countUploadedPoints } from '../observability/metrics.js';
 import { takeUploadAllowance, type Throttles } from '../throttle/throttle.service.js';
 
 /** A multipart upload from a bound device: one series per file part. */
@@ -36,6 +37,7 @@ export async function handleUpload(
       maxSeriesPerDevice: config.limits.maxSeriesPerDevice,
     },
   );
+  countUploadedPoints(summary);
   res.removeHeader('Connection');
   res.status(200).json(summary);
 }

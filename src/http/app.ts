@@ -4,8 +4,12 @@ import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
 import type { Database } from '../db/schema.js';
-import { deviceEndpointRoutes } from '../device-endpoint/device-endpoint.routes.js';
+import {
+  DEVICE_ENDPOINT,
+  deviceEndpointRoutes,
+} from '../device-endpoint/device-endpoint.routes.js';
 import type { IngestBackend } from '../ingest/upload-transaction.js';
+import { httpMetrics } from '../observability/metrics.js';
 import { clientAddressOf, requestOrigin } from '../proxy/request-origin.js';
 import { errorHandler, notFoundHandler } from './error-handler.js';
 import { requestLog } from './request-log.js';
@@ -24,6 +28,7 @@ export function createApp({ db, config, log, ingest }: AppDeps): Express {
   app.use(helmet());
   app.use(requestOrigin(config.proxy));
   app.use(requestLog(log, 'request', {}, clientAddressOf));
+  app.use(httpMetrics({ deviceEndpoint: DEVICE_ENDPOINT }));
   app.use(deviceEndpointRoutes(db, config, ingest));
   app.use(notFoundHandler);
   app.use(errorHandler(log));

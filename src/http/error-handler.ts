@@ -74,6 +74,7 @@ export function toHttpError(err: unknown): AppError {
 export function errorHandler(log: Logger): ErrorRequestHandler {
   return (err, req, res, _next) => {
     const appError = toHttpError(err);
+    res.locals.errorCode = appError.code; // for the metrics: outcomes by code
     if (appError.status >= 500) {
       log.error({ err, reqId: res.locals.requestId, url: req.originalUrl }, 'request failed');
     }

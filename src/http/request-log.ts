@@ -3,6 +3,8 @@ import type { IncomingMessage } from 'node:http';
 import type { RequestHandler } from 'express';
 import type { Logger } from 'pino';
 
+const REQUEST_ID = /^[A-Za-z0-9._:-]{8,128}$/;
+
 /**
  * Gives each request an id (X-Request-Id) and logs one line when it is done.
  * Never bodies or headers: bind bodies carry PSKs, admin answers carry new
@@ -18,8 +20,14 @@ export function requestLog(
 ): RequestHandler {
   return (req, res, next) => {
     const started = process.hrtime.bigint();
-    res.locals.requestId = crypto.randomUUID();
+    // An id from a proxy in front (nginx's $request_id) is kept when it is a
+    // plain token, so both logs tell the same story; otherwise a fresh one.
+    const incoming = req.headers['x-request-id'];
+    res.locals.requestId =
+      typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : crypto.randomUUID();
     res.setHeader('X-Request-Id', res.locals.requestId as string);
+    // Anything logged about this request carries its id.
+    res.locals.log = log.child({ reqId: res.locals.requestId });
     res.on('finish', () => {
       log.info(
         {

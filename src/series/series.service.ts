@@ -134,6 +134,23 @@ export async function requireSeries(
   return { seriesId, name };
 }
 
+/**
+ * The JSON body of one page, as the admin API answers it and `fleetgate query
+ * --json` prints it: raw points under `points`, aggregates under `buckets`.
+ */
+export function seriesPageBody(
+  target: SeriesTarget,
+  bucketMs: number | null,
+  page: SeriesPage<Point | Bucket>,
+) {
+  return {
+    series: target.name,
+    bucketMs,
+    [bucketMs === null ? 'points' : 'buckets']: page.rows,
+    nextCursor: page.nextCursor,
+  };
+}
+
 /** One page of points or buckets in time order, with a cursor for the next. */
 export async function querySeries(
   db: Kysely<Database>,

@@ -1,9 +1,10 @@
 import { sql } from 'kysely';
 import type { Logger } from 'pino';
-import { startAdminListener } from '../admin/admin-server.js';
+import { announceAdminToken, startAdminListener } from '../admin/admin-server.js';
 import type { Config } from '../config/config.js';
 import { acquireDataDirLock } from '../control/data-dir-lock.js';
 import { startControlSocket } from '../control/control-socket.js';
+import { writeRunNote } from '../control/run-file.js';
 import { openDatabase, type DatabaseHandle } from '../db/connect.js';
 import { checkDurability } from '../db/durability.js';
 import { isDatabaseUnavailable } from '../db/errors.js';
@@ -11,6 +12,8 @@ import { migrateToLatest } from '../db/migrate.js';
 import { createApp } from '../http/app.js';
 import { createIngestBackend, partitionMonthsAhead } from '../ingest/ingest-backend.js';
 import { PointPartitions, startPartitionMaintenance } from '../ingest/partition-months.js';
+import { watchDbPool, watchTlsHandshakes } from '../observability/metrics.js';
+import { createServerState } from '../observability/server-state.js';
 import { listen, type Listener } from './listener.js';
 
 export interface RunningServer {
@@ -22,9 +25,16 @@ export interface RunningServer {
 
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
   const cleanups: Array<() => Promise<void> | void> = [];
-  const close = async () => {
-    for (const cleanup of cleanups.reverse()) await cleanup();
-  };
+  const state = createServerState();
+  let closing: Promise<void> | undefined;
+  // Draining: /readyz answers 503 at once; the device listener accepts nothing
+  // new, requests in flight finish (up to FLEETGATE_DRAIN_TIMEOUT_MS, then they
+  // are cut and roll back); the admin listener and the database go last.
+  const close = () =>
+    (closing ??= (async () => {
+      state.draining = true;
+      for (const cleanup of cleanups.reverse()) await cleanup();
+    })());
   try {
     if (!config.databaseUrl) {
       const lock = acquireDataDirLock(config.dataDir, 'server');
@@ -35,6 +45,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     }
     const database = await openDatabase(config, log);
     cleanups.push(() => database.close());
+    if (database.pool) cleanups.push(watchDbPool(database.pool));
+    if (database.kind === 'postgres') cleanups.push(leaveRunNote(config, database.location, log));
     await waitForDatabase(database, log);
     if (database.kind === 'postgres') await checkDurability(database.db, log);
     if (config.migrateOnStart) {
@@ -51,16 +63,35 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     );
     const ingest = createIngestBackend(database, partitions);
     // Before the device listener, so its log line comes first (the tests read both).
-    const admin = await startAdminListener(database.db, config, log);
+    const admin = await startAdminListener(database.db, config, log, state);
     if (admin) cleanups.push(admin.close);
     const app = createApp({ db: database.db, config, log, ingest });
     const { server, port, socketPath } = await listen(config, app, log);
-    cleanups.push(() => closeHttpServer(server));
+    if (config.proxy.mode === 'off') watchTlsHandshakes(server);
+    cleanups.push(() => drainHttpServer(server, config.drainTimeoutMs, log));
+    if (admin) await announceAdminToken(database.db, config, log);
     logListening(config, log, { port, socketPath, database, ingest: ingest.method });
     return { port, socketPath, close };
   } catch (err) {
     await close();
     throw err;
+  }
+}
+
+/**
+ * The note that tells a CLI without DATABASE_URL which database this server
+ * uses. A data directory that cannot be written (a read-only working
+ * directory on PostgreSQL) costs only the note, not the start.
+ */
+function leaveRunNote(config: Config, location: string, log: Logger): () => void {
+  try {
+    return writeRunNote(config.dataDir, { database: 'postgres', location });
+  } catch (err) {
+    log.warn(
+      { dataDir: config.dataDir, err: (err as Error).message },
+      'could not leave the run note for the CLI in the data directory',
+    );
+    return () => undefined;
   }
 }
 
@@ -125,12 +156,30 @@ function logListening(
   );
 }
 
-function closeHttpServer(server: Listener['server']): Promise<void> {
+/**
+ * Stops accepting connections, lets requests in flight finish, closes each
+ * keep-alive connection as soon as it is idle, and after `timeoutMs` cuts
+ * what is left: those uploads' transactions roll back, nothing partial stays.
+ */
+function drainHttpServer(
+  server: Listener['server'],
+  timeoutMs: number,
+  log: Logger,
+): Promise<void> {
   return new Promise((resolve) => {
-    server.close(() => resolve());
+    const started = Date.now();
+    log.info({ timeoutMs }, 'draining: accepting no new connections, finishing requests in flight');
+    const idle = setInterval(() => server.closeIdleConnections(), 100);
+    const deadline = setTimeout(() => {
+      log.warn({ timeoutMs }, 'drain deadline reached: cutting the requests still in flight');
+      server.closeAllConnections();
+    }, timeoutMs);
+    server.close(() => {
+      clearInterval(idle);
+      clearTimeout(deadline);
+      log.info({ ms: Date.now() - started }, 'drained');
+      resolve();
+    });
     server.closeIdleConnections();
-    // Uploads in flight get a grace period, then their connections are cut
-    // (their transactions roll back, so nothing partial is left).
-    setTimeout(() => server.closeAllConnections(), 10_000).unref();
   });
 }

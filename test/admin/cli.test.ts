@@ -49,7 +49,7 @@ describe('CLI parity with the admin API', () => {
       const psks = await cli('psk', 'list', 'cli-co');
       expect(psks).to.not.include(secret);
       expect(psks).to.match(new RegExp(`${secret.slice(0, 12)}\\s+used_up\\s+1\\s+1`));
-      const [psk] = JSON.parse(await cli('psk', 'list', 'cli-co', '--json'));
+      const [psk] = JSON.parse(await cli('psk', 'list', 'cli-co', '--json')).psks;
       expect(await cli('psk', 'revoke', String(psk.id))).to.match(
         /^revoked PSK \d+ \(fgpsk_[\w-]+\.\.\.\) of cli-co\n$/,
       );
@@ -68,13 +68,13 @@ describe('CLI parity with the admin API', () => {
       expect(refused.status).to.equal(403);
       expect(refused.json.code).to.equal('device_revoked');
 
-      const audit = JSON.parse(await cli('audit', 'cli-co', '--json'));
+      const audit = JSON.parse(await cli('audit', 'cli-co', '--json')).events;
       const revocation = audit.find((e: { action: string }) => e.action === 'device.revoked');
       expect(revocation).to.deep.include({ actor: 'cli', details: { reason: 'lost in transit' } });
       const byDevice = await cli('audit', '--device', device.fingerprint);
       expect(byDevice).to.match(/device\.revoked\s+cli\s+cli-co/);
       expect(byDevice).to.match(/device\.bound\s+device\s+cli-co/);
-      const onlyBinds = JSON.parse(await cli('audit', '--action', 'device.bound', '--json'));
+      const onlyBinds = JSON.parse(await cli('audit', '--action', 'device.bound', '--json')).events;
       expect(onlyBinds.every((e: { action: string }) => e.action === 'device.bound')).to.equal(
         true,
       );

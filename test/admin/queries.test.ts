@@ -206,7 +206,7 @@ describe('admin API: reading data back', () => {
     expect(raw.stdout).to.equal(`${B},1\n${B + 30_000},2\n${B + 59_999},3\n`);
     const page = await fg.server.cli(['query', device.fingerprint, 'temp', '--limit', '2']);
     const parsed = JSON.parse(page.stdout);
-    expect(parsed.rows).to.have.length(2);
+    expect(parsed.points).to.have.length(2);
     const rest = await fg.server.cli([
       'query',
       device.fingerprint,
@@ -216,9 +216,9 @@ describe('admin API: reading data back', () => {
       '--cursor',
       parsed.nextCursor,
     ]);
-    expect(JSON.parse(rest.stdout).rows).to.have.length(KNOWN.length - 2);
+    expect(JSON.parse(rest.stdout).points).to.have.length(KNOWN.length - 2);
     const series = await fg.server.cli(['series', 'list', device.fingerprint, '--json']);
-    expect(JSON.parse(series.stdout).map((s: { name: string }) => s.name)).to.deep.equal([
+    expect(JSON.parse(series.stdout).series.map((s: { name: string }) => s.name)).to.deep.equal([
       'site/a:big',
       'temp',
     ]);

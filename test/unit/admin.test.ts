@@ -59,8 +59,8 @@ describe('admin helpers', () => {
   it('validates the admin settings', () => {
     expect(loadConfig({}).admin).to.deep.equal({ host: '127.0.0.1', port: 8080, token: undefined });
     expect(loadConfig({ FLEETGATE_ADMIN_PORT: 'off' }).admin.port).to.equal('off');
-    expect(() => loadConfig({ FLEETGATE_ADMIN_TOKEN: 'short' })).to.throw(/admin.token/);
-    expect(() => loadConfig({ FLEETGATE_ADMIN_PORT: '70000' })).to.throw(/admin.port/);
+    expect(() => loadConfig({ FLEETGATE_ADMIN_TOKEN: 'short' })).to.throw(/FLEETGATE_ADMIN_TOKEN/);
+    expect(() => loadConfig({ FLEETGATE_ADMIN_PORT: '70000' })).to.throw(/FLEETGATE_ADMIN_PORT/);
     expect(loadConfig({ FLEETGATE_ROTATION_GRACE_MS: '60000' }).rotationGraceMs).to.equal(60_000);
     expect(loadConfig({}).rotationPendingTtlMs).to.equal(900_000);
     expect(loadConfig({ FLEETGATE_ROTATION_PENDING_TTL_MS: '2000' }).rotationPendingTtlMs).to.equal(

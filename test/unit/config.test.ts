@@ -45,8 +45,11 @@ describe('configuration', () => {
   });
 
   it('rejects nonsense with a message naming the setting', () => {
-    expect(() => loadConfig({ FLEETGATE_PORT: 'http' })).to.throw(ConfigError, /port/);
-    expect(() => loadConfig({ FLEETGATE_MAX_PARTS: '0' })).to.throw(ConfigError, /limits.maxParts/);
+    expect(() => loadConfig({ FLEETGATE_PORT: 'http' })).to.throw(ConfigError, /FLEETGATE_PORT/);
+    expect(() => loadConfig({ FLEETGATE_MAX_PARTS: '0' })).to.throw(
+      ConfigError,
+      /FLEETGATE_MAX_PARTS/,
+    );
     expect(() => loadConfig({ FLEETGATE_TLS_CERT: '/x.crt' })).to.throw(ConfigError, /together/);
   });
 });
