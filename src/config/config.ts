@@ -252,6 +252,7 @@ const SETTING_NAMES: Record<string, { env: string; flag?: keyof ConfigOverrides;
   host: { env: 'FLEETGATE_HOST', flag: 'host', cli: '--host' },
   databaseUrl: { env: 'DATABASE_URL' },
   dataDir: { env: 'FLEETGATE_DATA_DIR' },
+  migrateOnStart: { env: '--no-migrate', flag: 'migrate', cli: '--no-migrate' },
   certsDir: { env: 'FLEETGATE_CERTS_DIR' },
   tlsCert: { env: 'FLEETGATE_TLS_CERT' },
   tlsKey: { env: 'FLEETGATE_TLS_KEY' },

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { ConfigError, loadConfig } from '../../src/config/config.js';
+import { ConfigError, loadConfig, settingName } from '../../src/config/config.js';
 
 /** Issue 14: configuration errors name what the operator set, never an internal path. */
 describe('configuration errors name the setting', () => {
@@ -30,6 +30,16 @@ describe('configuration errors name the setting', () => {
       // No internal path such as `port:` or `limits.maxUploadBytes:`.
       expect(message).to.not.match(/(configuration: |; )[a-z][A-Za-z.0-9]*:/);
     }
+  });
+
+  it('has an operator-facing name for every setting', () => {
+    // A key added to the schema without a name would be reported by its internal path.
+    const leaves = (value: unknown, prefix: string): string[] =>
+      value !== null && typeof value === 'object' && !Array.isArray(value)
+        ? Object.entries(value).flatMap(([k, v]) => leaves(v, prefix ? `${prefix}.${k}` : k))
+        : [prefix];
+    const unnamed = leaves(loadConfig({}), '').filter((path) => settingName(path) === path);
+    expect(unnamed).to.deep.equal([]);
   });
 
   it('names the flag when the flag gave the value', () => {

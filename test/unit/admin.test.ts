@@ -68,7 +68,7 @@ describe('admin helpers', () => {
     );
     for (const bad of ['0', '999', '604800001', 'soon']) {
       expect(() => loadConfig({ FLEETGATE_ROTATION_PENDING_TTL_MS: bad }), bad).to.throw(
-        /rotationPendingTtlMs/,
+        /FLEETGATE_ROTATION_PENDING_TTL_MS/,
       );
     }
   });

@@ -36,11 +36,11 @@ describe('configuration', () => {
     expect(set.limits.maxSeriesPerDevice).to.equal(20000);
     expect(() => loadConfig({ FLEETGATE_MIN_TIMESTAMP_MS: '-1' })).to.throw(
       ConfigError,
-      /limits.minTimestampMs/,
+      /FLEETGATE_MIN_TIMESTAMP_MS/,
     );
     expect(() => loadConfig({ FLEETGATE_MAX_SERIES_PER_DEVICE: '0' })).to.throw(
       ConfigError,
-      /limits.maxSeriesPerDevice/,
+      /FLEETGATE_MAX_SERIES_PER_DEVICE/,
     );
   });
 
