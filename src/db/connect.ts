@@ -80,8 +80,12 @@ async function openEmbedded(dataDir: string, acquireTimeoutMs: number): Promise<
   // for PGlite's code in its resting memory.
   const { PGlite } = await import('@electric-sql/pglite');
   const pglite = await PGlite.create(dir);
+  // A first start unpacks a fresh cluster with its own modes (0666): fix it too.
+  restrictEmbeddedDataDir(dir);
   const db = new Kysely<Database>({
-    dialect: new PostgresDialect({ pool: new PgliteSingleConnectionPool(pglite, acquireTimeoutMs) }),
+    dialect: new PostgresDialect({
+      pool: new PgliteSingleConnectionPool(pglite, acquireTimeoutMs),
+    }),
   });
   return { db, kind: 'embedded', location: dir, ddl: db, close: () => db.destroy() };
 }
@@ -92,7 +96,8 @@ async function openEmbedded(dataDir: string, acquireTimeoutMs: number): Promise<
  * files with the process umask, so the umask is narrowed to 077 for the rest of
  * the process (fleetgate creates no file that others must read; the nginx
  * socket is chmod-ed explicitly), and whatever an older version or a loose
- * umask left behind is fixed at start.
+ * umask left behind (and what PGlite unpacks on a first start, 0666) is fixed
+ * at start.
  */
 export function restrictEmbeddedDataDir(dir: string): void {
   process.umask(process.umask() | 0o077);

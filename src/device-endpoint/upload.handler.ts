@@ -8,6 +8,7 @@ import { continueIfExpected } from '../http/expect-continue.js';
 import { ingestUpload } from '../ingest/ingest.service.js';
 import { multipartFileParts } from '../ingest/multipart-parts.js';
 import type { IngestBackend } from '../ingest/upload-transaction.js';
+import { requireClientCertificate } from '../tls/client-certificate.js';
 import { takeUploadAllowance, type Throttles } from '../throttle/throttle.service.js';
 import { abortableParts } from './abortable-parts.js';
 import type { UploadSlots } from './upload-slots.js';
@@ -22,11 +23,16 @@ export async function handleUpload(
   req: Request,
   res: Response,
 ) {
-  const { device } = await requireActiveDevice(db, req, config);
   // If anything fails mid-body, the rest of it is not worth reading: answer and close.
   res.setHeader('Connection', 'close');
-  const releaseSlot = slots.take(device.deviceId);
+  const releaseCertificateSlot = slots.take(
+    'certificate',
+    requireClientCertificate(req).fingerprint,
+  );
+  let releaseDeviceSlot = () => {};
   try {
+    const { device } = await requireActiveDevice(db, req, config);
+    releaseDeviceSlot = slots.take('device', device.deviceId);
     for (const [name, value] of Object.entries(takeUploadAllowance(throttles, device.deviceId))) {
       res.setHeader(name, value);
     }
@@ -54,6 +60,7 @@ export async function handleUpload(
       guard.stop();
     }
   } finally {
-    releaseSlot();
+    releaseDeviceSlot();
+    releaseCertificateSlot();
   }
 }
