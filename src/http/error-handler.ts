@@ -82,9 +82,6 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
       return;
     }
     for (const [name, value] of Object.entries(appError.headers ?? {})) res.setHeader(name, value);
-    // A body left unread (refused before reading it, or an Expect: 100-continue
-    // client that was never told to send it) makes the connection unusable.
-    if (!req.complete) res.setHeader('Connection', 'close');
     res.status(appError.status).json({
       error: appError.message,
       code: appError.code,
