@@ -23,8 +23,6 @@ export async function handleUpload(
   req: Request,
   res: Response,
 ) {
-  // If anything fails mid-body, the rest of it is not worth reading: answer and close.
-  res.setHeader('Connection', 'close');
   const releaseCertificateSlot = slots.take(
     'certificate',
     requireClientCertificate(req).fingerprint,
@@ -32,6 +30,8 @@ export async function handleUpload(
   let releaseDeviceSlot = () => {};
   try {
     const { device } = await requireActiveDevice(db, req, config);
+    // If anything fails mid-body, the rest of it is not worth reading: answer and close.
+    res.setHeader('Connection', 'close');
     releaseDeviceSlot = slots.take('device', device.deviceId);
     for (const [name, value] of Object.entries(takeUploadAllowance(throttles, device.deviceId))) {
       res.setHeader(name, value);
