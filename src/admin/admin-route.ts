@@ -80,11 +80,29 @@ export function parseInput<T extends z.ZodType>(
 ): z.infer<T> {
   if (!schema) return undefined as z.infer<T>;
   const parsed = schema.safeParse(value);
-  if (parsed.success) return parsed.data;
+  if (parsed.success) {
+    // PostgreSQL text cannot hold NUL: refuse it here rather than fail in the database.
+    const nulAt = pathToNul(parsed.data, [where]);
+    if (nulAt) {
+      throw badRequest('invalid_request', `${nulAt.join('.')}: must not contain a NUL character`);
+    }
+    return parsed.data;
+  }
   const problems = parsed.error.issues.map(
     (i) => `${[where, ...i.path.map(String)].join('.')}: ${i.message}`,
   );
   throw badRequest('invalid_request', problems.join('; '), { problems });
+}
+
+function pathToNul(value: unknown, at: string[]): string[] | null {
+  if (typeof value === 'string') return value.includes('\u0000') ? at : null;
+  if (value && typeof value === 'object') {
+    for (const [key, inner] of Object.entries(value)) {
+      const found = pathToNul(inner, [...at, key]);
+      if (found) return found;
+    }
+  }
+  return null;
 }
 
 export const identityNameParam = z.object({
@@ -96,6 +114,22 @@ export const fingerprintParam = z.object({
     .string()
     .describe('SHA-256 fingerprint of any certificate of the device, 64 hex digits'),
 });
+
+/** Largest id of an `integer` column: larger ones exist nowhere, and Postgres refuses them. */
+export const MAX_INT4 = 2_147_483_647;
+
+/** A row id in a path: 1 to MAX_INT4, so that no number reaches the database as an overflow. */
+export const rowIdParam = (description: string) =>
+  z.coerce.number().int().min(1).max(MAX_INT4).describe(description);
+
+/** A `bigint` id as a decimal string (cursor of the audit log): 0 to 2^63-1. */
+export const bigintCursor = z
+  .string()
+  .regex(/^\d{1,19}$/, 'must be a decimal number')
+  // Zod runs refinements after a failed regex too: BigInt must only see digits.
+  .refine((text) => !/^\d+$/.test(text) || BigInt(text) <= 9_223_372_036_854_775_807n, {
+    message: 'is out of range',
+  });
 
 export const limitQuery = (max: number, fallback: number) =>
   z.coerce.number().int().min(1).max(max).default(fallback).describe(`page size, 1 to ${max}`);

@@ -70,3 +70,14 @@ export async function expectedAdminTokenHash(
 ): Promise<Buffer | undefined> {
   return configuredToken ? hashAdminToken(configuredToken) : findAdminTokenHash(db);
 }
+
+/**
+ * With FLEETGATE_ADMIN_TOKEN set, that token is the one servers accept: a reset
+ * would print a token that does not work while the configured one keeps working.
+ */
+export function tokenFromEnvironment(): Error {
+  return new Error(
+    'FLEETGATE_ADMIN_TOKEN is set, so the admin token comes from the environment and a reset ' +
+      'would change nothing; change FLEETGATE_ADMIN_TOKEN and restart the server instead',
+  );
+}

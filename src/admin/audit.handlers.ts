@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { AUDIT_ACTIONS, readAuditLog } from '../audit/audit.service.js';
 import { AuditPage } from './response-schemas.js';
-import { adminRoute, limitQuery } from './admin-route.js';
+import { adminRoute, bigintCursor, limitQuery } from './admin-route.js';
 
 export const auditRoutes = [
   adminRoute({
@@ -17,11 +17,7 @@ export const auditRoutes = [
         .describe('only events of the device with this certificate'),
       action: z.enum(AUDIT_ACTIONS).optional(),
       limit: limitQuery(1000, 100),
-      cursor: z
-        .string()
-        .regex(/^\d{1,19}$/)
-        .optional()
-        .describe('nextCursor of the previous page'),
+      cursor: bigintCursor.optional().describe('nextCursor of the previous page'),
     }),
     response: AuditPage,
     responses: { 200: '`{"events": [AuditEvent], "nextCursor": string | null}`' },

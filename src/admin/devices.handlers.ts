@@ -1,6 +1,12 @@
 import { z } from 'zod';
 import { listDevices, revokeDevice, showDevice } from '../devices/device.service.js';
-import { adminRoute, fingerprintParam, identityNameParam, limitQuery } from './admin-route.js';
+import {
+  adminRoute,
+  fingerprintParam,
+  identityNameParam,
+  limitQuery,
+  MAX_INT4,
+} from './admin-route.js';
 import { Device, DevicePage } from './response-schemas.js';
 
 export const deviceRoutes = [
@@ -15,6 +21,7 @@ export const deviceRoutes = [
       cursor: z
         .string()
         .regex(/^\d{1,10}$/)
+        .refine((text) => Number(text) <= MAX_INT4, 'is out of range')
         .optional()
         .describe('nextCursor of the previous page'),
     }),

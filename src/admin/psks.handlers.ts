@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { parseDuration } from '../psks/duration.js';
 import { issuePsk, listPsks, revokePsk } from '../psks/psk.service.js';
-import { adminRoute, identityNameParam } from './admin-route.js';
+import { adminRoute, identityNameParam, rowIdParam } from './admin-route.js';
 import { IssuedPsk, Psk, PskList } from './response-schemas.js';
 
 export const pskRoutes = [
@@ -48,7 +48,7 @@ export const pskRoutes = [
     path: '/v1/psks/:id/revoke',
     summary: 'Revoke a PSK; devices already bound with it keep working',
     tag: 'psks',
-    params: z.object({ id: z.coerce.number().int().min(1).describe('PSK id') }),
+    params: z.object({ id: rowIdParam('PSK id') }),
     response: Psk,
     responses: { 200: 'the revoked Psk', 404: 'no such PSK', 409: 'already revoked' },
     async handle({ db }, { params, actor }, _req, res) {

@@ -7,6 +7,7 @@ import { runThroughControlSocket } from '../control/control-socket.js';
 import { liveRunNote } from '../control/run-file.js';
 import { openDatabase } from '../db/connect.js';
 import { migrateToLatest } from '../db/migrate.js';
+import { tokenFromEnvironment } from '../admin/admin-token.service.js';
 import { adminCommands, type AdminArgs } from './admin-commands.js';
 
 /**
@@ -37,6 +38,7 @@ export async function runAdminCommand(
 ): Promise<void> {
   const run = adminCommands[command];
   if (!run) throw new Error(`unknown command ${command}`);
+  if (command === 'admin-token.reset' && config.admin.token) throw tokenFromEnvironment();
   const out = process.stdout;
   if (config.databaseUrl) {
     const database = await openDatabase(config, log);

@@ -101,7 +101,22 @@ const schema = z.object({
     bodyIdleMs: intFrom(0, 3_600_000).default(30_000),
     /** Longest wait for a free database connection before answering 503. */
     dbAcquireMs: intFrom(100, 600_000).default(30_000),
+    /**
+     * Slowest accepted body: every body must bring at least this many bytes per
+     * second, measured over each `minBodyRateWindowMs` (0: no minimum). Beats a
+     * client that trickles a byte now and then to dodge the idle timeout.
+     */
+    minBodyBytesPerSecond: intFrom(0, 1024 * 1024 * 1024).default(256),
+    minBodyRateWindowMs: intFrom(100, 3_600_000).default(30_000),
+    /** A connection that sends no request this long after it opened is closed. */
+    firstRequestMs: intFrom(100, 3_600_000).default(10_000),
+    /** A TLS handshake not complete in this time is abandoned (direct mode). */
+    tlsHandshakeMs: intFrom(100, 600_000).default(10_000),
   }),
+  /** Most connections (idle ones included) the device listener holds at once. */
+  maxConnections: intFrom(1, 10_000_000).default(4096),
+  /** Uploads one device may have in progress at the same time (429 over it). */
+  maxConcurrentUploadsPerDevice: intFrom(1, 10_000).default(4),
   /** Per-process token buckets; 0 turns a limit off. */
   throttle: z.object({
     /** Failed binds one client address may make per window (PSK guessing). */
@@ -182,7 +197,13 @@ export function loadConfig(env: Env, overrides: ConfigOverrides = {}): Config {
       keepAliveMs: env.FLEETGATE_KEEPALIVE_TIMEOUT_MS,
       bodyIdleMs: env.FLEETGATE_BODY_IDLE_TIMEOUT_MS,
       dbAcquireMs: env.FLEETGATE_DB_ACQUIRE_TIMEOUT_MS,
+      minBodyBytesPerSecond: env.FLEETGATE_MIN_BODY_BYTES_PER_SECOND,
+      minBodyRateWindowMs: env.FLEETGATE_MIN_BODY_RATE_WINDOW_MS,
+      firstRequestMs: env.FLEETGATE_FIRST_REQUEST_TIMEOUT_MS,
+      tlsHandshakeMs: env.FLEETGATE_TLS_HANDSHAKE_TIMEOUT_MS,
     },
+    maxConnections: env.FLEETGATE_MAX_CONNECTIONS,
+    maxConcurrentUploadsPerDevice: env.FLEETGATE_MAX_CONCURRENT_UPLOADS_PER_DEVICE,
     throttle: {
       bindFailuresPerAddress: env.FLEETGATE_BIND_FAILURES_PER_ADDRESS,
       bindFailuresPerCertificate: env.FLEETGATE_BIND_FAILURES_PER_CERTIFICATE,
@@ -276,6 +297,12 @@ const SETTING_NAMES: Record<string, { env: string; flag?: keyof ConfigOverrides;
   'timeouts.keepAliveMs': { env: 'FLEETGATE_KEEPALIVE_TIMEOUT_MS' },
   'timeouts.bodyIdleMs': { env: 'FLEETGATE_BODY_IDLE_TIMEOUT_MS' },
   'timeouts.dbAcquireMs': { env: 'FLEETGATE_DB_ACQUIRE_TIMEOUT_MS' },
+  'timeouts.minBodyBytesPerSecond': { env: 'FLEETGATE_MIN_BODY_BYTES_PER_SECOND' },
+  'timeouts.minBodyRateWindowMs': { env: 'FLEETGATE_MIN_BODY_RATE_WINDOW_MS' },
+  'timeouts.firstRequestMs': { env: 'FLEETGATE_FIRST_REQUEST_TIMEOUT_MS' },
+  'timeouts.tlsHandshakeMs': { env: 'FLEETGATE_TLS_HANDSHAKE_TIMEOUT_MS' },
+  maxConnections: { env: 'FLEETGATE_MAX_CONNECTIONS' },
+  maxConcurrentUploadsPerDevice: { env: 'FLEETGATE_MAX_CONCURRENT_UPLOADS_PER_DEVICE' },
   'throttle.bindFailuresPerAddress': { env: 'FLEETGATE_BIND_FAILURES_PER_ADDRESS' },
   'throttle.bindFailuresPerCertificate': { env: 'FLEETGATE_BIND_FAILURES_PER_CERTIFICATE' },
   'throttle.bindFailureWindowSeconds': { env: 'FLEETGATE_BIND_FAILURE_WINDOW_SECONDS' },

@@ -5,6 +5,8 @@ import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { adminCommands, type AdminArgs } from '../cli/admin-commands.js';
 import type { Database } from '../db/schema.js';
+import { tokenFromEnvironment } from '../admin/admin-token.service.js';
+import { AppError } from '../http/app-error.js';
 import { toHttpError } from '../http/error-handler.js';
 
 /**
@@ -20,6 +22,8 @@ export async function startControlSocket(
   dataDir: string,
   db: Kysely<Database>,
   log: Logger,
+  /** FLEETGATE_ADMIN_TOKEN is set in the server: `admin-token reset` is refused. */
+  adminTokenFromEnvironment = false,
 ): Promise<http.Server> {
   const socketPath = controlSocketPath(dataDir);
   fs.rmSync(socketPath, { force: true });
@@ -28,6 +32,9 @@ export async function startControlSocket(
       .then(async ({ command, args }) => {
         const run = adminCommands[command];
         if (!run) throw Object.assign(new Error(`unknown command ${command}`), { status: 404 });
+        if (command === 'admin-token.reset' && adminTokenFromEnvironment) {
+          throw new AppError(409, 'admin_token_from_environment', tokenFromEnvironment().message);
+        }
         // Headers go out with the first output, so a command that fails before
         // writing anything (an unknown device) still gets its JSON error.
         res.setHeader('Content-Type', 'text/plain; charset=utf-8');

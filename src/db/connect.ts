@@ -28,7 +28,7 @@ export interface DatabaseHandle {
 export async function openDatabase(config: Config, log: Logger): Promise<DatabaseHandle> {
   return config.databaseUrl
     ? openPostgres(config.databaseUrl, config.dbPoolSize, config.timeouts.dbAcquireMs, log)
-    : openEmbedded(config.dataDir);
+    : openEmbedded(config.dataDir, config.timeouts.dbAcquireMs);
 }
 
 function openPostgres(
@@ -73,17 +73,46 @@ function openPostgres(
   };
 }
 
-async function openEmbedded(dataDir: string): Promise<DatabaseHandle> {
+async function openEmbedded(dataDir: string, acquireTimeoutMs: number): Promise<DatabaseHandle> {
   const dir = path.join(dataDir, 'pgdata');
-  fs.mkdirSync(dir, { recursive: true });
+  restrictEmbeddedDataDir(dir);
   // Loaded only for the embedded database: a server on PostgreSQL never pays
   // for PGlite's code in its resting memory.
   const { PGlite } = await import('@electric-sql/pglite');
   const pglite = await PGlite.create(dir);
+  // A first start unpacks a fresh cluster with its own modes (0666): fix it too.
+  restrictEmbeddedDataDir(dir);
   const db = new Kysely<Database>({
-    dialect: new PostgresDialect({ pool: new PgliteSingleConnectionPool(pglite) }),
+    dialect: new PostgresDialect({
+      pool: new PgliteSingleConnectionPool(pglite, acquireTimeoutMs),
+    }),
   });
   return { db, kind: 'embedded', location: dir, ddl: db, close: () => db.destroy() };
+}
+
+/**
+ * The embedded database's files (catalogs, WAL, every table) are readable and
+ * writable by the owner only: directories 0700, files 0600. PGlite creates its
+ * files with the process umask, so the umask is narrowed to 077 for the rest of
+ * the process (fleetgate creates no file that others must read; the nginx
+ * socket is chmod-ed explicitly), and whatever an older version or a loose
+ * umask left behind (and what PGlite unpacks on a first start, 0666) is fixed
+ * at start.
+ */
+export function restrictEmbeddedDataDir(dir: string): void {
+  process.umask(process.umask() | 0o077);
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const fix = (target: string) => {
+    const stat = fs.lstatSync(target);
+    if (stat.isSymbolicLink()) return;
+    if (stat.isDirectory()) {
+      if ((stat.mode & 0o777) !== 0o700) fs.chmodSync(target, 0o700);
+      for (const entry of fs.readdirSync(target)) fix(path.join(target, entry));
+    } else if ((stat.mode & 0o777) !== 0o600) {
+      fs.chmodSync(target, 0o600);
+    }
+  };
+  fix(dir);
 }
 
 /**

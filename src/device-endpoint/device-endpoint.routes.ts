@@ -3,6 +3,8 @@ import type { Kysely } from 'kysely';
 import type { Config } from '../config/config.js';
 import type { Database } from '../db/schema.js';
 import { methodNotAllowed, unsupportedMediaType } from '../http/app-error.js';
+import { answerAndClose, bodyGuardOptions, guardBody } from '../http/body-guard.js';
+import { continueIfExpected } from '../http/expect-continue.js';
 import type { IngestBackend } from '../ingest/upload-transaction.js';
 import { requireClientCertificate } from '../tls/client-certificate.js';
 import { createThrottles } from '../throttle/throttle.service.js';
@@ -10,6 +12,7 @@ import { handleBind } from './bind.handler.js';
 import { handleRotate, handleRotationChallenge, handleRotationComplete } from './rotate.handler.js';
 import { handleStatus } from './status.handler.js';
 import { handleUpload } from './upload.handler.js';
+import { UploadSlots } from './upload-slots.js';
 
 export const DEVICE_ENDPOINT = '/device_endpoint';
 export const ROTATE_ENDPOINT = '/device_endpoint/rotate';
@@ -31,7 +34,23 @@ export function deviceEndpointRoutes(
 ): Router {
   const router = Router();
   const throttles = createThrottles(config.throttle);
+  const slots = new UploadSlots(config.maxConcurrentUploadsPerDevice);
   const json = express.json({ limit: config.limits.maxJsonBytes, strict: false, type: () => true });
+  /**
+   * Reads a small body with a body parser under the same idle and minimum-rate
+   * limits as uploads; an `Expect: 100-continue` client is let go on here.
+   */
+  const readBody = (parser: express.RequestHandler, then: () => void) =>
+    ((req: Request, res: Response, next: NextFunction) => {
+      continueIfExpected(req, res);
+      const guard = guardBody(req, bodyGuardOptions(config), (err) => answerAndClose(res, err));
+      parser(req, res, (err?: unknown) => {
+        guard.stop();
+        if (res.headersSent) return;
+        if (err) return next(err);
+        then();
+      });
+    }) satisfies express.RequestHandler;
 
   router.get(DEVICE_ENDPOINT, (req, res, next) => {
     handleStatus(db, req, res).catch(next);
@@ -40,14 +59,11 @@ export function deviceEndpointRoutes(
   router.post(DEVICE_ENDPOINT, (req: Request, res: Response, next: NextFunction) => {
     requireClientCertificate(req);
     if (req.is('application/json')) {
-      json(req, res, (err?: unknown) => {
-        if (err) return next(err);
-        handleBind(db, throttles, req, res).catch(next);
-      });
+      readBody(json, () => handleBind(db, throttles, req, res).catch(next))(req, res, next);
       return;
     }
     if (req.is('multipart/form-data')) {
-      handleUpload(db, ingest, config, throttles, req, res).catch(next);
+      handleUpload(db, ingest, config, throttles, slots, req, res).catch(next);
       return;
     }
     throw unsupportedMediaType(
@@ -69,10 +85,7 @@ export function deviceEndpointRoutes(
         'send the new certificate as application/x-pem-file or application/json',
       );
     }
-    parser(req, res, (err?: unknown) => {
-      if (err) return next(err);
-      handleRotate(db, config, req, res).catch(next);
-    });
+    readBody(parser, () => handleRotate(db, config, req, res).catch(next))(req, res, next);
   });
 
   router.post(ROTATE_CHALLENGE_ENDPOINT, (req: Request, res: Response, next: NextFunction) => {

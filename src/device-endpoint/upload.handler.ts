@@ -3,11 +3,16 @@ import type { Kysely } from 'kysely';
 import type { Config } from '../config/config.js';
 import type { Database } from '../db/schema.js';
 import { requireActiveDevice } from '../devices/device-auth.js';
+import { bodyGuardOptions, guardBody } from '../http/body-guard.js';
+import { continueIfExpected } from '../http/expect-continue.js';
 import { ingestUpload } from '../ingest/ingest.service.js';
 import { multipartFileParts } from '../ingest/multipart-parts.js';
 import type { IngestBackend } from '../ingest/upload-transaction.js';
 import { countUploadedPoints } from '../observability/metrics.js';
+import { requireClientCertificate } from '../tls/client-certificate.js';
 import { takeUploadAllowance, type Throttles } from '../throttle/throttle.service.js';
+import { abortableParts } from './abortable-parts.js';
+import type { UploadSlots } from './upload-slots.js';
 
 /** A multipart upload from a bound device: one series per file part. */
 export async function handleUpload(
@@ -15,29 +20,53 @@ export async function handleUpload(
   ingest: IngestBackend,
   config: Config,
   throttles: Throttles,
+  slots: UploadSlots,
   req: Request,
   res: Response,
 ) {
-  const { device } = await requireActiveDevice(db, req);
-  // If anything fails mid-body, the rest of it is not worth reading: answer and close.
-  res.setHeader('Connection', 'close');
-  for (const [name, value] of Object.entries(takeUploadAllowance(throttles, device.deviceId))) {
-    res.setHeader(name, value);
-  }
-  const summary = await ingestUpload(
-    ingest,
-    device.deviceId,
-    multipartFileParts(req, { ...config.limits, bodyIdleMs: config.timeouts.bodyIdleMs }),
-    {
-      maxLineBytes: config.limits.maxLineBytes,
-      timestampRange: {
-        minEpochMs: config.limits.minTimestampMs,
-        maxEpochMs: Date.now() + config.limits.maxClockSkewMs,
-      },
-      maxSeriesPerDevice: config.limits.maxSeriesPerDevice,
-    },
+  const releaseCertificateSlot = slots.take(
+    'certificate',
+    requireClientCertificate(req).fingerprint,
   );
-  countUploadedPoints(summary);
-  res.removeHeader('Connection');
-  res.status(200).json(summary);
+  let releaseDeviceSlot = () => {};
+  try {
+    const { device } = await requireActiveDevice(db, req);
+    // If anything fails mid-body, the rest of it is not worth reading: answer and close.
+    res.setHeader('Connection', 'close');
+    releaseDeviceSlot = slots.take('device', device.deviceId);
+    for (const [name, value] of Object.entries(takeUploadAllowance(throttles, device.deviceId))) {
+      res.setHeader(name, value);
+    }
+    // Only now, with the device known and allowed, may an `Expect: 100-continue` client send.
+    continueIfExpected(req, res);
+    // A trickling or stalled client is cut off with 408 and its transaction rolled back.
+    const abort = new AbortController();
+    const guard = guardBody(req, bodyGuardOptions(config), (err) => abort.abort(err));
+    try {
+      const summary = await ingestUpload(
+        ingest,
+        device.deviceId,
+        abortableParts(
+          multipartFileParts(req, { ...config.limits, bodyIdleMs: config.timeouts.bodyIdleMs }),
+          abort.signal,
+        ),
+        {
+          maxLineBytes: config.limits.maxLineBytes,
+          timestampRange: {
+            minEpochMs: config.limits.minTimestampMs,
+            maxEpochMs: Date.now() + config.limits.maxClockSkewMs,
+          },
+          maxSeriesPerDevice: config.limits.maxSeriesPerDevice,
+        },
+      );
+      countUploadedPoints(summary);
+      res.removeHeader('Connection');
+      res.status(200).json(summary);
+    } finally {
+      guard.stop();
+    }
+  } finally {
+    releaseDeviceSlot();
+    releaseCertificateSlot();
+  }
 }

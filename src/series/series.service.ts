@@ -221,7 +221,8 @@ function cursorOf(query: SeriesQuery, lastMs: number): string {
 function parseCursor(query: SeriesQuery): number | null {
   if (query.cursor === null) return null;
   const match = /^(raw|\d+):(\d{1,16})$/.exec(Buffer.from(query.cursor, 'base64url').toString());
-  if (!match || match[1] !== String(query.bucketMs ?? 'raw')) {
+  // 8.64e15 ms is the last instant a Date (and so a cursor we issued) can hold.
+  if (!match || match[1] !== String(query.bucketMs ?? 'raw') || Number(match[2]) > 8.64e15) {
     throw badRequest('invalid_cursor', 'cursor is not one this query returned');
   }
   return Number(match[2]);

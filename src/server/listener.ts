@@ -34,7 +34,28 @@ export async function listen(config: Config, app: Express, log: Logger): Promise
           { ...serverTimeouts(config), maxHeaderSize: BEHIND_PROXY_MAX_HEADER_BYTES },
           app,
         )
-      : https.createServer(httpsOptions(loadServerTlsMaterial(config, log), config), app);
+      : https.createServer(
+          {
+            ...httpsOptions(loadServerTlsMaterial(config, log), config),
+            // Node's default is 120 s: a client that opens TLS and stalls holds a socket that long.
+            handshakeTimeout: config.timeouts.tlsHandshakeMs,
+          },
+          app,
+        );
+  // Idle connections cost a file descriptor and memory each: bounded, and closed
+  // when no request comes (keepAliveTimeout covers them after the first answer).
+  server.maxConnections = config.maxConnections;
+  server.on('drop', () => log.warn({ max: config.maxConnections }, 'connection limit reached'));
+  closeConnectionsWithoutRequest(
+    server,
+    config.proxy.mode === 'nginx' ? 'connection' : 'secureConnection',
+    config.timeouts.firstRequestMs,
+  );
+  // Expect: 100-continue is answered by the routes once they checked the device,
+  // not by Node before anything was looked at.
+  server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    app(req, res);
+  });
   // Requests Node's parser refuses (huge or slow headers, garbage) get our JSON error too.
   server.on('clientError', clientErrorHandler(log));
   server.on('tlsClientError', (err: Error) =>
@@ -57,6 +78,47 @@ export async function listen(config: Config, app: Express, log: Logger): Promise
   }
   await listenOn(server, () => server.listen(config.port, config.host));
   return { server, port: (server.address() as AddressInfo).port, socketPath: null };
+}
+
+/**
+ * A connection (after its TLS handshake, in direct mode) that has not sent a
+ * complete first request within `ms` gets `408 request_timeout` and is closed.
+ * Node's own timeouts start only once a request has begun or been answered.
+ */
+function closeConnectionsWithoutRequest(
+  server: http.Server | https.Server,
+  event: 'connection' | 'secureConnection',
+  ms: number,
+): void {
+  const timers = new WeakMap<net.Socket, NodeJS.Timeout>();
+  server.on(event, (socket: net.Socket) => {
+    const timer = setTimeout(() => {
+      timers.delete(socket);
+      if (socket.destroyed) return;
+      const body = JSON.stringify({
+        error: `no request within ${ms} ms of connecting`,
+        code: 'request_timeout',
+      });
+      socket.end(
+        'HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json; charset=utf-8\r\n' +
+          `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      );
+      setTimeout(() => socket.destroy(), 1000).unref();
+    }, ms);
+    timer.unref();
+    timers.set(socket, timer);
+    socket.once('close', () => clearTimeout(timer));
+  });
+  const sawRequest = (req: http.IncomingMessage) => {
+    const timer = timers.get(req.socket);
+    if (timer) {
+      clearTimeout(timer);
+      timers.delete(req.socket);
+    }
+  };
+  server.prependListener('request', sawRequest);
+  server.prependListener('checkContinue', sawRequest);
+  server.prependListener('checkExpectation', sawRequest);
 }
 
 function listenOn(server: net.Server, start: () => void): Promise<void> {

@@ -54,7 +54,12 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       log.info({ applied: applied.map((m) => m.migrationName) }, 'database schema is up to date');
     }
     if (database.kind === 'embedded') {
-      const control = await startControlSocket(config.dataDir, database.db, log);
+      const control = await startControlSocket(
+        config.dataDir,
+        database.db,
+        log,
+        config.admin.token !== undefined,
+      );
       cleanups.push(() => new Promise<void>((resolve) => control.close(() => resolve())));
     }
     const partitions = new PointPartitions();

@@ -1,0 +1,228 @@
+import net from 'node:net';
+import tls from 'node:tls';
+import { expect } from 'chai';
+import { DeviceClient, newDevice, type TestDevice } from '../support/device-client.js';
+import { startFleetgate, type FleetgateProcess } from '../support/fleetgate-process.js';
+import { connectRaw, parseRawAnswer, readUntilClosed } from '../support/raw-tls.js';
+import { bindDevice, expectJsonError, storedPoints } from '../support/stored-points.js';
+import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * An upload over a raw mTLS socket that sends its headers and the start of one
+ * part, then one byte every `everyMs`: it never goes idle, but it is far too
+ * slow. Returns the answer (or '' if the connection closed without one).
+ */
+async function trickle(
+  server: FleetgateProcess,
+  device: TestDevice,
+  series: string,
+  everyMs: number,
+  untilMs: number,
+) {
+  const socket = await connectRaw(server, device);
+  const closed = readUntilClosed(socket);
+  const boundary = 'trickle0boundary';
+  const head =
+    `--${boundary}\r\nContent-Disposition: form-data; name="${series}"; filename="a.csv"\r\n` +
+    `Content-Type: text/plain\r\n\r\n${Date.now()},1\n`;
+  socket.write(
+    'POST /device_endpoint HTTP/1.1\r\nHost: localhost\r\n' +
+      `Content-Type: multipart/form-data; boundary=${boundary}\r\n` +
+      `Content-Length: ${head.length + 100_000}\r\n\r\n${head}`,
+  );
+  let open = true;
+  void closed.then(() => (open = false));
+  const started = Date.now();
+  const sender = (async () => {
+    while (open && Date.now() - started < untilMs) {
+      await sleep(everyMs);
+      if (open && !socket.destroyed) socket.write('1');
+    }
+    socket.destroy();
+  })();
+  const text = await closed;
+  await sender;
+  return { answer: parseRawAnswer(text), tookMs: Date.now() - started };
+}
+
+async function timed<T>(work: Promise<T>): Promise<{ value: T; ms: number }> {
+  const started = Date.now();
+  const value = await work;
+  return { value, ms: Date.now() - started };
+}
+
+describe('one device must not starve the others', function () {
+  this.timeout(120_000);
+  let db: TestDatabase;
+  let server: FleetgateProcess;
+  const clients: DeviceClient[] = [];
+  const boundClient = async () => {
+    const device = newDevice();
+    const client = new DeviceClient(server, device);
+    clients.push(client);
+    await bindDevice(server, client);
+    return { device, client };
+  };
+
+  before(async () => {
+    db = await createTestDatabase();
+    server = await startFleetgate(db, {
+      FLEETGATE_DB_POOL_SIZE: '3',
+      FLEETGATE_DB_ACQUIRE_TIMEOUT_MS: '20000',
+      // The trickle (a byte every 300 ms) never trips the idle timeout...
+      FLEETGATE_BODY_IDLE_TIMEOUT_MS: '5000',
+      // ...but is far below 200 bytes/s over 1.5 s windows.
+      FLEETGATE_MIN_BODY_BYTES_PER_SECOND: '200',
+      FLEETGATE_MIN_BODY_RATE_WINDOW_MS: '1500',
+      FLEETGATE_MAX_CONCURRENT_UPLOADS_PER_DEVICE: '2',
+      FLEETGATE_FIRST_REQUEST_TIMEOUT_MS: '1500',
+      FLEETGATE_TLS_HANDSHAKE_TIMEOUT_MS: '1500',
+      FLEETGATE_MAX_CONNECTIONS: '40',
+    });
+  });
+  after(async () => {
+    for (const c of clients) await c.close();
+    await server?.stop();
+    await db?.drop();
+  });
+
+  it('cuts trickled uploads off with 408 while another device uploads and asks its status within seconds', async () => {
+    const attacker = await boundClient();
+    const accomplice = await boundClient();
+    const victim = await boundClient();
+    const trickles = [attacker, attacker, accomplice].map((a) =>
+      trickle(server, a.device, 'slow', 300, 20_000),
+    );
+    await sleep(300); // the trickles hold every database connection now
+    const upload = await timed(
+      victim.client.upload([{ name: 'victim', content: `${Date.now()},7\n` }]),
+    );
+    const status = await timed(victim.client.send('GET'));
+    expect(upload.value.status, upload.value.text).to.equal(200);
+    expect(status.value.status, status.value.text).to.equal(200);
+    expect(upload.ms + status.ms, 'victim waited').to.be.lessThan(6000);
+    for (const { answer, tookMs } of await Promise.all(trickles)) {
+      expect(answer.status, answer.head).to.equal(408);
+      expect(answer.json?.code, answer.body).to.equal('body_too_slow');
+      expect(tookMs).to.be.lessThan(10_000);
+    }
+    expect(await storedPoints(db, server, attacker.device, 'slow')).to.deep.equal([]);
+    expect(await storedPoints(db, server, victim.device, 'victim')).to.have.length(1);
+    // The connections were released: the attacker can upload normally again.
+    const again = await attacker.client.upload([{ name: 'fast', content: `${Date.now()},1\n` }]);
+    expect(again.status, again.text).to.equal(200);
+  });
+
+  it('caps concurrent uploads per device with 429 too_many_concurrent_uploads', async () => {
+    // Two of the three database connections are held; the third serves the device lookup.
+    const attacker = await boundClient();
+    const trickles = [0, 1].map(() => trickle(server, attacker.device, 'held', 100, 4_000));
+    await sleep(500);
+    const third = await attacker.client.upload([{ name: 'third', content: `${Date.now()},1\n` }]);
+    expectJsonError(third, 429, 'too_many_concurrent_uploads');
+    expect(Number(third.headers['retry-after'])).to.be.greaterThan(0);
+    await Promise.all(trickles);
+    expect(await storedPoints(db, server, attacker.device, 'third')).to.deep.equal([]);
+    const later = await attacker.client.upload([{ name: 'third', content: `${Date.now()},1\n` }]);
+    expect(later.status, later.text).to.equal(200);
+  });
+
+  it('applies the body idle timeout to a bind whose body stalls', async () => {
+    const socket = await connectRaw(server, newDevice());
+    const closed = readUntilClosed(socket);
+    const started = Date.now();
+    socket.write(
+      'POST /device_endpoint HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n' +
+        'Content-Length: 100\r\n\r\n{"PSK": "fgpsk_',
+    );
+    const answer = parseRawAnswer(await closed);
+    expect(answer.status, answer.head).to.equal(408);
+    expect(answer.json?.code).to.be.oneOf(['body_timeout', 'body_too_slow']);
+    expect(Date.now() - started).to.be.lessThan(8000);
+  });
+
+  it('answers Expect: 100-continue only after the device check: an unbound device gets 403 at once', async () => {
+    const socket = await connectRaw(server, newDevice());
+    const closed = readUntilClosed(socket);
+    socket.write(
+      'POST /device_endpoint HTTP/1.1\r\nHost: localhost\r\n' +
+        'Content-Type: multipart/form-data; boundary=x\r\nExpect: 100-continue\r\n' +
+        'Content-Length: 100000000\r\n\r\n',
+    );
+    const text = await closed;
+    expect(text).not.to.match(/100 Continue/);
+    const answer = parseRawAnswer(text);
+    expect(answer.status, text).to.equal(403);
+    expect(answer.json?.code).to.equal('certificate_not_bound');
+  });
+
+  it('sends 100 Continue to a bound device, then stores its upload', async () => {
+    const { device } = await boundClient();
+    const socket = await connectRaw(server, device);
+    const closed = readUntilClosed(socket);
+    const body =
+      `--b\r\nContent-Disposition: form-data; name="cont"; filename="a.csv"\r\n\r\n` +
+      `${Date.now()},5\n\r\n--b--\r\n`;
+    const continued = new Promise<string>((resolve) =>
+      socket.once('data', (chunk) => resolve(String(chunk))),
+    );
+    socket.write(
+      'POST /device_endpoint HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n' +
+        'Content-Type: multipart/form-data; boundary=b\r\nExpect: 100-continue\r\n' +
+        `Content-Length: ${body.length}\r\n\r\n`,
+    );
+    expect(await continued).to.match(/^HTTP\/1\.1 100 Continue\r\n/);
+    socket.write(body);
+    const answer = parseRawAnswer((await closed).replace(/^HTTP\/1\.1 100 Continue\r\n\r\n/, ''));
+    expect(answer.status, answer.body).to.equal(200);
+    expect(await storedPoints(db, server, device, 'cont')).to.have.length(1);
+  });
+
+  it('closes a TLS connection that sends no request, and a TCP one that never starts TLS', async () => {
+    const started = Date.now();
+    const idleTls = await connectRaw(server, newDevice());
+    const tlsAnswer = parseRawAnswer(await readUntilClosed(idleTls));
+    expect(Date.now() - started).to.be.lessThan(6000);
+    expect(tlsAnswer.status).to.equal(408);
+    expect(tlsAnswer.json?.code).to.equal('request_timeout');
+
+    const tcp = net.connect(server.port, '127.0.0.1');
+    const tcpStarted = Date.now();
+    await new Promise<void>((resolve) => {
+      tcp.on('error', () => undefined);
+      tcp.once('close', () => resolve());
+    });
+    expect(Date.now() - tcpStarted).to.be.lessThan(6000);
+  });
+
+  it('holds at most FLEETGATE_MAX_CONNECTIONS connections, and serves again once they are gone', async () => {
+    const idle: net.Socket[] = [];
+    for (let i = 0; i < 40; i++) {
+      const socket = net.connect(server.port, '127.0.0.1');
+      socket.on('error', () => undefined);
+      idle.push(socket);
+    }
+    await Promise.all(idle.map((s) => new Promise((resolve) => s.once('connect', resolve))));
+    await sleep(200);
+    const refused = await new Promise<boolean>((resolve) => {
+      const socket = tls.connect({
+        host: '127.0.0.1',
+        port: server.port,
+        rejectUnauthorized: false,
+      });
+      socket.once('secureConnect', () => {
+        socket.destroy();
+        resolve(false);
+      });
+      socket.once('error', () => resolve(true));
+      socket.once('close', () => resolve(true));
+    });
+    expect(refused, 'the 41st connection was served').to.equal(true);
+    for (const socket of idle) socket.destroy();
+    await sleep(300);
+    const { client } = await boundClient();
+    expect((await client.send('GET')).status).to.equal(200);
+  });
+});
