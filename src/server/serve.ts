@@ -54,8 +54,9 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     const admin = await startAdminListener(database.db, config, log);
     if (admin) cleanups.push(admin.close);
     const app = createApp({ db: database.db, config, log, ingest });
-    const { server, port, socketPath } = await listen(config, app, log);
+    const { server, port, socketPath, stop } = await listen(config, app, log);
     cleanups.push(() => closeHttpServer(server));
+    cleanups.push(stop);
     logListening(config, log, { port, socketPath, database, ingest: ingest.method });
     return { port, socketPath, close };
   } catch (err) {
