@@ -51,13 +51,13 @@ const schema = z.object({
       .regex(/^[A-Za-z0-9_:+!@=.-]+$/, 'must be an OpenSSL cipher string')
       .optional(),
     /** Session-ID resumption cache: most sessions kept. */
-    sessionCacheSize: intFrom(0, 10_000_000).default(20_000),
+    sessionCacheSize: intFrom(0, 10_000_000).default(10_000),
     /** How long a session (cached or in a ticket) can be resumed, seconds. */
     sessionLifetimeSeconds: intFrom(1, 7 * 86_400).default(3600),
     /** Stateless resumption by session ticket (RFC 5077, TLS 1.3 tickets). */
     tickets: z.enum(['on', 'off']).default('on'),
     /** Ticket keys rotate this often; the previous key still decrypts. */
-    ticketKeyRotationSeconds: intFrom(60, 7 * 86_400).default(3600),
+    ticketKeyRotationSeconds: intFrom(1, 7 * 86_400).default(3600),
     /** A directory holding current.key and previous.key (nginx's 48-byte format), shared by all nodes. */
     ticketKeyDir: z.string().min(1).optional(),
   }),

@@ -123,6 +123,8 @@ export function enableResumption(
     config.tls.sessionCacheSize,
     config.tls.sessionLifetimeSeconds * 1000,
   ),
+  /** How often FLEETGATE_TLS_TICKET_KEY_DIR is checked for new keys. */
+  keyDirCheckMs = 10_000,
 ): Resumption {
   server.on('newSession', (id: Buffer, data: Buffer, done: () => void) => {
     store.set(id, data).then(done, (err: unknown) => {
@@ -171,7 +173,7 @@ export function enableResumption(
       }
     };
     reload();
-    timers.push(setInterval(reload, 10_000));
+    timers.push(setInterval(reload, keyDirCheckMs));
   } else {
     apply();
     timers.push(

@@ -95,7 +95,11 @@ export function installTicketKeyRing(secureContext: unknown, ring: TicketKeyRing
     }
     const found = ring.find(name);
     if (!found) return [0, ring.current.hmac, ring.current.aes];
-    return [found.current ? 1 : 2, found.key.hmac, found.key.aes];
+    // 2: always renew. A device then leaves every resumed connection with a
+    // fresh ticket under the current key, and TLS 1.3 gets a new ticket after
+    // a resumption at all (without it OpenSSL sends none, and wolfSSL 5.5 then
+    // offers a session whose binder no longer verifies). nginx renews likewise.
+    return [2, found.key.hmac, found.key.aes];
   };
   (context.enableTicketKeyCallback as () => void).call(context);
   return true;

@@ -1,3 +1,4 @@
+import path from 'node:path';
 import type { Config } from '../config/config.js';
 
 /**
@@ -60,4 +61,17 @@ export function tls12Ciphers(config: Config): string {
 
 export function tls13Ciphersuites(): string {
   return TLS13_CIPHERSUITES.join(':');
+}
+
+/**
+ * Where shared ticket keys live: FLEETGATE_TLS_TICKET_KEY_DIR, else (for
+ * nginx, which needs files) `ticket-keys` in the certificates directory.
+ */
+export function ticketKeyDirOf(config: Config): string {
+  return config.tls.ticketKeyDir ?? path.join(config.certsDir, 'ticket-keys');
+}
+
+/** nginx's shared session cache holds about 256 sessions with a client certificate per MB. */
+export function nginxSessionCacheMegabytes(config: Config): number {
+  return Math.max(1, Math.ceil(config.tls.sessionCacheSize / 256));
 }
