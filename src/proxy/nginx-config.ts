@@ -81,7 +81,7 @@ export function renderNginxConfig(config: Config, options: NginxOptions): string
   }
   return fs
     .readFileSync(NGINX_TEMPLATE, 'utf8')
-    .replace(/\{\{([A-Z_]+)\}\}/g, (placeholder, name: string) => {
+    .replace(/\{\{([A-Z0-9_]+)\}\}/g, (placeholder, name: string) => {
       const value = values[name];
       if (value === undefined) throw new Error(`unknown placeholder ${placeholder} in template`);
       return value;
