@@ -216,6 +216,37 @@ describe('device TLS policy: options', function () {
     }
   });
 
+  it('rotates ticket keys on schedule and keeps the previous one (issue 9)', async () => {
+    const server = await startFleetgate(db, {
+      FLEETGATE_TLS_SESSION_CACHE_SIZE: '0',
+      FLEETGATE_TLS_TICKET_KEY_ROTATION_SECONDS: '2',
+    });
+    try {
+      const ca = ['-CAfile', path.join(db.env.FLEETGATE_CERTS_DIR!, 'dev-ca.crt')];
+      const keyName = (output: string) =>
+        /TLS session ticket:\n\s*0000 - ((?:[0-9a-f]{2}[ -]+){16})/
+          .exec(output)?.[1]
+          ?.replace(/[ -]/g, '');
+      const first = path.join(db.workDir, 'rotating-1.pem');
+      const second = path.join(db.workDir, 'rotating-2.pem');
+      const issued = await sClient(server.port, ['-tls1_2', '-sess_out', first, ...ca]);
+      expect(keyName(issued)).to.have.length(32);
+      await new Promise((resolve) => setTimeout(resolve, 2_600));
+      const resumed = await sClient(server.port, [
+        '-tls1_2',
+        '-sess_in',
+        first,
+        '-sess_out',
+        second,
+        ...ca,
+      ]);
+      expect(resumed, 'a ticket one rotation old still resumes').to.match(/Reused, TLSv1\.2/);
+      expect(keyName(resumed), 'and is renewed under the new key').to.not.equal(keyName(issued));
+    } finally {
+      await server.stop();
+    }
+  });
+
   it('FLEETGATE_TLS_CIPHERS replaces the TLS 1.2 list; a list OpenSSL refuses stops the start', async () => {
     const server = await startFleetgate(db, {
       FLEETGATE_TLS_CIPHERS: 'ECDHE-ECDSA-AES128-CCM8',
