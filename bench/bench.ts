@@ -2,6 +2,7 @@ import os from 'node:os';
 import { benchBulkIngest } from './bulk-ingest.js';
 import { benchMemory } from './memory.js';
 import { benchNewConnections } from './new-connections.js';
+import { benchSleepyDevices } from './sleepy-devices.js';
 import { benchSmallUploads } from './small-uploads.js';
 import {
   bindDevices,
@@ -13,7 +14,7 @@ import { cpuMeter, printTable, type Row } from './support/measure.js';
 import { withClient } from './support/bench-server.js';
 
 /**
- * `npm run bench [-- --quick]`: items 1 to 4 of the ingest benchmark against
+ * `npm run bench [-- --quick]`: items 1 to 4 and 6 of the ingest benchmark against
  * the PostgreSQL server of DATABASE_URL, in a database of its own that is
  * dropped at the end. `--quick` runs everything at a tenth of the size;
  * `--items 1,3` runs only those items; `--cpu-prof DIR` profiles the server.
@@ -33,7 +34,7 @@ async function main() {
     const meter = cpuMeter(server.child.pid!, () => backendPids(db.url, db.name));
     const itemsArg = process.argv.indexOf('--items');
     const items =
-      itemsArg >= 0 ? (process.argv[itemsArg + 1] ?? '').split(',') : ['1', '2', '3', '4'];
+      itemsArg >= 0 ? (process.argv[itemsArg + 1] ?? '').split(',') : ['1', '2', '3', '4', '6'];
     const step = (item: string, name: string) => {
       if (items.includes(item)) process.stderr.write(`${new Date().toISOString()} ${name}\n`);
       return items.includes(item);
@@ -68,6 +69,16 @@ async function main() {
             uploads: 1000 * scale,
             handshakeSeconds: quick ? 2 : 10,
           },
+          meter,
+        )),
+      );
+    if (step('6', '6 sleepy devices'))
+      rows.push(
+        ...(await benchSleepyDevices(
+          server,
+          devices,
+          db.workDir,
+          { workers: 4, uploads: 1000 * scale, handshakeSeconds: quick ? 2 : 10 },
           meter,
         )),
       );

@@ -8,6 +8,8 @@ import { renderNginxConfig } from '../proxy/nginx-config.js';
 import { startServer } from '../server/serve.js';
 import { createLogger } from '../server/logger.js';
 import { writeDeviceCertificate } from '../tls/dev-certificates.js';
+import { rotateTicketKeyDir } from '../tls/ticket-keys.js';
+import { ticketKeyDirOf } from '../tls/tls-policy.js';
 import { runAdminCommand } from './admin-runner.js';
 import type { AdminArgs } from './admin-commands.js';
 
@@ -277,6 +279,23 @@ certs
     process.stdout.write(
       `certificate: ${written.certPath}\nkey:         ${written.keyPath}\nfingerprint: ${written.fingerprint}\n`,
     );
+  });
+
+const tlsCommand = program.command('tls').description('device TLS');
+tlsCommand
+  .command('rotate-ticket-keys')
+  .description(
+    'rotate the shared session ticket keys: current.key becomes previous.key, a new ' +
+      'current.key is written (then `nginx -s reload`; fleetgate reads them by itself)',
+  )
+  .option(
+    '--dir <dir>',
+    'key directory (default: FLEETGATE_TLS_TICKET_KEY_DIR or CERTS_DIR/ticket-keys)',
+  )
+  .action((opts: { dir?: string }) => {
+    const dir = path.resolve(opts.dir ?? ticketKeyDirOf(loadConfig(process.env)));
+    const { rotated } = rotateTicketKeyDir(dir);
+    process.stdout.write(`${rotated ? 'rotated' : 'created'} ticket keys in ${dir}\n`);
   });
 
 program

@@ -46,6 +46,29 @@ const schema = z.object({
   certsDir: z.string().min(1).default('./certs'),
   tlsCert: z.string().optional(),
   tlsKey: z.string().optional(),
+  /** Device-facing TLS policy, the same in direct mode and behind nginx. */
+  tls: z.object({
+    /** A second certificate and key, of the other key type than tlsCert (ECDSA next to RSA). */
+    cert2: z.string().optional(),
+    key2: z.string().optional(),
+    /** `default`: AEAD only; `legacy-cbc`: adds ECDHE CBC suites for old fleets. */
+    profile: z.enum(['default', 'legacy-cbc']).default('default'),
+    /** An OpenSSL cipher string replacing the profile's TLS 1.2 suites. */
+    ciphers: z
+      .string()
+      .regex(/^[A-Za-z0-9_:+!@=.-]+$/, 'must be an OpenSSL cipher string')
+      .optional(),
+    /** Session-ID resumption cache: most sessions kept. */
+    sessionCacheSize: intFrom(0, 10_000_000).default(10_000),
+    /** How long a session (cached or in a ticket) can be resumed, seconds. */
+    sessionLifetimeSeconds: intFrom(1, 7 * 86_400).default(3600),
+    /** Stateless resumption by session ticket (RFC 5077, TLS 1.3 tickets). */
+    tickets: z.enum(['on', 'off']).default('on'),
+    /** Ticket keys rotate this often; the previous key still decrypts. */
+    ticketKeyRotationSeconds: intFrom(1, 7 * 86_400).default(3600),
+    /** A directory holding current.key and previous.key (nginx's 48-byte format), shared by all nodes. */
+    ticketKeyDir: z.string().min(1).optional(),
+  }),
   migrateOnStart: z.boolean().default(true),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   admin: z.object({
@@ -171,6 +194,17 @@ export function loadConfig(env: Env, overrides: ConfigOverrides = {}): Config {
     certsDir: env.FLEETGATE_CERTS_DIR,
     tlsCert: env.FLEETGATE_TLS_CERT || undefined,
     tlsKey: env.FLEETGATE_TLS_KEY || undefined,
+    tls: {
+      cert2: env.FLEETGATE_TLS_CERT_2 || undefined,
+      key2: env.FLEETGATE_TLS_KEY_2 || undefined,
+      profile: env.FLEETGATE_TLS_PROFILE || undefined,
+      ciphers: env.FLEETGATE_TLS_CIPHERS || undefined,
+      sessionCacheSize: env.FLEETGATE_TLS_SESSION_CACHE_SIZE,
+      sessionLifetimeSeconds: env.FLEETGATE_TLS_SESSION_LIFETIME_SECONDS,
+      tickets: env.FLEETGATE_TLS_TICKETS || undefined,
+      ticketKeyRotationSeconds: env.FLEETGATE_TLS_TICKET_KEY_ROTATION_SECONDS,
+      ticketKeyDir: env.FLEETGATE_TLS_TICKET_KEY_DIR || undefined,
+    },
     migrateOnStart: overrides.migrate,
     logLevel: env.FLEETGATE_LOG_LEVEL,
     admin: {
@@ -229,12 +263,25 @@ export function loadConfig(env: Env, overrides: ConfigOverrides = {}): Config {
   if (Boolean(parsed.data.tlsCert) !== Boolean(parsed.data.tlsKey)) {
     throw new ConfigError('FLEETGATE_TLS_CERT and FLEETGATE_TLS_KEY must be set together');
   }
+  if (Boolean(parsed.data.tls.cert2) !== Boolean(parsed.data.tls.key2)) {
+    throw new ConfigError('FLEETGATE_TLS_CERT_2 and FLEETGATE_TLS_KEY_2 must be set together');
+  }
+  if (parsed.data.tls.cert2 && !parsed.data.tlsCert) {
+    throw new ConfigError('FLEETGATE_TLS_CERT_2 needs FLEETGATE_TLS_CERT (the first pair)');
+  }
   assertProxySettings(parsed.data);
   const { listenSocket } = parsed.data.proxy;
   const config = {
     ...parsed.data,
     dataDir: path.resolve(parsed.data.dataDir),
     certsDir: path.resolve(parsed.data.certsDir),
+    tls: {
+      ...parsed.data.tls,
+      ticketKeyDir:
+        parsed.data.tls.ticketKeyDir === undefined
+          ? undefined
+          : path.resolve(parsed.data.tls.ticketKeyDir),
+    },
     proxy: {
       ...parsed.data.proxy,
       listenSocket: listenSocket === undefined ? undefined : path.resolve(listenSocket),
@@ -277,6 +324,15 @@ const SETTING_NAMES: Record<string, { env: string; flag?: keyof ConfigOverrides;
   certsDir: { env: 'FLEETGATE_CERTS_DIR' },
   tlsCert: { env: 'FLEETGATE_TLS_CERT' },
   tlsKey: { env: 'FLEETGATE_TLS_KEY' },
+  'tls.cert2': { env: 'FLEETGATE_TLS_CERT_2' },
+  'tls.key2': { env: 'FLEETGATE_TLS_KEY_2' },
+  'tls.profile': { env: 'FLEETGATE_TLS_PROFILE' },
+  'tls.ciphers': { env: 'FLEETGATE_TLS_CIPHERS' },
+  'tls.sessionCacheSize': { env: 'FLEETGATE_TLS_SESSION_CACHE_SIZE' },
+  'tls.sessionLifetimeSeconds': { env: 'FLEETGATE_TLS_SESSION_LIFETIME_SECONDS' },
+  'tls.tickets': { env: 'FLEETGATE_TLS_TICKETS' },
+  'tls.ticketKeyRotationSeconds': { env: 'FLEETGATE_TLS_TICKET_KEY_ROTATION_SECONDS' },
+  'tls.ticketKeyDir': { env: 'FLEETGATE_TLS_TICKET_KEY_DIR' },
   logLevel: { env: 'FLEETGATE_LOG_LEVEL' },
   'admin.host': { env: 'FLEETGATE_ADMIN_HOST', flag: 'adminHost', cli: '--admin-host' },
   'admin.port': { env: 'FLEETGATE_ADMIN_PORT', flag: 'adminPort', cli: '--admin-port' },

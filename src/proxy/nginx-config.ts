@@ -4,6 +4,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Config } from '../config/config.js';
 import { ensureDevServerCertificates } from '../tls/dev-certificates.js';
+import { CURRENT_KEY_FILE, ensureTicketKeyDir, PREVIOUS_KEY_FILE } from '../tls/ticket-keys.js';
+import {
+  nginxSessionCacheMegabytes,
+  ticketKeyDirOf,
+  tls12Ciphers,
+  tls13Ciphersuites,
+} from '../tls/tls-policy.js';
 
 /** nginx/nginx.conf.template in the repository, from dist/src/proxy or src/proxy. */
 export const NGINX_TEMPLATE = fileURLToPath(
@@ -34,14 +41,23 @@ export function renderNginxConfig(config: Config, options: NginxOptions): string
   if (!/^(\[[0-9a-fA-F:.]+\]:|[0-9.]+:)?\d{1,5}$/.test(options.listen)) {
     throw new Error(`--listen must be a port or address:port, not ${options.listen}`);
   }
-  const { certPath, keyPath } = serverCertificate(config);
+  const pairs = serverCertificates(config);
+  const tickets = ticketDirectives(config);
   const values: Record<string, string> = {
     USER_DIRECTIVE: userDirective(),
     PREFIX: path.resolve(options.prefix),
     LISTEN: options.listen,
     UPSTREAM: upstreamAddress(config),
-    SERVER_CERT: certPath,
-    SERVER_KEY: keyPath,
+    SERVER_CERTIFICATES: pairs
+      .map(
+        (pair) => `ssl_certificate ${pair.certPath};\n        ssl_certificate_key ${pair.keyPath};`,
+      )
+      .join('\n        '),
+    TLS12_CIPHERS: tls12Ciphers(config),
+    TLS13_CIPHERSUITES: tls13Ciphersuites(),
+    SESSION_CACHE_MB: String(nginxSessionCacheMegabytes(config)),
+    SESSION_LIFETIME_S: String(config.tls.sessionLifetimeSeconds),
+    SESSION_TICKETS: tickets,
     CERT_HEADER: config.proxy.certHeader,
     MAX_BODY_BYTES: String(config.limits.maxUploadBytes),
     HEADERS_TIMEOUT_MS: String(config.timeouts.headersMs),
@@ -49,15 +65,23 @@ export function renderNginxConfig(config: Config, options: NginxOptions): string
     KEEPALIVE_MS: String(config.timeouts.keepAliveMs),
     UPSTREAM_KEEPALIVE_MS: String(Math.floor(config.timeouts.keepAliveMs / 2)),
   };
-  for (const [name, value] of Object.entries(values)) {
+  const checked = [
+    ...Object.entries(values).filter(([name]) => !MULTI_DIRECTIVE.has(name)),
+    ...pairs.flatMap((pair) => [
+      ['certificate', pair.certPath],
+      ['certificate key', pair.keyPath],
+    ]),
+    ['FLEETGATE_TLS_TICKET_KEY_DIR', ticketKeyDirOf(config)],
+  ];
+  for (const [name, value] of checked) {
     // A value that could end an nginx directive would let a setting inject configuration.
-    if (/[;{}'"\s#]/.test(value) && name !== 'USER_DIRECTIVE') {
+    if (/[;{}'"\s#]/.test(value!)) {
       throw new Error(`${name} (${value}) cannot be used in an nginx configuration`);
     }
   }
   return fs
     .readFileSync(NGINX_TEMPLATE, 'utf8')
-    .replace(/\{\{([A-Z_]+)\}\}/g, (placeholder, name: string) => {
+    .replace(/\{\{([A-Z0-9_]+)\}\}/g, (placeholder, name: string) => {
       const value = values[name];
       if (value === undefined) throw new Error(`unknown placeholder ${placeholder} in template`);
       return value;
@@ -70,12 +94,48 @@ function upstreamAddress(config: Config): string {
   return host.includes(':') ? `[${host}]:${config.port}` : `${host}:${config.port}`;
 }
 
-/** FLEETGATE_TLS_CERT/KEY when set, else the development certificate in the certs dir. */
-function serverCertificate(config: Config): { certPath: string; keyPath: string } {
+/** Placeholders built here from checked values that hold several directives. */
+const MULTI_DIRECTIVE = new Set(['USER_DIRECTIVE', 'SERVER_CERTIFICATES', 'SESSION_TICKETS']);
+
+/**
+ * FLEETGATE_TLS_CERT/KEY (and FLEETGATE_TLS_CERT_2/KEY_2) when set, else the
+ * development RSA and ECDSA certificates: nginx, like the app, presents the
+ * one the client can use.
+ */
+function serverCertificates(config: Config): Array<{ certPath: string; keyPath: string }> {
   if (config.tlsCert && config.tlsKey) {
-    return { certPath: path.resolve(config.tlsCert), keyPath: path.resolve(config.tlsKey) };
+    const pairs = [
+      { certPath: path.resolve(config.tlsCert), keyPath: path.resolve(config.tlsKey) },
+    ];
+    if (config.tls.cert2 && config.tls.key2) {
+      pairs.push({
+        certPath: path.resolve(config.tls.cert2),
+        keyPath: path.resolve(config.tls.key2),
+      });
+    }
+    return pairs;
   }
-  return ensureDevServerCertificates(config.certsDir);
+  const dev = ensureDevServerCertificates(config.certsDir);
+  return [
+    { certPath: dev.certPath, keyPath: dev.keyPath },
+    { certPath: dev.ecdsaCertPath, keyPath: dev.ecdsaKeyPath },
+  ];
+}
+
+/**
+ * The same ticket policy as direct mode: tickets on, keys in the shared key
+ * directory (current.key encrypts, previous.key still decrypts), rotated by
+ * `fleetgate tls rotate-ticket-keys` followed by `nginx -s reload`.
+ */
+function ticketDirectives(config: Config): string {
+  if (config.tls.tickets === 'off') return 'ssl_session_tickets off;';
+  const dir = ticketKeyDirOf(config);
+  ensureTicketKeyDir(dir);
+  return [
+    'ssl_session_tickets on;',
+    `ssl_session_ticket_key ${path.join(dir, CURRENT_KEY_FILE)};`,
+    `ssl_session_ticket_key ${path.join(dir, PREVIOUS_KEY_FILE)};`,
+  ].join('\n        ');
 }
 
 /**

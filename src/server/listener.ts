@@ -8,13 +8,16 @@ import type { Logger } from 'pino';
 import { clientErrorHandler } from '../http/error-handler.js';
 import type { Config } from '../config/config.js';
 import { serverTimeouts } from './server-timeouts.js';
-import { httpsOptions, loadServerTlsMaterial } from './tls-options.js';
+import { ConfigError } from '../config/config.js';
+import { enableResumption, httpsOptions, loadServerTlsMaterial } from './tls-options.js';
 
 export interface Listener {
   server: http.Server | https.Server;
   /** The TCP port, or null on a Unix socket. */
   port: number | null;
   socketPath: string | null;
+  /** Stops timers the listener started (ticket key rotation). */
+  stop(): void;
 }
 
 /**
@@ -28,20 +31,17 @@ const BEHIND_PROXY_MAX_HEADER_BYTES = 64 * 1024;
  * plain HTTP (nginx terminated TLS) on a loopback port or a Unix socket.
  */
 export async function listen(config: Config, app: Express, log: Logger): Promise<Listener> {
-  const server =
-    config.proxy.mode === 'nginx'
-      ? http.createServer(
-          { ...serverTimeouts(config), maxHeaderSize: BEHIND_PROXY_MAX_HEADER_BYTES },
-          app,
-        )
-      : https.createServer(
-          {
-            ...httpsOptions(loadServerTlsMaterial(config, log), config),
-            // Node's default is 120 s: a client that opens TLS and stalls holds a socket that long.
-            handshakeTimeout: config.timeouts.tlsHandshakeMs,
-          },
-          app,
-        );
+  let stop = () => {};
+  let server: http.Server | https.Server;
+  if (config.proxy.mode === 'nginx') {
+    server = http.createServer(
+      { ...serverTimeouts(config), maxHeaderSize: BEHIND_PROXY_MAX_HEADER_BYTES },
+      app,
+    );
+  } else {
+    server = createTlsServer(config, app, log);
+    stop = enableResumption(server as https.Server, config, log).stop;
+  }
   // Idle connections cost a file descriptor and memory each: bounded, and closed
   // when no request comes (keepAliveTimeout covers them after the first answer).
   server.maxConnections = config.maxConnections;
@@ -74,10 +74,34 @@ export async function listen(config: Config, app: Express, log: Logger): Promise
       process.umask(previousUmask);
     }
     fs.chmodSync(socketPath, 0o660);
-    return { server, port: null, socketPath };
+    return { server, port: null, socketPath, stop };
   }
   await listenOn(server, () => server.listen(config.port, config.host));
-  return { server, port: (server.address() as AddressInfo).port, socketPath: null };
+  return { server, port: (server.address() as AddressInfo).port, socketPath: null, stop };
+}
+
+function createTlsServer(config: Config, app: Express, log: Logger): https.Server {
+  let server: https.Server;
+  try {
+    server = https.createServer(
+      {
+        ...httpsOptions(loadServerTlsMaterial(config, log), config),
+        // Node's default is 120 s: a client that opens TLS and stalls holds a socket that long.
+        handshakeTimeout: config.timeouts.tlsHandshakeMs,
+      },
+      app,
+    );
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    const setting = config.tls.ciphers ? 'FLEETGATE_TLS_CIPHERS' : 'the TLS certificates';
+    throw new ConfigError(`${setting}: OpenSSL refused it (${(err as Error).message})`);
+  }
+  // No ALPN: Node would answer a client that offers only protocols it does not
+  // list (only "h2", only "http/1.0") with the fatal alert 120. Without ALPN
+  // every client carries on and speaks HTTP/1.1 (RFC 7301 lets a server ignore
+  // the extension); devices need no ALPN to talk to fleetgate.
+  (server as unknown as { ALPNProtocols: unknown }).ALPNProtocols = undefined;
+  return server;
 }
 
 /**

@@ -71,9 +71,10 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     const admin = await startAdminListener(database.db, config, log, state);
     if (admin) cleanups.push(admin.close);
     const app = createApp({ db: database.db, config, log, ingest });
-    const { server, port, socketPath } = await listen(config, app, log);
+    const { server, port, socketPath, stop } = await listen(config, app, log);
     if (config.proxy.mode === 'off') watchTlsHandshakes(server);
     cleanups.push(() => drainHttpServer(server, config.drainTimeoutMs, log));
+    cleanups.push(stop);
     if (admin) await announceAdminToken(database.db, config, log);
     logListening(config, log, { port, socketPath, database, ingest: ingest.method });
     return { port, socketPath, close };

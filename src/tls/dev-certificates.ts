@@ -1,4 +1,10 @@
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import {
+  createHash,
+  createPrivateKey,
+  generateKeyPairSync,
+  randomBytes,
+  sign as cryptoSign,
+} from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
@@ -138,6 +144,95 @@ export function createServerCertificate(
   return { certPem, keyPem: key.keyPem };
 }
 
+/**
+ * An ECDSA P-256 server certificate signed by the (RSA) development CA.
+ * node-forge can neither hold nor encode EC public keys, so forge builds the
+ * TBSCertificate around a throwaway placeholder key, the placeholder's
+ * SubjectPublicKeyInfo is swapped for the P-256 one from node:crypto, and
+ * node:crypto signs the result with the CA key. No other dependency and no
+ * openssl binary is needed at run time; the tests check the result with
+ * `openssl verify` and real TLS clients.
+ */
+export function createEcdsaServerCertificate(
+  ca: PemPair,
+  hostnames = ['localhost'],
+  ips = ['127.0.0.1', '::1'],
+): PemPair {
+  const f = forgeLib();
+  const issuer = loadIssuer(ca);
+  const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const spkiDer = ec.publicKey.export({ type: 'spki', format: 'der' });
+  const spki = f.asn1.fromDer(f.util.createBuffer(spkiDer.toString('binary')));
+  // RFC 5280 4.2.1.2 method 1: SHA-1 of the subjectPublicKey BIT STRING's value.
+  const bitString = (spki.value as forge.asn1.Asn1[])[1]!.value as string;
+  const ski = createHash('sha1')
+    .update(Buffer.from(bitString.slice(1), 'binary'))
+    .digest('hex');
+  const placeholder = generateRsaKey(1024);
+  const notAfter = new Date(Date.now() + 825 * DAY_MS);
+  const cert = newCertificate(
+    placeholder,
+    hostnames[0] ?? ips[0] ?? 'localhost',
+    backdated(),
+    notAfter,
+  );
+  cert.setIssuer(issuer.cert.subject.attributes);
+  cert.setExtensions([
+    { name: 'basicConstraints', cA: false },
+    // ECDHE-ECDSA: the key only signs, it never encrypts a key exchange.
+    { name: 'keyUsage', digitalSignature: true, critical: true },
+    { name: 'extKeyUsage', serverAuth: true },
+    {
+      name: 'subjectAltName',
+      altNames: [
+        ...hostnames.map((value) => ({ type: 2, value })),
+        ...ips.map((ip) => ({ type: 7, ip })),
+      ],
+    },
+    { name: 'subjectKeyIdentifier', subjectKeyIdentifier: ski },
+    {
+      name: 'authorityKeyIdentifier',
+      keyIdentifier: issuer.cert.generateSubjectKeyIdentifier().getBytes(),
+    },
+  ]);
+  cert.signatureOid = f.pki.oids.sha256WithRSAEncryption!;
+  cert.siginfo.algorithmOid = f.pki.oids.sha256WithRSAEncryption!;
+  // Present in node-forge, missing from its type declarations.
+  const tbs = (
+    f.pki as unknown as { getTBSCertificate(c: forge.pki.Certificate): forge.asn1.Asn1 }
+  ).getTBSCertificate(cert);
+  // TBSCertificate: [0] version, serial, signature, issuer, validity, subject, spki, ...
+  (tbs.value as forge.asn1.Asn1[])[6] = spki;
+  const tbsDer = Buffer.from(f.asn1.toDer(tbs).getBytes(), 'binary');
+  const signature = cryptoSign('sha256', tbsDer, createPrivateKey(ca.keyPem));
+  const { asn1 } = f;
+  const certificate = asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
+    tbs,
+    asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
+      asn1.create(
+        asn1.Class.UNIVERSAL,
+        asn1.Type.OID,
+        false,
+        asn1.oidToDer(f.pki.oids.sha256WithRSAEncryption!).getBytes(),
+      ),
+      asn1.create(asn1.Class.UNIVERSAL, asn1.Type.NULL, false, ''),
+    ]),
+    asn1.create(
+      asn1.Class.UNIVERSAL,
+      asn1.Type.BITSTRING,
+      false,
+      String.fromCharCode(0) + signature.toString('binary'),
+    ),
+  ]);
+  const der = Buffer.from(asn1.toDer(certificate).getBytes(), 'binary');
+  const certPem = `-----BEGIN CERTIFICATE-----\n${der
+    .toString('base64')
+    .replace(/(.{64})/g, '$1\n')
+    .replace(/\n?$/, '\n')}-----END CERTIFICATE-----\n`;
+  const keyPem = ec.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+  return { certPem, keyPem };
+}
+
 function deviceCertificate(ca: PemPair | null, opts: DeviceCertificateOptions): PemPair {
   const key = generateRsaKey(opts.rsaBits, opts.rsaExponent);
   const notBefore = opts.notBefore ?? backdated();
@@ -172,19 +267,33 @@ function writeFileAtomic(path: string, data: string, mode: number): void {
   renameSync(tmp, path);
 }
 
-export function ensureDevServerCertificates(certsDir: string): {
+export interface DevServerCertificates {
+  /** The RSA 2048 server certificate (for RSA-only clients). */
   certPath: string;
   keyPath: string;
+  /** The ECDSA P-256 server certificate (for ECDHE-ECDSA-only clients). */
+  ecdsaCertPath: string;
+  ecdsaKeyPath: string;
   caPath: string;
   created: boolean;
-} {
+}
+
+/**
+ * The development CA and its two server certificates (RSA and ECDSA P-256),
+ * created on first use. A certs directory from before the ECDSA certificate
+ * existed gets one added, issued by the same CA.
+ */
+export function ensureDevServerCertificates(certsDir: string): DevServerCertificates {
   const certPath = join(certsDir, 'server.crt');
   const keyPath = join(certsDir, 'server.key');
+  const ecdsaCertPath = join(certsDir, 'server-ecdsa.crt');
+  const ecdsaKeyPath = join(certsDir, 'server-ecdsa.key');
   const caPath = join(certsDir, 'dev-ca.crt');
   const caKeyPath = join(certsDir, 'dev-ca.key');
-  if (existsSync(certPath) && existsSync(keyPath)) {
-    return { certPath, keyPath, caPath, created: false };
-  }
+  const paths = { certPath, keyPath, ecdsaCertPath, ecdsaKeyPath, caPath };
+  const haveRsa = existsSync(certPath) && existsSync(keyPath);
+  const haveEcdsa = existsSync(ecdsaCertPath) && existsSync(ecdsaKeyPath);
+  if (haveRsa && haveEcdsa) return { ...paths, created: false };
   mkdirSync(certsDir, { recursive: true });
   // Reusing the CA keeps devices and curl setups that already trust it working.
   let ca: PemPair;
@@ -195,10 +304,17 @@ export function ensureDevServerCertificates(certsDir: string): {
     writeFileAtomic(caKeyPath, ca.keyPem, 0o600);
     writeFileAtomic(caPath, ca.certPem, 0o644);
   }
-  const server = createServerCertificate(ca);
-  writeFileAtomic(keyPath, server.keyPem, 0o600);
-  writeFileAtomic(certPath, server.certPem, 0o644);
-  return { certPath, keyPath, caPath, created: true };
+  if (!haveRsa) {
+    const server = createServerCertificate(ca);
+    writeFileAtomic(keyPath, server.keyPem, 0o600);
+    writeFileAtomic(certPath, server.certPem, 0o644);
+  }
+  if (!haveEcdsa) {
+    const server = createEcdsaServerCertificate(ca);
+    writeFileAtomic(ecdsaKeyPath, server.keyPem, 0o600);
+    writeFileAtomic(ecdsaCertPath, server.certPem, 0o644);
+  }
+  return { ...paths, created: true };
 }
 
 export function writeDeviceCertificate(outDir: string): {

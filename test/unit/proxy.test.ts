@@ -1,10 +1,14 @@
+import fs from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { Socket } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { expect } from 'chai';
 import { ConfigError, loadConfig } from '../../src/config/config.js';
 import { AppError } from '../../src/http/app-error.js';
 import { forwardedCertificate } from '../../src/proxy/forwarded-certificate.js';
 import { renderNginxConfig } from '../../src/proxy/nginx-config.js';
+import { TLS12_AEAD_CIPHERS, TLS13_CIPHERSUITES } from '../../src/tls/tls-policy.js';
 import { newDevice } from '../support/device-client.js';
 
 const base = { FLEETGATE_DATA_DIR: '/tmp/fg-unit/data', FLEETGATE_CERTS_DIR: '/tmp/fg-unit/certs' };
@@ -110,6 +114,53 @@ describe('nginx configuration rendering', () => {
     expect(conf).to.include('proxy_request_buffering off;');
     expect(conf).to.include('ssl_certificate /etc/fg/server.crt;');
     expect(conf).to.not.match(/\{\{/);
+  });
+
+  it('renders both certificates and the same TLS policy as direct mode', () => {
+    const keyDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fg-nginx-keys-'));
+    try {
+      const config = loadConfig({
+        ...base,
+        FLEETGATE_PROXY_MODE: 'nginx',
+        FLEETGATE_TLS_CERT: '/etc/fg/rsa.crt',
+        FLEETGATE_TLS_KEY: '/etc/fg/rsa.key',
+        FLEETGATE_TLS_CERT_2: '/etc/fg/ecdsa.crt',
+        FLEETGATE_TLS_KEY_2: '/etc/fg/ecdsa.key',
+        FLEETGATE_TLS_SESSION_CACHE_SIZE: '2560',
+        FLEETGATE_TLS_SESSION_LIFETIME_SECONDS: '7200',
+        FLEETGATE_TLS_TICKET_KEY_DIR: keyDir,
+      });
+      const conf = renderNginxConfig(config, { listen: '443', prefix: '/x' });
+      expect(conf).to.include('ssl_certificate /etc/fg/rsa.crt;');
+      expect(conf).to.include('ssl_certificate_key /etc/fg/rsa.key;');
+      expect(conf).to.include('ssl_certificate /etc/fg/ecdsa.crt;');
+      expect(conf).to.include('ssl_certificate_key /etc/fg/ecdsa.key;');
+      expect(conf).to.include(`ssl_ciphers ${TLS12_AEAD_CIPHERS.join(':')};`);
+      expect(conf).to.include('ECDHE-ECDSA-AES128-CCM8');
+      expect(conf).to.include(`ssl_conf_command Ciphersuites ${TLS13_CIPHERSUITES.join(':')};`);
+      expect(conf).to.include('TLS_AES_128_CCM_8_SHA256');
+      expect(conf).to.include('ssl_session_cache shared:fleetgate_tls:10m;');
+      expect(conf).to.include('ssl_session_timeout 7200s;');
+      expect(conf).to.include('ssl_session_tickets on;');
+      expect(conf).to.include(`ssl_session_ticket_key ${keyDir}/current.key;`);
+      expect(conf).to.include(`ssl_session_ticket_key ${keyDir}/previous.key;`);
+      expect(fs.statSync(path.join(keyDir, 'current.key')).size).to.equal(48);
+      expect(fs.statSync(path.join(keyDir, 'previous.key')).mode & 0o777).to.equal(0o600);
+      const legacy = renderNginxConfig(
+        loadConfig({
+          ...base,
+          FLEETGATE_PROXY_MODE: 'nginx',
+          FLEETGATE_TLS_PROFILE: 'legacy-cbc',
+          FLEETGATE_TLS_TICKETS: 'off',
+        }),
+        { listen: '443', prefix: '/x' },
+      );
+      expect(legacy).to.include(':ECDHE-RSA-AES128-SHA;');
+      expect(legacy).to.include('ssl_session_tickets off;');
+      expect(legacy).to.include(`ssl_certificate ${base.FLEETGATE_CERTS_DIR}/server-ecdsa.crt;`);
+    } finally {
+      fs.rmSync(keyDir, { recursive: true, force: true });
+    }
   });
 
   it('refuses to render for direct mode or with a listen value that is not a port', () => {

@@ -247,6 +247,46 @@ describe('tls certificates', function () {
       expect(server.verify(createPublicKey(caPem))).to.equal(true);
     });
 
+    it('issues an ECDSA P-256 server certificate from the same CA, which openssl verifies', () => {
+      const certsDir = join(dir, 'certs-ecdsa');
+      const made = ensureDevServerCertificates(certsDir);
+      expect(statSync(made.ecdsaKeyPath).mode & 0o777).to.equal(0o600);
+      const caPem = readFileSync(made.caPath, 'utf8');
+      const server = new X509Certificate(readFileSync(made.ecdsaCertPath));
+      expect(server.publicKey.asymmetricKeyType).to.equal('ec');
+      expect(server.publicKey.asymmetricKeyDetails?.namedCurve).to.equal('prime256v1');
+      expect(server.verify(createPublicKey(caPem))).to.equal(true);
+      expect(server.checkPrivateKey(createPrivateKey(readFileSync(made.ecdsaKeyPath)))).to.equal(
+        true,
+      );
+      expect(server.checkHost('localhost')).to.equal('localhost');
+      expect(server.checkIP('127.0.0.1')).to.equal('127.0.0.1');
+      const out = openssl(
+        ['verify', '-purpose', 'sslserver', '-CAfile', made.caPath, made.ecdsaCertPath],
+        dir,
+      );
+      expect(out).to.include(': OK');
+      const text = openssl(['x509', '-noout', '-text', '-in', made.ecdsaCertPath], dir);
+      expect(text).to.match(/Key Usage: critical\s+Digital Signature\n/);
+      expect(text).to.include('TLS Web Server Authentication');
+      expect(text).to.include('X509v3 Subject Key Identifier');
+    });
+
+    it('adds the ECDSA certificate to a certs directory that has only the RSA one', () => {
+      const certsDir = join(dir, 'certs-upgrade');
+      const first = ensureDevServerCertificates(certsDir);
+      const rsaPem = readFileSync(first.certPath, 'utf8');
+      rmSync(first.ecdsaCertPath);
+      rmSync(first.ecdsaKeyPath);
+      const second = ensureDevServerCertificates(certsDir);
+      expect(second.created).to.equal(true);
+      expect(readFileSync(second.certPath, 'utf8')).to.equal(rsaPem);
+      const caPem = readFileSync(second.caPath, 'utf8');
+      expect(
+        new X509Certificate(readFileSync(second.ecdsaCertPath)).verify(createPublicKey(caPem)),
+      ).to.equal(true);
+    });
+
     it('writes a device certificate whose fingerprint matches the file', () => {
       const out = writeDeviceCertificate(join(dir, 'device'));
       expect(statSync(out.keyPath).mode & 0o777).to.equal(0o600);
