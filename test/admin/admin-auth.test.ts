@@ -2,12 +2,14 @@ import { expect } from 'chai';
 import { ADMIN_ROUTES } from '../../src/admin/admin.routes.js';
 import { AdminClient, boundDevice, useFleetgate } from '../support/admin-client.js';
 import { DeviceClient, newDevice } from '../support/device-client.js';
-import { startFleetgate } from '../support/fleetgate-process.js';
 import {
-  createTestDatabase,
-  queryTestDatabase,
-  type TestDatabase,
-} from '../support/test-database.js';
+  dumpAllTables,
+  expectSecretNowhere,
+  sha256Bytea,
+  type DumpedCell,
+} from '../support/database-dump.js';
+import { startFleetgate } from '../support/fleetgate-process.js';
+import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 
 describe('admin API: authentication and the OpenAPI document', () => {
   const fg = useFleetgate();
@@ -192,6 +194,12 @@ describe('admin API: answers match the documented schemas', () => {
   });
 });
 
+function storedTokenHashes(cells: DumpedCell[]): string[] {
+  return cells
+    .filter((c) => c.table === '"public"."admin_tokens"' && c.column === 'token_hash')
+    .map((c) => c.text);
+}
+
 describe('admin API: the generated token', () => {
   let db: TestDatabase;
 
@@ -204,7 +212,8 @@ describe('admin API: the generated token', () => {
 
   it('is printed once to stderr on first start, never logged, and only its hash is stored', async () => {
     const first = await startFleetgate(db, { FLEETGATE_ADMIN_TOKEN: '' });
-    let token: string;
+    let token!: string;
+    let fresh!: string;
     try {
       const printed = first.output().match(/fgadm_[A-Za-z0-9_-]{43}/g) ?? [];
       expect(printed).to.have.length(1);
@@ -218,18 +227,13 @@ describe('admin API: the generated token', () => {
       const admin = new AdminClient(first, token);
       expect((await admin.get('/v1/identities')).status).to.equal(200);
       await admin.close();
-      if (db.url) {
-        const rows = await queryTestDatabase<{ hex: string }>(
-          db,
-          "select encode(token_hash, 'hex') as hex from admin_tokens",
-        );
-        expect(rows).to.have.length(1);
-        expect(rows[0]!.hex).to.have.length(64);
-        expect(rows[0]!.hex).to.not.include(Buffer.from(token).toString('hex'));
-      }
     } finally {
       await first.stop();
     }
+    // Stored: exactly SHA-256 of the printed token, and no form of the token anywhere.
+    const afterFirst = await dumpAllTables(db);
+    expect(storedTokenHashes(afterFirst)).to.deep.equal([sha256Bytea(token)]);
+    expectSecretNowhere(afterFirst, token, 'fgadm_');
 
     const second = await startFleetgate(db, { FLEETGATE_ADMIN_TOKEN: '' });
     try {
@@ -241,16 +245,20 @@ describe('admin API: the generated token', () => {
       // A reset from the CLI replaces it at once in the running server.
       const reset = await second.cli(['admin-token', 'reset']);
       expect(reset.code, reset.stderr).to.equal(0);
-      const fresh = reset.stdout.trim();
-      expect(fresh).to.match(/^fgadm_/);
+      expect(reset.stdout.trim()).to.match(/^fgadm_/);
       expect((await admin.get('/v1/identities')).status).to.equal(401);
-      const renewed = new AdminClient(second, fresh);
+      const renewed = new AdminClient(second, reset.stdout.trim());
       expect((await renewed.get('/v1/identities')).status).to.equal(200);
       await admin.close();
       await renewed.close();
+      fresh = reset.stdout.trim();
     } finally {
       await second.stop();
     }
+    const afterReset = await dumpAllTables(db);
+    expect(storedTokenHashes(afterReset)).to.include(sha256Bytea(fresh));
+    expectSecretNowhere(afterReset, fresh, 'fgadm_');
+    expectSecretNowhere(afterReset, token, 'fgadm_');
   });
 });
 
