@@ -7,6 +7,7 @@ import {
   sha256Bytea,
 } from '../support/database-dump.js';
 import { useFixture, uniqueName } from '../support/fixture.js';
+import { skipBecause } from '../support/skip.js';
 import { startFleetgate, type FleetgateProcess } from '../support/fleetgate-process.js';
 import {
   createTestDatabase,
@@ -145,7 +146,8 @@ describe('binding a device certificate with a PSK', () => {
   });
 
   it('refuses a revoked PSK with 400', async function () {
-    if (!fx().db.url) this.skip(); // revocation through the admin API is tested with it; here via SQL
+    if (!fx().db.url)
+      skipBecause(this, 'revokes through SQL; the admin API tests revoke on both databases');
     const psk = await fx().identityWithPsk(uniqueName('revoked'));
     await queryTestDatabase(fx().db, 'update psks set revoked_at = now() where prefix = $1', [
       psk.slice(0, 12),

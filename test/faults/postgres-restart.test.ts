@@ -7,10 +7,12 @@ import { expect } from 'chai';
 import { buildMultipart, DeviceClient, newDevice, type Answer } from '../support/device-client.js';
 import { BIN, startFleetgate, type FleetgateProcess } from '../support/fleetgate-process.js';
 import { bindDevice, storedPoints } from '../support/stored-points.js';
+import { sessionsInTransaction, waitFor } from '../support/concurrency.js';
+import { skipBecause } from '../support/skip.js';
 import type { TestDatabase } from '../support/test-database.js';
 import {
   createThrowawayPostgres,
-  throwawayPostgresMissing,
+  findPostgresBinaries,
   type ThrowawayPostgres,
 } from '../support/throwaway-postgres.js';
 
@@ -36,8 +38,8 @@ describe('faults: Postgres restarted under fleetgate', function () {
   let server: FleetgateProcess | undefined;
 
   before(async function () {
-    const missing = throwawayPostgresMissing();
-    if (missing) this.skip();
+    const binaries = await findPostgresBinaries();
+    if (!binaries.dir) skipBecause(this, binaries.reason!);
     cluster = await createThrowawayPostgres();
     const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-faults-'));
     db = {
@@ -97,7 +99,10 @@ describe('faults: Postgres restarted under fleetgate', function () {
         .send('POST', gatedBody(body, gate) as unknown as Buffer, { 'content-type': contentType })
         .catch((err: Error) => ({ status: 0, text: err.message }) as Answer);
     });
-    await sleep(1500); // the first halves are in open transactions now
+    // Restart only once every upload is mid-transaction, as the server itself shows it.
+    await waitFor(`${clients.length} uploads in open transactions`, async () => {
+      return (await sessionsInTransaction(db)) >= clients.length;
+    });
     cluster.restart();
     open();
     const answers = await Promise.all(uploads);

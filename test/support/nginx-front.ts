@@ -4,6 +4,7 @@ import net from 'node:net';
 import path from 'node:path';
 import type { FleetgateProcess } from './fleetgate-process.js';
 import { REPO_ROOT } from './fleetgate-process.js';
+import { skipBecause } from './skip.js';
 
 export const NGINX_BIN = ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/local/bin/nginx'].find(
   (candidate) => fs.existsSync(candidate),
@@ -12,8 +13,7 @@ export const NGINX_BIN = ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/loca
 /** Skips the calling suite, saying why, on a machine without nginx (CI installs it). */
 export function skipUnlessNginx(suite: Mocha.Context): void {
   if (NGINX_BIN) return;
-  console.warn('    nginx is not installed (apt-get install nginx): skipping the nginx tests');
-  suite.skip();
+  skipBecause(suite, 'nginx is not installed (apt-get install nginx)');
 }
 
 export interface NginxFront {
