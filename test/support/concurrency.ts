@@ -104,14 +104,21 @@ export function expectAllInFlightTogether(intervals: ServedInterval[]): void {
 
 /**
  * Sessions of the server on the test database that are inside a transaction
- * (real PostgreSQL only): uploads that are mid-transaction right now.
+ * (real PostgreSQL only): uploads that are mid-transaction right now. With
+ * `waitingForServer`, only those whose backend waits for fleetgate to send
+ * more (ClientRead): fleetgate has passed on all it had of the upload.
  */
-export async function sessionsInTransaction(db: TestDatabase): Promise<number> {
+export async function sessionsInTransaction(
+  db: TestDatabase,
+  { waitingForServer = false } = {},
+): Promise<number> {
   const [row] = await queryTestDatabase<{ n: string }>(
     db,
     `select count(*)::text as n from pg_stat_activity
      where datname = current_database() and pid <> pg_backend_pid()
-       and backend_type = 'client backend' and xact_start is not null`,
+       and backend_type = 'client backend' and xact_start is not null
+       and (not $1 or wait_event = 'ClientRead')`,
+    [waitingForServer],
   );
   return Number(row!.n);
 }
