@@ -1,6 +1,15 @@
 import { expect } from 'chai';
-import { DeviceClient, newDevice } from '../support/device-client.js';
+import {
+  expectAllInFlightTogether,
+  gate,
+  gatedBody,
+  servedIntervals,
+  sessionsInTransaction,
+  waitFor,
+} from '../support/concurrency.js';
+import { buildMultipart, DeviceClient, newDevice, type Answer } from '../support/device-client.js';
 import { startFleetgate, type FleetgateProcess } from '../support/fleetgate-process.js';
+import { bindDevice, storedPoints } from '../support/stored-points.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 
 const DAY_MS = 24 * 3600 * 1000;
@@ -31,7 +40,42 @@ describe('ingest write path', function () {
     expect((await client.bind(psk)).status).to.equal(200);
   });
 
+  const extraClients: DeviceClient[] = [];
+  const track = (extra: DeviceClient) => (extraClients.push(extra), extra);
+
+  /**
+   * Sends the uploads each on its own connection, holds each after its first
+   * bytes until all of them are in (on Postgres: each in an open transaction),
+   * and checks on the server's clock that they really were served at once.
+   */
+  async function together(
+    uploads: Array<{ client: DeviceClient; body: Buffer; contentType: string }>,
+  ): Promise<Answer[]> {
+    const start = gate();
+    let headsSent = 0;
+    const pending = uploads.map(({ client: sender, body, contentType }) =>
+      sender.send(
+        'POST',
+        gatedBody(body, start.opened, () => (headsSent += 1)),
+        {
+          'content-type': contentType,
+        },
+      ),
+    );
+    await waitFor('every upload to send its first bytes', () => headsSent === uploads.length);
+    if (db.url)
+      await waitFor(
+        'every upload to open its transaction',
+        async () => (await sessionsInTransaction(db)) >= uploads.length,
+      );
+    start.open();
+    const answers = await Promise.all(pending);
+    expectAllInFlightTogether(await servedIntervals(server, answers));
+    return answers;
+  }
+
   after(async () => {
+    await Promise.all(extraClients.map((c) => c.close()));
     await client?.close();
     await server?.stop();
     await db?.drop();
@@ -86,11 +130,13 @@ describe('ingest write path', function () {
   });
 
   it('stores each point once when the same large file arrives twice at the same time', async () => {
-    const body = lines(Date.UTC(2025, 3, 1), 6000);
-    const [a, b] = await Promise.all([
-      client.upload([{ name: 'race', content: body }]),
-      client.upload([{ name: 'race', content: body }]),
+    const { body, contentType } = buildMultipart([
+      { name: 'race', content: lines(Date.UTC(2025, 3, 1), 6000) },
     ]);
+    // Two connections of the same device, each held after its first bytes until both are in.
+    const racers = [0, 1].map(() => track(new DeviceClient(server, client.device)));
+    const answers = await together(racers.map((racer) => ({ client: racer, body, contentType })));
+    const [a, b] = answers as [Answer, Answer];
     expect(a.status, a.text).to.equal(200);
     expect(b.status, b.text).to.equal(200);
     expect(a.json.stored + b.json.stored).to.equal(6000);
@@ -140,10 +186,9 @@ describe('ingest write path', function () {
     expect(res.json.code).to.equal('invalid_line');
     expect(res.json.details).to.deep.include({ part: 'broken', line: 150_001 });
     expect(res.json.error).to.match(/value "oops" is not a finite decimal number/);
-    const fine = await server.cli(['export', client.device!.fingerprint, 'fine']);
-    // Through the embedded server's control socket the 404 arrives as a cut connection.
-    expect(fine.code).to.not.equal(0);
-    expect(fine.stdout).to.equal('');
+    // Nothing of either part, although the first one was complete and valid.
+    expect(await storedPoints(db, server, client.device!, 'fine')).to.deep.equal([]);
+    expect(await storedPoints(db, server, client.device!, 'broken')).to.deep.equal([]);
     // The connection that failed is usable again: the next upload goes through.
     const next = await client.upload([{ name: 'after', content: lines(start, 5) }]);
     expect(next.status, next.text).to.equal(200);
@@ -160,11 +205,23 @@ describe('ingest write path', function () {
 
   it('serves concurrent uploads of many devices into the same months', async () => {
     const t = Date.UTC(2022, 10, 15);
-    const answers = await Promise.all(
-      Array.from({ length: 8 }, (_, i) =>
-        client.upload([{ name: `c${i}`, content: lines(t, 20_000) }]),
-      ),
+    const devices = await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        const own = track(new DeviceClient(server, newDevice()));
+        await bindDevice(server, own);
+        return own;
+      }),
     );
-    for (const answer of answers) expect(answer.json.stored).to.equal(20_000);
+    const answers = await together(
+      devices.map((own, i) => ({
+        client: own,
+        ...buildMultipart([{ name: `c${i}`, content: lines(t, 20_000) }]),
+      })),
+    );
+    for (const [i, answer] of answers.entries()) {
+      expect(answer.status, answer.text).to.equal(200);
+      expect(answer.json.stored).to.equal(20_000);
+      expect(await storedPoints(db, server, devices[i]!.device!, `c${i}`)).to.have.length(20_000);
+    }
   });
 });

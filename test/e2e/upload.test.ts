@@ -6,6 +6,7 @@ import {
   PROTOCOL_CONTENT_TYPE,
   PROTOCOL_POINTS,
 } from '../support/protocol-example.js';
+import { countAllRows, storedPoints } from '../support/stored-points.js';
 
 describe('uploading time series', () => {
   const fx = useFixture();
@@ -136,16 +137,22 @@ describe('uploading time series', () => {
     expect(answer.status).to.equal(400);
     expect(answer.json.code).to.equal('invalid_line');
     expect(answer.json.error).to.contain('part "q"').and.to.contain('Quote Not Closed');
-    expect((await exported(device.fingerprint, 'q')).code).to.not.equal(0);
+    expect(await storedPoints(fx().db, fx().server, device, 'q')).to.deep.equal([]);
   });
 
   it('refuses an unbound certificate with 403 and stores nothing', async () => {
     const device = newDevice();
+    const before = await countAllRows(fx().db);
     const answer = await fx()
       .client(device)
       .upload([{ name: 's', content: '1700000000000,1\n' }]);
     expect(answer.status).to.equal(403);
     expect(answer.json.code).to.equal('certificate_not_bound');
+    // No device was made up for the certificate, so no series or point can hang off one.
+    const exportAttempt = await fx().server.cli(['export', device.fingerprint, 's']);
+    expect(exportAttempt.code).to.not.equal(0);
+    expect(exportAttempt.stderr).to.contain('no device with certificate');
+    expect(await countAllRows(fx().db)).to.deep.equal(before);
   });
 
   it('refuses an upload without a client certificate with 401', async () => {
@@ -171,7 +178,7 @@ describe('uploading time series', () => {
   });
 
   it('answers 400 for an empty upload, an empty part and a form field instead of a file', async () => {
-    const { client } = await fx().boundDevice(uniqueName('empty'));
+    const { device, client } = await fx().boundDevice(uniqueName('empty'));
     const empty = buildMultipart([]);
     const a = await client.send('POST', empty.body, { 'content-type': empty.contentType });
     expect(a.status).to.equal(400);
@@ -189,6 +196,8 @@ describe('uploading time series', () => {
     const noBoundary = await client.send('POST', 'x', { 'content-type': 'multipart/form-data' });
     expect(noBoundary.status).to.equal(400);
     expect(noBoundary.json.code).to.equal('malformed_multipart');
+    // The form field carried a valid line: it was not stored either.
+    expect(await storedPoints(fx().db, fx().server, device, 's')).to.deep.equal([]);
   });
 
   it('answers 400 for an invalid series name', async () => {

@@ -7,10 +7,11 @@ import { expect } from 'chai';
 import { buildMultipart, DeviceClient, newDevice, type Answer } from '../support/device-client.js';
 import { BIN, startFleetgate, type FleetgateProcess } from '../support/fleetgate-process.js';
 import { bindDevice, storedPoints } from '../support/stored-points.js';
+import { skipBecause } from '../support/skip.js';
 import type { TestDatabase } from '../support/test-database.js';
 import {
   createThrowawayPostgres,
-  throwawayPostgresMissing,
+  findPostgresBinaries,
   type ThrowawayPostgres,
 } from '../support/throwaway-postgres.js';
 
@@ -36,8 +37,8 @@ describe('faults: Postgres restarted under fleetgate', function () {
   let server: FleetgateProcess | undefined;
 
   before(async function () {
-    const missing = throwawayPostgresMissing();
-    if (missing) this.skip();
+    const binaries = await findPostgresBinaries();
+    if (!binaries.dir) skipBecause(this, binaries.reason!);
     cluster = await createThrowawayPostgres();
     const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-faults-'));
     db = {

@@ -9,7 +9,6 @@ import {
 } from '../support/device-client.js';
 import { startFleetgate, type FleetgateProcess } from '../support/fleetgate-process.js';
 import { bindDevice, storedPoints } from '../support/stored-points.js';
-import { freePort } from '../support/throwaway-postgres.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 
 const lines = (start: number, n: number) =>
@@ -25,7 +24,6 @@ async function cuttingRelay(
   targetPort: number,
   cutAfterBytes: number,
 ): Promise<{ port: number; close(): void }> {
-  const port = await freePort();
   const relay = net.createServer((client) => {
     const upstream = net.connect(targetPort, '127.0.0.1');
     let sent = 0;
@@ -44,7 +42,9 @@ async function cuttingRelay(
     client.on('error', () => upstream.destroy());
     upstream.on('error', () => client.destroy());
   });
-  await new Promise<void>((resolve) => relay.listen(port, '127.0.0.1', () => resolve()));
+  // Port 0: the OS picks a free port, read back once listening (no window for a collision).
+  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', () => resolve()));
+  const { port } = relay.address() as net.AddressInfo;
   return { port, close: () => relay.close() };
 }
 

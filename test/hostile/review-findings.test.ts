@@ -3,6 +3,8 @@ import { toHttpError } from '../../src/http/error-handler.js';
 import { DeviceClient, newDevice } from '../support/device-client.js';
 import { useFixture, uniqueName } from '../support/fixture.js';
 import { connectRaw, parseRawAnswer, readUntilClosed, rawRequest } from '../support/raw-tls.js';
+import { sessionsInTransaction, waitFor } from '../support/concurrency.js';
+import { skipBecause } from '../support/skip.js';
 import { storedPoints } from '../support/stored-points.js';
 
 /** Regressions for what an adversarial review of the merged service found. */
@@ -67,8 +69,8 @@ describe('review findings', () => {
   });
 
   it('answers 503 with Retry-After when every database connection is held, instead of hanging', async function () {
-    // The embedded database has one session: its requests queue by design.
-    if (!fx().db.url) this.skip();
+    if (!fx().db.url)
+      skipBecause(this, 'the embedded database has one session: its requests queue by design');
     const holders = await Promise.all([1, 2].map(() => fx().boundDevice(uniqueName('holder'))));
     const { client } = await fx().boundDevice(uniqueName('waiter'));
     const sockets = await Promise.all(holders.map(({ device }) => connectRaw(fx().server, device)));
@@ -78,7 +80,10 @@ describe('review findings', () => {
     }, 300);
     try {
       for (const s of sockets) s.write(head(10_000_000) + part('held', '1600004000000,1\n'));
-      await new Promise((resolve) => setTimeout(resolve, 500));
+      // Both uploads hold a connection each, in an open transaction: the pool (2) is full.
+      await waitFor('both pool connections held by uploads', async () => {
+        return (await sessionsInTransaction(fx().db)) >= 2;
+      });
       const answer = await client.upload([{ name: 's', content: '1600004000000,1\n' }]);
       expect(answer.status).to.equal(503);
       expect(answer.json.code).to.equal('unavailable');
@@ -87,7 +92,9 @@ describe('review findings', () => {
       clearInterval(trickle);
       for (const s of sockets) s.destroy();
     }
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await waitFor('the held connections to be released', async () => {
+      return (await sessionsInTransaction(fx().db)) === 0;
+    });
     expect((await client.upload([{ name: 's', content: '1600004000000,1\n' }])).status).to.equal(
       200,
     );
@@ -112,10 +119,17 @@ describe('review findings', () => {
   });
 
   it('keeps serving devices after all of the above', async () => {
-    const client = new DeviceClient(fx().server, newDevice());
-    fx().clients.push(client);
-    expect((await client.upload([{ name: 's', content: '1600006000000,1\n' }])).status).to.equal(
-      403,
-    );
+    // A device bound now, and one bound before, both upload and are stored.
+    const { device, client } = await fx().boundDevice(uniqueName('after-all'));
+    const answer = await client.upload([{ name: 's', content: '1600006000000,1\n' }]);
+    expect(answer.status, answer.text).to.equal(200);
+    expect(answer.json).to.deep.include({ stored: 1, duplicates: 0 });
+    expect(await storedPoints(fx().db, fx().server, device, 's')).to.deep.equal([
+      [1600006000000, 1],
+    ]);
+    const stranger = new DeviceClient(fx().server, newDevice());
+    fx().clients.push(stranger);
+    const refused = await stranger.upload([{ name: 's', content: '1600006000000,1\n' }]);
+    expect(refused.status).to.equal(403);
   });
 });

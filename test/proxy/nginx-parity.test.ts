@@ -3,6 +3,7 @@ import {
   buildMultipart,
   DeviceClient,
   newDevice,
+  type Answer,
   type TestDevice,
 } from '../support/device-client.js';
 import { startFleetgate, type FleetgateProcess } from '../support/fleetgate-process.js';
@@ -117,14 +118,21 @@ describe('behind nginx: answers are the same as over a direct connection', funct
       notAfter: new Date(Date.now() - DAY_MS),
     });
     const [viaDirect, viaNginx] = await both(device, bind);
-    expect(viaDirect).to.deep.include({ status: 401 });
+    for (const answer of [viaDirect, viaNginx]) {
+      expect(answer).to.deep.include({ status: 401 });
+      expect((answer as { json: { code: string } }).json.code).to.equal('certificate_expired');
+    }
     expect(viaNginx).to.deep.equal(viaDirect);
   });
 
   it('binds, repeats the bind, uploads and re-uploads a bound device identically', async () => {
     const device = newDevice();
-    for (const step of [bind, bind, upload, upload]) {
+    const expected = ['bound', 'already_bound'];
+    for (const [i, step] of [bind, bind, upload, upload].entries()) {
       const [viaDirect, viaNginx] = await both(device, step);
+      expect(viaDirect).to.deep.include({ status: 200 });
+      if (i < 2)
+        expect((viaDirect as { json: { status: string } }).json.status).to.equal(expected[i]);
       expect(viaNginx).to.deep.equal(viaDirect);
     }
     const [first] = await both(device, upload);
@@ -151,22 +159,42 @@ describe('behind nginx: answers are the same as over a direct connection', funct
 
   it('refuses a bad bind body and a bad upload the same way both ways', async () => {
     const device = newDevice();
-    await both(device, bind);
-    const requests = [
-      (c: DeviceClient) => c.send('POST', '{"PSK": 5}', { 'content-type': 'application/json' }),
-      (c: DeviceClient) => c.send('POST', 'x', { 'content-type': 'text/plain' }),
-      (c: DeviceClient) => c.send('GET'),
-      (c: DeviceClient) => c.upload([{ name: 'temperature', content: 'not,a,number\n' }]),
-      (c: DeviceClient) => {
-        const { body } = buildMultipart([{ name: 'temperature', content: '1,2\n' }]);
-        return c.send('POST', body.subarray(0, body.length - 10), {
-          'content-type': 'multipart/form-data; boundary=nope',
-        });
-      },
+    // The refusals below are about the requests, not the device: it is bound both ways.
+    for (const answer of await both(device, bind)) {
+      expect(answer).to.deep.include({ status: 200 });
+      expect((answer as { json: { status: string } }).json.status).to.equal('bound');
+    }
+    const requests: Array<[number, string, (c: DeviceClient) => Promise<Answer>]> = [
+      [
+        400,
+        'invalid_bind_request',
+        (c) => c.send('POST', '{"PSK": 5}', { 'content-type': 'application/json' }),
+      ],
+      [415, 'unsupported_media_type', (c) => c.send('POST', 'x', { 'content-type': 'text/plain' })],
+      [400, 'invalid_line', (c) => c.upload([{ name: 'temperature', content: 'not,a,number\n' }])],
+      [
+        400,
+        'malformed_multipart',
+        (c) => {
+          const { body } = buildMultipart([{ name: 'temperature', content: '1,2\n' }]);
+          return c.send('POST', body.subarray(0, body.length - 10), {
+            'content-type': 'multipart/form-data; boundary=nope',
+          });
+        },
+      ],
     ];
-    for (const request of requests) {
+    for (const [status, code, request] of requests) {
       const [viaDirect, viaNginx] = await both(device, (c) => request(c).then(simplify));
+      for (const answer of [viaDirect, viaNginx]) {
+        expect(answer, code).to.deep.include({ status });
+        expect((answer as { json: { code: string } }).json.code).to.equal(code);
+      }
       expect(viaNginx).to.deep.equal(viaDirect);
     }
+    // A GET is the status of the device, the same both ways.
+    const [statusDirect, statusNginx] = await both(device, (c) => c.send('GET').then(simplify));
+    expect(statusDirect).to.deep.include({ status: 200 });
+    expect((statusDirect as { json: { status: string } }).json.status).to.equal('active');
+    expect(statusNginx).to.deep.equal(statusDirect);
   });
 });

@@ -36,6 +36,15 @@ export interface FleetgateProcess {
   stop(): Promise<void>;
 }
 
+/** How long a server may take to listen: generous, for a loaded machine. */
+const START_TIMEOUT_MS = 90_000;
+
+/** Servers still running; killed if the test process exits without stopping them. */
+const liveChildren = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of liveChildren) child.kill('SIGKILL');
+});
+
 /** Starts `fleetgate serve` as a real process on a free port and waits until it listens. */
 export async function startFleetgate(
   db: TestDatabase,
@@ -52,11 +61,18 @@ export async function startFleetgate(
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
+  liveChildren.add(child);
+  child.once('exit', () => liveChildren.delete(child));
   let output = '';
   child.stdout!.on('data', (chunk) => (output += String(chunk)));
   child.stderr!.on('data', (chunk) => (output += String(chunk)));
   const listening = await new Promise<{ port: number; socketPath?: string }>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 30_000);
+    // Generous: the machine running the suite may be loaded. A server that does not
+    // come up in time is killed, so that no orphan keeps its database or port.
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`server did not start within ${START_TIMEOUT_MS} ms:\n${output}`));
+    }, START_TIMEOUT_MS);
     const check = () => {
       const match = /"port":(\d+)[^\n]*fleetgate listening/.exec(output);
       const socket = /"socket":"([^"]+)"[^\n]*fleetgate listening/.exec(output);

@@ -4,6 +4,7 @@ import net from 'node:net';
 import path from 'node:path';
 import type { FleetgateProcess } from './fleetgate-process.js';
 import { REPO_ROOT } from './fleetgate-process.js';
+import { skipBecause } from './skip.js';
 
 export const NGINX_BIN = ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/local/bin/nginx'].find(
   (candidate) => fs.existsSync(candidate),
@@ -12,8 +13,7 @@ export const NGINX_BIN = ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/loca
 /** Skips the calling suite, saying why, on a machine without nginx (CI installs it). */
 export function skipUnlessNginx(suite: Mocha.Context): void {
   if (NGINX_BIN) return;
-  console.warn('    nginx is not installed (apt-get install nginx): skipping the nginx tests');
-  suite.skip();
+  skipBecause(suite, 'nginx is not installed (apt-get install nginx)');
 }
 
 export interface NginxFront {
@@ -37,8 +37,24 @@ export interface NginxFront {
  * environment, on a free port, under a prefix in `workDir`.
  */
 export async function startNginxFront(app: FleetgateProcess, workDir: string): Promise<NginxFront> {
+  // nginx cannot listen on port 0 and report the port it got: a free port is
+  // picked first, and when another process takes it in between (nginx exits
+  // with "Address already in use"), again with another one.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startNginxFrontOnce(app, workDir, await freePort());
+    } catch (err) {
+      if (attempt >= 5 || !/Address already in use/.test((err as Error).message)) throw err;
+    }
+  }
+}
+
+async function startNginxFrontOnce(
+  app: FleetgateProcess,
+  workDir: string,
+  port: number,
+): Promise<NginxFront> {
   if (!NGINX_BIN) throw new Error('nginx is not installed (apt-get install nginx)');
-  const port = await freePort();
   const prefix = fs.mkdtempSync(path.join(workDir, 'nginx-'));
   const env = {
     ...process.env,

@@ -4,18 +4,81 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import pg from 'pg';
 
 /**
  * A Postgres cluster of its own in a temporary directory, for tests that stop
  * and restart the database: the machine's own server is never touched.
  * initdb refuses to run as root, so as root it runs as the postgres user.
  */
-export const PG_BIN = '/usr/lib/postgresql/15/bin';
+export interface PostgresBinaries {
+  /** The directory with initdb and pg_ctl, when found. */
+  dir?: string;
+  /** Why none was found: every place that was looked at. */
+  reason?: string;
+}
 
-export function throwawayPostgresMissing(): string | null {
-  return fs.existsSync(path.join(PG_BIN, 'initdb')) && fs.existsSync(path.join(PG_BIN, 'pg_ctl'))
-    ? null
-    : `PostgreSQL server binaries not found in ${PG_BIN} (apt-get install postgresql-15)`;
+const hasServerBinaries = (dir: string) =>
+  fs.existsSync(path.join(dir, 'initdb')) && fs.existsSync(path.join(dir, 'pg_ctl'));
+
+/**
+ * Where the PostgreSQL server binaries are, whatever the version:
+ * `pg_config --bindir`, the directory of the running server's major version
+ * (Debian and RHEL layouts), then PATH.
+ */
+export async function findPostgresBinaries(): Promise<PostgresBinaries> {
+  const tried: string[] = [];
+  const candidates: Array<[string, () => string | Promise<string | undefined> | undefined]> = [
+    [
+      'pg_config --bindir',
+      () => execFileSync('pg_config', ['--bindir'], { stdio: 'pipe' }).toString().trim(),
+    ],
+  ];
+  for (const [how, find] of candidates) {
+    let dir: string | undefined;
+    try {
+      dir = await find();
+    } catch (err) {
+      tried.push(`${how}: ${(err as Error).message.split('\n')[0]}`);
+      continue;
+    }
+    if (!dir) continue;
+    if (hasServerBinaries(dir)) return { dir };
+    tried.push(`${how}: ${dir} has no initdb and pg_ctl`);
+  }
+  const major = await runningServerMajor().catch((err: Error) => {
+    tried.push(`the running server's version: ${err.message}`);
+    return undefined;
+  });
+  if (major) {
+    for (const dir of [`/usr/lib/postgresql/${major}/bin`, `/usr/pgsql-${major}/bin`]) {
+      if (hasServerBinaries(dir)) return { dir };
+      tried.push(`server version ${major}: ${dir} has no initdb and pg_ctl`);
+    }
+  }
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter).filter(Boolean)) {
+    if (hasServerBinaries(dir)) return { dir };
+  }
+  tried.push('PATH: no initdb and pg_ctl');
+  return {
+    reason: `PostgreSQL server binaries (initdb, pg_ctl) not found (apt-get install postgresql); tried ${tried.join('; ')}`,
+  };
+}
+
+/** The major version of the server DATABASE_URL names (where CI runs the suite). */
+async function runningServerMajor(): Promise<number | undefined> {
+  const url = process.env.DATABASE_URL;
+  if (!url) return undefined;
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ v: string }>(
+      "select current_setting('server_version_num') as v",
+    );
+    return Math.floor(Number(rows[0]!.v) / 10_000);
+  } finally {
+    await client.end();
+  }
 }
 
 export interface ThrowawayPostgres {
@@ -42,6 +105,8 @@ export async function freePort(): Promise<number> {
 }
 
 export async function createThrowawayPostgres(): Promise<ThrowawayPostgres> {
+  const { dir: PG_BIN, reason } = await findPostgresBinaries();
+  if (!PG_BIN) throw new Error(reason);
   const root = process.getuid?.() === 0;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-pg-'));
   fs.chmodSync(dir, 0o755);
