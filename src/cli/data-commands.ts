@@ -31,8 +31,10 @@ export const dataCommands: Record<
     if (args.limit === undefined) {
       const series: SeriesSummary[] = [];
       for await (const s of allSeries(db, fingerprint)) series.push(s);
-      // --json: the admin API's body, `{"series": [...]}`.
-      await printAs(out, args.json === true, { series }, () => seriesRows(series));
+      // --json: the admin API's body when everything fits one page.
+      await printAs(out, args.json === true, { series, nextCursor: null }, () =>
+        seriesRows(series),
+      );
       return;
     }
     const page = await listSeries(db, fingerprint, {

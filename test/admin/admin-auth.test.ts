@@ -121,7 +121,12 @@ describe('admin API: authentication and the OpenAPI document', () => {
       const doc = answer.json;
       expect(doc.openapi).to.match(/^3\./);
       // What the express app routes (its router stack), not the list the document is built from.
-      const served = servedAdminRoutes().filter((r) => r !== 'get /openapi.json');
+      // Health and metrics are for orchestrators and scrapers, documented in the README
+      // (Operating fleetgate), not API operations: they must be served, and only they are exempt.
+      const operational = ['get /livez', 'get /metrics', 'get /readyz'];
+      const all = servedAdminRoutes();
+      expect(all).to.include.members(operational);
+      const served = all.filter((r) => r !== 'get /openapi.json' && !operational.includes(r));
       expect(served.length).to.be.greaterThan(10);
       expect(documentedOperations(doc).sort()).to.deep.equal([...served].sort());
       // And the running server answers each of them: none is a 404 for the route itself or a 405.

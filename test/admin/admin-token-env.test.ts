@@ -1,3 +1,4 @@
+import { skipBecause } from '../support/skip.js';
 import { expect } from 'chai';
 import { AdminClient, useFleetgate } from '../support/admin-client.js';
 import { runCli } from '../support/fleetgate-process.js';
@@ -23,7 +24,11 @@ describe('admin-token reset while FLEETGATE_ADMIN_TOKEN is set', function () {
   });
 
   it('is refused by a running server on the embedded database that has it set, even if the CLI has not', async function () {
-    if (fg.db.url) this.skip(); // on PostgreSQL the CLI works on the database directly
+    if (fg.db.url)
+      skipBecause(
+        this,
+        'on PostgreSQL the CLI works on the database directly, not through a server',
+      );
     // The same command from a shell without the variable goes through the control socket.
     const reset = await runCli({ ...fg.server.env, FLEETGATE_ADMIN_TOKEN: '' }, [
       'admin-token',

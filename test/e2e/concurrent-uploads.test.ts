@@ -33,7 +33,8 @@ describe('concurrent uploads into one series', function () {
 
   before(async () => {
     db = await createTestDatabase();
-    server = await startFleetgate(db);
+    // N uploads of one device race below; the default cap of concurrent uploads is 4.
+    server = await startFleetgate(db, { FLEETGATE_MAX_CONCURRENT_UPLOADS_PER_DEVICE: '32' });
     clients = Array.from({ length: RACERS }, () => new DeviceClient(server, device));
     await bindDevice(server, clients[0]!);
   });

@@ -12,7 +12,11 @@ import {
 } from '../support/test-database.js';
 
 const MAX_SERIES = 5;
-const ENV = { FLEETGATE_MAX_SERIES_PER_DEVICE: String(MAX_SERIES) };
+const ENV = {
+  FLEETGATE_MAX_SERIES_PER_DEVICE: String(MAX_SERIES),
+  // 12 uploads of one device run at once below; the default cap of concurrent uploads is 4.
+  FLEETGATE_MAX_CONCURRENT_UPLOADS_PER_DEVICE: '16',
+};
 const MINUTE = 60_000;
 
 /** `count` lines one `stepMs` apart from `startMs`. */
@@ -326,7 +330,10 @@ describe('growth limits: partitions, timestamp floor, series cap, series pages',
       expect(rest.stdout).to.match(/^e\s+5\s/m);
       expect(rest.stdout).to.not.match(/next page/);
       const all = await server.cli(['series', 'list', device.fingerprint, '--json']);
-      expect(JSON.parse(all.stdout).map((s: { name: string }) => s.name)).to.deep.equal(names);
+      // --json prints the admin API's body: `{"series": [...]}`.
+      expect(JSON.parse(all.stdout).series.map((s: { name: string }) => s.name)).to.deep.equal(
+        names,
+      );
     });
   });
 });

@@ -1,3 +1,4 @@
+import { skipBecause } from '../support/skip.js';
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -40,7 +41,7 @@ describe('operate: the systemd unit in deploy/', () => {
   });
 
   it('passes systemd-analyze verify and scores OK on exposure', async function () {
-    if (!fs.existsSync(SYSTEMD_ANALYZE)) this.skip(); // systemd-analyze not installed
+    if (!fs.existsSync(SYSTEMD_ANALYZE)) skipBecause(this, `${SYSTEMD_ANALYZE} is not installed`);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-unit-'));
     try {
       fs.copyFileSync(UNIT, path.join(dir, 'fleetgate.service'));

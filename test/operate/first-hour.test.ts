@@ -1,3 +1,4 @@
+import { skipBecause } from '../support/skip.js';
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import net, { type AddressInfo } from 'node:net';
@@ -108,7 +109,7 @@ describe('first hour: the CLI beside a server on PostgreSQL', () => {
     db = await createTestDatabase();
     if (!db.url) {
       await db.drop();
-      this.skip(); // needs a server on PostgreSQL (DATABASE_URL)
+      skipBecause(this, 'needs a server on PostgreSQL (DATABASE_URL)');
     }
   });
   after(async () => db?.url && db.drop());
@@ -144,7 +145,7 @@ describe('first hour: the run note never stops a server on PostgreSQL', () => {
     db = await createTestDatabase();
     if (!db.url) {
       await db.drop();
-      this.skip(); // needs a server on PostgreSQL (DATABASE_URL)
+      skipBecause(this, 'needs a server on PostgreSQL (DATABASE_URL)');
     }
   });
   after(async () => db?.url && db.drop());

@@ -4,6 +4,7 @@
  * RSA-only suites, CCM and CCM-8, small fragments and records, chunked bodies,
  * ALPN offers fleetgate does not speak, and resumption (session ID, ticket).
  */
+import { skipBecause } from '../support/skip.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
@@ -65,7 +66,7 @@ for (const stack of ['mbedtls', 'wolfssl'] as const) {
       const missing = stackMissing(stack);
       if (missing) {
         // Only when the compiler or headers are missing (CI installs them).
-        this.skip();
+        skipBecause(this, `cannot build the ${stack} client: ${missing}`);
       }
       db = await createTestDatabase();
       server = await startFleetgate(db);
@@ -255,7 +256,8 @@ describe('device TLS stacks: resumption by session ticket', function () {
   let server: FleetgateProcess;
 
   before(async function () {
-    if (stackMissing('mbedtls') || stackMissing('wolfssl')) this.skip();
+    if (stackMissing('mbedtls') || stackMissing('wolfssl'))
+      skipBecause(this, 'the mbedTLS or wolfSSL client cannot be built here');
     db = await createTestDatabase();
     // No session cache: a resumption can only come from a ticket.
     server = await startFleetgate(db, { FLEETGATE_TLS_SESSION_CACHE_SIZE: '0' });

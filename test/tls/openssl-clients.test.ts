@@ -4,6 +4,7 @@
  * CBC only on opt-in, resumption by session ID and by ticket (-sess_out /
  * -sess_in), and ALPN offers fleetgate does not speak.
  */
+import { skipBecause } from '../support/skip.js';
 import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -159,7 +160,7 @@ describe('device TLS policy: openssl s_client and Python clients', function () {
     const python = await new Promise<boolean>((resolve) =>
       execFile('python3', ['--version'], (err) => resolve(!err)),
     );
-    if (!python) this.skip();
+    if (!python) skipBecause(this, 'python3 is not installed');
     const now = Date.now();
     const output = await new Promise<string>((resolve, reject) =>
       execFile(
