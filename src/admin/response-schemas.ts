@@ -59,7 +59,11 @@ export const Device = z
     id: z.number().int(),
     identity: z.string(),
     status: z.enum(['active', 'revoked', 'disabled']),
-    pskId: z.number().int(),
+    pskId: z.number().int().nullable().describe('null for a device enrolled by certificate chain'),
+    enrolledByCa: z
+      .string()
+      .nullable()
+      .describe('fingerprint of the CA that admitted a device enrolled by certificate chain'),
     boundAt: time,
     boundFrom: z.string().nullable(),
     lastSeenAt: nullableTime,
