@@ -58,9 +58,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .createTable('device_names')
     .addColumn('identity_id', 'integer', (c) => c.notNull().references('identities.id'))
     .addColumn('name', 'text', (c) => c.notNull())
-    .addColumn('status', 'text', (c) =>
-      c.notNull().check(sql`status in ('provisioned', 'active')`),
-    )
+    .addColumn('status', 'text', (c) => c.notNull().check(sql`status in ('provisioned', 'active')`))
     // Pre-registered by an admin (provision, devices preregister): once an
     // identity has any, only those names may enroll.
     .addColumn('preregistered', 'boolean', (c) => c.notNull().defaultTo(false))

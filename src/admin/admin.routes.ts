@@ -4,6 +4,7 @@ import { methodNotAllowed, unsupportedMediaType } from '../http/app-error.js';
 import { requireAdminToken } from './admin-auth.js';
 import { parseInput, type AdminContext, type AdminRoute } from './admin-route.js';
 import { auditRoutes } from './audit.handlers.js';
+import { authorityRoutes } from './authorities.handlers.js';
 import { deviceRoutes } from './devices.handlers.js';
 import { identityRoutes } from './identities.handlers.js';
 import { buildOpenApiDocument } from './openapi.js';
@@ -17,6 +18,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
   ...pskRoutes,
   ...deviceRoutes,
   ...rotationRoutes,
+  ...authorityRoutes,
   ...seriesRoutes,
   ...auditRoutes,
 ];

@@ -4,7 +4,7 @@ import { z } from 'zod';
  * The shapes of the admin API's answers, for the OpenAPI document (and for
  * the tests, which check real answers against them). Dates are ISO 8601.
  */
-const time = z.iso.datetime();
+export const time = z.iso.datetime();
 const nullableTime = time.nullable();
 
 export const Identity = z

@@ -27,9 +27,16 @@ import {
 import { exportSeries } from '../ingest/export.service.js';
 import { parseDuration } from '../psks/duration.js';
 import { issuePsk, listPsks, revokePsk } from '../psks/psk.service.js';
+import {
+  listAuthorities,
+  loadCrl,
+  removeAuthority,
+  trustAuthority,
+} from '../authorities/authority.service.js';
 import { dataCommands } from './data-commands.js';
 import {
   auditRows,
+  authorityRows,
   deviceDetails,
   deviceRows,
   identityDetails,
@@ -181,6 +188,47 @@ export const adminCommands: Record<string, AdminCommand> = {
       limit: optionalNumber(args, 'limit') ?? 100,
     });
     await show(out, args, page.events, () => auditRows(page.events));
+  },
+
+  async 'ca.trust'(db, args, out) {
+    const { status, authority } = await trustAuthority(
+      db,
+      str(args, 'identity'),
+      str(args, 'pem'),
+      CLI_ACTOR,
+    );
+    await writeOut(
+      out,
+      `${status === 'trusted' ? 'trusted' : 'already trusted'} CA ${authority.fingerprint} (${authority.subject}) for ${authority.identity}\n`,
+    );
+  },
+
+  async 'ca.list'(db, args, out) {
+    const authorities = await listAuthorities(db, str(args, 'identity'));
+    await show(out, args, authorities, () => authorityRows(authorities));
+  },
+
+  async 'ca.remove'(db, args, out) {
+    const authority = await removeAuthority(
+      db,
+      str(args, 'identity'),
+      str(args, 'fingerprint'),
+      CLI_ACTOR,
+    );
+    await writeOut(out, `removed CA ${authority.fingerprint} of ${authority.identity}\n`);
+  },
+
+  async 'ca.crl'(db, args, out) {
+    const { authority, revokedSerials } = await loadCrl(
+      db,
+      str(args, 'identity'),
+      str(args, 'crl'),
+      CLI_ACTOR,
+    );
+    await writeOut(
+      out,
+      `loaded CRL of ${authority.subject}: ${revokedSerials} revoked serial(s)\n`,
+    );
   },
 
   async 'admin-token.reset'(db, _args, out) {

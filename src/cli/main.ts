@@ -6,6 +6,8 @@ import { renderNginxConfig } from '../proxy/nginx-config.js';
 import { startServer } from '../server/serve.js';
 import { createLogger } from '../server/logger.js';
 import { writeDeviceCertificate } from '../tls/dev-certificates.js';
+import { createDeviceCa } from '../authorities/ca-certificates.js';
+import { readCertificateFile, writeCaFiles } from '../authorities/ca-files.js';
 import { runAdminCommand } from './admin-runner.js';
 import type { AdminArgs } from './admin-commands.js';
 
@@ -233,6 +235,50 @@ program
   .command('export <fingerprint> <series>')
   .description('print a series as epoch_ms,value lines, oldest first')
   .action((fingerprint: string, series: string) => admin('export', { fingerprint, series }));
+
+const ca = program
+  .command('ca')
+  .description("certificate authorities an identity's devices enroll by");
+ca.command('create <identity>')
+  .description(
+    'make a device CA (ECDSA P-256): writes DIR/ca.crt and DIR/ca.key (0600) and trusts ca.crt for the identity',
+  )
+  .requiredOption('--out <dir>', 'directory for ca.crt and ca.key (the key stays with the factory)')
+  .option('--name <cn>', 'common name of the CA (default: "<identity> device CA")')
+  .action(async (name: string, opts: { out: string; name?: string }) => {
+    const dir = path.resolve(opts.out);
+    const material = await createDeviceCa(opts.name ?? `${name} device CA`);
+    const written = writeCaFiles(dir, material);
+    try {
+      await admin('ca.trust', { identity: name, pem: material.certificatePem });
+    } catch (err) {
+      // Not registered: leave no CA behind that the server does not know.
+      written.remove();
+      throw err;
+    }
+    process.stdout.write(`certificate: ${written.certPath}\nkey:         ${written.keyPath}\n`);
+  });
+ca.command('trust <identity> <file>')
+  .description("register a manufacturer's root or intermediate CA certificate (PEM or DER)")
+  .action((name: string, file: string) =>
+    admin('ca.trust', { identity: name, pem: readCertificateFile(file) }),
+  );
+ca.command('list <identity>')
+  .description("list the identity's trusted CAs with fingerprint, subject, validity, CRL")
+  .option('--json', 'print JSON')
+  .action((name: string, opts: JsonOption) =>
+    admin('ca.list', { identity: name, json: opts.json }),
+  );
+ca.command('remove <identity> <fingerprint>')
+  .description('stop trusting a CA; devices it enrolled keep working')
+  .action((name: string, fingerprint: string) =>
+    admin('ca.remove', { identity: name, fingerprint }),
+  );
+ca.command('crl <identity> <file>')
+  .description("load a CRL (PEM or DER) of one of the identity's CAs")
+  .action((name: string, file: string) =>
+    admin('ca.crl', { identity: name, crl: readCertificateFile(file) }),
+  );
 
 const certs = program.command('certs').description('development certificates');
 certs

@@ -1,3 +1,4 @@
+import type { AuthorityView } from '../authorities/authority.service.js';
 import type { AuditEventRow } from '../audit/audit.repository.js';
 import type { DeviceView } from '../devices/device.service.js';
 import type { PendingRotationView } from '../devices/rotation.service.js';
@@ -121,4 +122,16 @@ export const seriesRows = (series: SeriesSummary[]) =>
   table(
     ['SERIES', 'POINTS', 'FIRST', 'LAST'],
     series.map((s) => [s.name, s.points, s.first, s.last]),
+  );
+
+export const authorityRows = (authorities: AuthorityView[]) =>
+  table(
+    ['FINGERPRINT', 'SUBJECT', 'NOT AFTER', 'CRL REVOKED', 'CRL NEXT UPDATE'],
+    authorities.map((a) => [
+      a.fingerprint,
+      a.subject,
+      a.notAfter,
+      a.revokedSerials,
+      a.crlNextUpdate ?? '-',
+    ]),
   );
