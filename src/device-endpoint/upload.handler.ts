@@ -2,6 +2,8 @@ import type { Request, Response } from 'express';
 import type { Kysely } from 'kysely';
 import type { Config } from '../config/config.js';
 import type { Database } from '../db/schema.js';
+import { enrollOnFirstContact } from '../authorities/first-contact.js';
+import { requireClientCertificate } from '../tls/client-certificate.js';
 import { requireActiveDevice } from '../devices/device-auth.js';
 import { ingestUpload } from '../ingest/ingest.service.js';
 import { multipartFileParts } from '../ingest/multipart-parts.js';
@@ -17,6 +19,8 @@ export async function handleUpload(
   req: Request,
   res: Response,
 ) {
+  // A device chained to a trusted CA enrolls with its first upload, in this same call.
+  await enrollOnFirstContact(db, req, requireClientCertificate(req));
   const { device } = await requireActiveDevice(db, req);
   // If anything fails mid-body, the rest of it is not worth reading: answer and close.
   res.setHeader('Connection', 'close');
