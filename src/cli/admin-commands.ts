@@ -33,6 +33,7 @@ import {
   removeAuthority,
   trustAuthority,
 } from '../authorities/authority.service.js';
+import { preregisterDevices } from '../authorities/preregistration.service.js';
 import { dataCommands } from './data-commands.js';
 import {
   auditRows,
@@ -229,6 +230,20 @@ export const adminCommands: Record<string, AdminCommand> = {
       out,
       `loaded CRL of ${authority.subject}: ${revokedSerials} revoked serial(s)\n`,
     );
+  },
+
+  async 'devices.preregister'(db, args, out) {
+    const macs = str(args, 'macs').split('\n').filter(Boolean);
+    const result = await preregisterDevices(db, str(args, 'identity'), macs, CLI_ACTOR, {
+      caFingerprint: args.caFingerprint === undefined ? undefined : str(args, 'caFingerprint'),
+      batch: args.batch === undefined ? undefined : str(args, 'batch'),
+    });
+    if (args.quiet !== true) {
+      await writeOut(
+        out,
+        `pre-registered ${result.created.length}, existing ${result.existing.length}\n`,
+      );
+    }
   },
 
   async 'admin-token.reset'(db, _args, out) {

@@ -1,4 +1,6 @@
+import fs from 'node:fs';
 import path from 'node:path';
+import cliProgress from 'cli-progress';
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig, type ConfigOverrides } from '../config/config.js';
 import { AppError } from '../http/app-error.js';
@@ -6,7 +8,9 @@ import { renderNginxConfig } from '../proxy/nginx-config.js';
 import { startServer } from '../server/serve.js';
 import { createLogger } from '../server/logger.js';
 import { writeDeviceCertificate } from '../tls/dev-certificates.js';
-import { createDeviceCa } from '../authorities/ca-certificates.js';
+import { createDeviceCa, parseCertificate, summarize } from '../authorities/ca-certificates.js';
+import { parseMacFile } from '../authorities/mac-address.js';
+import { loadCa, provisionBundles } from '../authorities/provision.js';
 import { readCertificateFile, writeCaFiles } from '../authorities/ca-files.js';
 import { runAdminCommand } from './admin-runner.js';
 import type { AdminArgs } from './admin-commands.js';
@@ -134,9 +138,20 @@ psk
   .description('revoke a PSK by id; devices already bound with it keep working')
   .action((id: string) => admin('psk.revoke', { id: positiveInt(id) }));
 
-program
-  .command('devices')
-  .description('list devices')
+const devices = program.command('devices').description('list and pre-register devices');
+devices
+  .command('preregister <identity>')
+  .description(
+    'pre-register device names (MACs) without issuing certificates, for devices with a vendor CA',
+  )
+  .requiredOption('--macs <file>', 'one MAC address per line')
+  .action((name: string, opts: { macs: string }) =>
+    admin('devices.preregister', {
+      identity: name,
+      macs: parseMacFile(fs.readFileSync(opts.macs, 'utf8')).join('\n'),
+    }),
+  );
+devices
   .command('list <identity>')
   .description("list an identity's devices: certificate, status, bound at, last seen")
   .option('--json', 'print JSON')
@@ -280,6 +295,66 @@ ca.command('crl <identity> <file>')
     admin('ca.crl', { identity: name, crl: readCertificateFile(file) }),
   );
 
+program
+  .command('provision <identity>')
+  .description(
+    'issue a certificate per MAC with the CA in --ca-dir and pre-register the MACs; rerunning creates nothing twice',
+  )
+  .requiredOption('--ca-dir <dir>', 'directory with ca.crt and ca.key (from fleetgate ca create)')
+  .requiredOption('--macs <file>', 'one MAC address per line')
+  .requiredOption('--out <dir>', 'where OUT/<mac>/ bundles and OUT/manifest.csv go')
+  .option('--csr-dir <dir>', 'sign <mac without colons>.csr from here; no keys are generated')
+  .option(
+    '--server-ca <file>',
+    'what devices trust to reach fleetgate (default: the development CA under FLEETGATE_CERTS_DIR)',
+  )
+  .option('--days <n>', 'certificate lifetime in days (default 3650)', positiveInt)
+  .action(
+    async (
+      name: string,
+      opts: {
+        caDir: string;
+        macs: string;
+        out: string;
+        csrDir?: string;
+        serverCa?: string;
+        days?: number;
+      },
+    ) => {
+      const macs = parseMacFile(fs.readFileSync(opts.macs, 'utf8'));
+      const config = loadConfig(process.env);
+      const serverCaFile = opts.serverCa ?? path.join(config.certsDir, 'dev-ca.crt');
+      if (!fs.existsSync(serverCaFile)) {
+        throw new Error(`${serverCaFile} does not exist: say what devices trust with --server-ca`);
+      }
+      const caDir = path.resolve(opts.caDir);
+      const caFingerprint = summarize(parseCertificate(loadCa(caDir).certPem)).fingerprint;
+      // Names first: a bundle never exists for a MAC the server would refuse.
+      await admin('devices.preregister', {
+        identity: name,
+        macs: macs.join('\n'),
+        caFingerprint,
+        batch: path.resolve(opts.out),
+        quiet: true,
+      });
+      const bar = progressBar(macs.length);
+      const rows = await provisionBundles({
+        macs,
+        caDir,
+        outDir: path.resolve(opts.out),
+        serverCaPem: fs.readFileSync(serverCaFile, 'utf8'),
+        csrDir: opts.csrDir ? path.resolve(opts.csrDir) : undefined,
+        days: opts.days ?? 3650,
+        onProgress: (done) => bar?.update(done),
+      });
+      bar?.stop();
+      const created = rows.filter((r) => r.status === 'provisioned').length;
+      process.stdout.write(
+        `provisioned ${created}, existing ${rows.length - created}; manifest: ${path.join(path.resolve(opts.out), 'manifest.csv')}\n`,
+      );
+    },
+  );
+
 const certs = program.command('certs').description('development certificates');
 certs
   .command('device')
@@ -308,6 +383,17 @@ program
 async function admin(command: string, args: AdminArgs, overrides: ConfigOverrides = {}) {
   const config = loadConfig(process.env, overrides);
   await runAdminCommand(config, createLogger(config.logLevel, 2), command, args);
+}
+
+/** A progress bar on a terminal only; scripts and CI logs get the summary line alone. */
+function progressBar(total: number): cliProgress.SingleBar | null {
+  if (!process.stderr.isTTY) return null;
+  const bar = new cliProgress.SingleBar(
+    { stream: process.stderr, format: 'provisioning [{bar}] {value}/{total} {eta_formatted}' },
+    cliProgress.Presets.shades_classic,
+  );
+  bar.start(total, 0);
+  return bar;
 }
 
 function positiveInt(value: string): number {
