@@ -5,8 +5,10 @@ import {
   removeAuthority,
   trustAuthority,
 } from '../authorities/authority.service.js';
+import { replaceDeviceCertificate } from '../authorities/replace-certificate.service.js';
+import { showDevice } from '../devices/device.service.js';
 import { adminRoute } from './admin-route.js';
-import { time } from './response-schemas.js';
+import { Device, time } from './response-schemas.js';
 
 const Authority = z
   .object({
@@ -31,6 +33,33 @@ const caParam = identityParam.extend({
 });
 
 export const authorityRoutes = [
+  adminRoute({
+    method: 'post',
+    path: '/v1/devices/:fingerprint/replace-cert',
+    summary:
+      "An admin's explicit renewal: the certificate becomes the device's, its others retire now; the device and its data stay",
+    tag: 'devices',
+    params: z.object({
+      fingerprint: z.string().describe('SHA-256 fingerprint of any certificate of the device'),
+    }),
+    body: z.strictObject({ certificate: z.string().describe('the new device certificate, PEM') }),
+    response: Device,
+    responses: {
+      200: 'the Device with its new certificate',
+      400: '`malformed_certificate`, `unacceptable_certificate`, `device_name_mismatch`',
+      404: 'no such device',
+      409: '`device_revoked`, `certificate_known`',
+    },
+    async handle({ db }, { params, body, actor }, _req, res) {
+      const result = await replaceDeviceCertificate(
+        db,
+        params.fingerprint,
+        body.certificate,
+        actor,
+      );
+      res.json(await showDevice(db, result.fingerprint));
+    },
+  }),
   adminRoute({
     method: 'get',
     path: '/v1/identities/:name/cas',

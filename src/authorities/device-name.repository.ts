@@ -89,3 +89,14 @@ export async function listNamesOfIdentity(
     .where('name', 'in', names)
     .execute();
 }
+
+export async function findNameOfDevice(
+  db: Kysely<Database>,
+  deviceId: number,
+): Promise<DeviceNameRow | undefined> {
+  return db
+    .selectFrom('device_names')
+    .selectAll()
+    .where('device_id', '=', deviceId)
+    .executeTakeFirst();
+}

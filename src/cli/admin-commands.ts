@@ -33,6 +33,7 @@ import {
   removeAuthority,
   trustAuthority,
 } from '../authorities/authority.service.js';
+import { replaceDeviceCertificate } from '../authorities/replace-certificate.service.js';
 import { preregisterDevices } from '../authorities/preregistration.service.js';
 import { dataCommands } from './data-commands.js';
 import {
@@ -244,6 +245,19 @@ export const adminCommands: Record<string, AdminCommand> = {
         `pre-registered ${result.created.length}, existing ${result.existing.length}\n`,
       );
     }
+  },
+
+  async 'device.replace-cert'(db, args, out) {
+    const result = await replaceDeviceCertificate(
+      db,
+      str(args, 'fingerprint'),
+      str(args, 'pem'),
+      CLI_ACTOR,
+    );
+    await writeOut(
+      out,
+      `device ${result.deviceId} of ${result.identity} now uses ${result.fingerprint}; its other certificates are retired\n`,
+    );
   },
 
   async 'admin-token.reset'(db, _args, out) {

@@ -175,6 +175,15 @@ device
     admin('device.revoke', { fingerprint, reason: opts.reason }),
   );
 
+device
+  .command('replace-cert <fingerprint> <file>')
+  .description(
+    "an admin's explicit renewal: FILE (PEM) becomes the device's certificate, the others retire now; the device and its data stay",
+  )
+  .action((fingerprint: string, file: string) =>
+    admin('device.replace-cert', { fingerprint, pem: fs.readFileSync(file, 'utf8') }),
+  );
+
 program
   .command('rotations')
   .description('pending certificate rotations')

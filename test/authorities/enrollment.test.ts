@@ -6,7 +6,6 @@ import path from 'node:path';
 import { curl } from '../support/curl.js';
 import { useFixture, uniqueName } from '../support/fixture.js';
 import { OpensslPki } from '../support/openssl-ca.js';
-import { queryTestDatabase } from '../support/test-database.js';
 
 /**
  * Enrollment by certificate chain, with no PSK (issue 11). The hierarchies
@@ -90,13 +89,11 @@ describe('enrollment by certificate chain', () => {
     const up = await upload(device, [inter], '1526292559214,95\n');
     expect(up.status, up.text).to.equal(200);
     expect(up.json.stored).to.equal(1);
-    const rows = await queryTestDatabase<{ psk_id: number | null; enrolled_by_ca: string }>(
-      fx().db,
-      `select d.psk_id, d.enrolled_by_ca from devices d join identities i on i.id = d.identity_id where i.name = $1`,
-      [identity],
-    );
-    expect(rows).to.have.length(1);
-    expect(rows[0].psk_id).to.equal(null);
+    // Through the CLI, so this runs on the embedded database too.
+    const shown = JSON.parse(await ok(['device', 'show', answer.json.fingerprint, '--json']));
+    expect(shown.identity).to.equal(identity);
+    expect(shown.pskId).to.equal(null);
+    expect(shown.enrolledByCa).to.match(/^[0-9a-f]{64}$/);
     const audit = await ok(['audit', identity, '--action', 'device.enrolled', '--json']);
     expect(JSON.parse(audit)).to.have.length(1);
   });
