@@ -19,7 +19,13 @@ export async function handleBind(
   const certificate = requireClientCertificate(req);
   if (isEnrollRequest(req.body)) {
     // `{}`: no PSK, the certificate chain is the credential.
-    const enrolled = await enrollOnFirstContact(db, req, certificate, true);
+    // Refused enrollments use up the same failure budget as refused binds.
+    const enrolled = await throttledBind(
+      throttles,
+      clientAddressOf(req) ?? 'unknown',
+      certificate.fingerprint,
+      () => enrollOnFirstContact(db, req, certificate, true),
+    );
     res.status(200).json({
       status: enrolled!.status,
       identity: enrolled!.identity,
