@@ -29,37 +29,34 @@ const Authority = z
 
 const identityParam = z.object({ name: z.string().describe('identity name') });
 const caParam = identityParam.extend({
-  fingerprint: z.string().describe('SHA-256 fingerprint of the CA certificate, 64 hex digits'),
+  caFingerprint: z.string().describe('SHA-256 fingerprint of the CA certificate, 64 hex digits'),
+});
+
+/** Listed before the device routes: the OpenAPI answer test revokes the device last. */
+export const replaceCertificateRoute = adminRoute({
+  method: 'post',
+  path: '/v1/devices/:fingerprint/replace-cert',
+  summary:
+    "An admin's explicit renewal: the certificate becomes the device's, its others retire now; the device and its data stay",
+  tag: 'devices',
+  params: z.object({
+    fingerprint: z.string().describe('SHA-256 fingerprint of any certificate of the device'),
+  }),
+  body: z.strictObject({ certificate: z.string().describe('the new device certificate, PEM') }),
+  response: Device,
+  responses: {
+    200: 'the Device with its new certificate',
+    400: '`malformed_certificate`, `unacceptable_certificate`, `device_name_mismatch`',
+    404: 'no such device',
+    409: '`device_revoked`, `certificate_known`',
+  },
+  async handle({ db }, { params, body, actor }, _req, res) {
+    const result = await replaceDeviceCertificate(db, params.fingerprint, body.certificate, actor);
+    res.json(await showDevice(db, result.fingerprint));
+  },
 });
 
 export const authorityRoutes = [
-  adminRoute({
-    method: 'post',
-    path: '/v1/devices/:fingerprint/replace-cert',
-    summary:
-      "An admin's explicit renewal: the certificate becomes the device's, its others retire now; the device and its data stay",
-    tag: 'devices',
-    params: z.object({
-      fingerprint: z.string().describe('SHA-256 fingerprint of any certificate of the device'),
-    }),
-    body: z.strictObject({ certificate: z.string().describe('the new device certificate, PEM') }),
-    response: Device,
-    responses: {
-      200: 'the Device with its new certificate',
-      400: '`malformed_certificate`, `unacceptable_certificate`, `device_name_mismatch`',
-      404: 'no such device',
-      409: '`device_revoked`, `certificate_known`',
-    },
-    async handle({ db }, { params, body, actor }, _req, res) {
-      const result = await replaceDeviceCertificate(
-        db,
-        params.fingerprint,
-        body.certificate,
-        actor,
-      );
-      res.json(await showDevice(db, result.fingerprint));
-    },
-  }),
   adminRoute({
     method: 'get',
     path: '/v1/identities/:name/cas',
@@ -97,22 +94,6 @@ export const authorityRoutes = [
   }),
   adminRoute({
     method: 'post',
-    path: '/v1/identities/:name/cas/:fingerprint/remove',
-    summary: 'Stop trusting a CA (devices it enrolled keep working)',
-    tag: 'certificate authorities',
-    params: caParam,
-    response: Authority,
-    responses: {
-      200: 'the removed CertificateAuthority',
-      404: '`ca_not_found`',
-      409: '`ca_belongs_to_other_identity`',
-    },
-    async handle({ db }, { params, actor }, _req, res) {
-      res.json(await removeAuthority(db, params.name, params.fingerprint, actor));
-    },
-  }),
-  adminRoute({
-    method: 'post',
     path: '/v1/identities/:name/crls',
     summary: "Load a CRL (PEM) of one of the identity's CAs; it replaces that CA's previous CRL",
     tag: 'certificate authorities',
@@ -127,6 +108,22 @@ export const authorityRoutes = [
     async handle({ db }, { params, body, actor }, _req, res) {
       const result = await loadCrl(db, params.name, body.crl, actor);
       res.json({ ca: result.authority, revokedSerials: result.revokedSerials });
+    },
+  }),
+  adminRoute({
+    method: 'post',
+    path: '/v1/identities/:name/cas/:caFingerprint/remove',
+    summary: 'Stop trusting a CA (devices it enrolled keep working)',
+    tag: 'certificate authorities',
+    params: caParam,
+    response: Authority,
+    responses: {
+      200: 'the removed CertificateAuthority',
+      404: '`ca_not_found`',
+      409: '`ca_belongs_to_other_identity`',
+    },
+    async handle({ db }, { params, actor }, _req, res) {
+      res.json(await removeAuthority(db, params.name, params.caFingerprint, actor));
     },
   }),
 ];
