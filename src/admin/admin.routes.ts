@@ -4,6 +4,7 @@ import { methodNotAllowed, unsupportedMediaType } from '../http/app-error.js';
 import { requireAdminToken } from './admin-auth.js';
 import { parseInput, type AdminContext, type AdminRoute } from './admin-route.js';
 import { auditRoutes } from './audit.handlers.js';
+import { authorityRoutes, replaceCertificateRoute } from './authorities.handlers.js';
 import { deviceRoutes } from './devices.handlers.js';
 import { identityRoutes } from './identities.handlers.js';
 import { buildOpenApiDocument } from './openapi.js';
@@ -15,8 +16,10 @@ import { seriesRoutes } from './series.handlers.js';
 export const ADMIN_ROUTES: readonly AdminRoute[] = [
   ...identityRoutes,
   ...pskRoutes,
+  replaceCertificateRoute,
   ...deviceRoutes,
   ...rotationRoutes,
+  ...authorityRoutes,
   ...seriesRoutes,
   ...auditRoutes,
 ];

@@ -4,7 +4,7 @@ import { z } from 'zod';
  * The shapes of the admin API's answers, for the OpenAPI document (and for
  * the tests, which check real answers against them). Dates are ISO 8601.
  */
-const time = z.iso.datetime();
+export const time = z.iso.datetime();
 const nullableTime = time.nullable();
 
 export const Identity = z
@@ -59,7 +59,11 @@ export const Device = z
     id: z.number().int(),
     identity: z.string(),
     status: z.enum(['active', 'revoked', 'disabled']),
-    pskId: z.number().int(),
+    pskId: z.number().int().nullable().describe('null for a device enrolled by certificate chain'),
+    enrolledByCa: z
+      .string()
+      .nullable()
+      .describe('fingerprint of the CA that admitted a device enrolled by certificate chain'),
     boundAt: time,
     boundFrom: z.string().nullable(),
     lastSeenAt: nullableTime,

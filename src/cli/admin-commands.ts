@@ -28,9 +28,18 @@ import { exportSeries } from '../ingest/export.service.js';
 import { parseDuration } from '../psks/duration.js';
 import { issuePsk, listPsks, revokePsk } from '../psks/psk.service.js';
 import { applyRetention, retentionPlan } from '../retention/retention.service.js';
+import {
+  listAuthorities,
+  loadCrl,
+  removeAuthority,
+  trustAuthority,
+} from '../authorities/authority.service.js';
+import { replaceDeviceCertificate } from '../authorities/replace-certificate.service.js';
+import { preregisterDevices } from '../authorities/preregistration.service.js';
 import { dataCommands } from './data-commands.js';
 import {
   auditRows,
+  authorityRows,
   deviceDetails,
   deviceRows,
   identityDetails,
@@ -187,6 +196,74 @@ export const adminCommands: Record<string, AdminCommand> = {
       limit: optionalNumber(args, 'limit') ?? 100,
     });
     await show(out, args, page, () => auditRows(page.events));
+  },
+
+  async 'ca.trust'(db, args, out) {
+    const { status, authority } = await trustAuthority(
+      db,
+      str(args, 'identity'),
+      str(args, 'pem'),
+      CLI_ACTOR,
+    );
+    await writeOut(
+      out,
+      `${status === 'trusted' ? 'trusted' : 'already trusted'} CA ${authority.fingerprint} (${authority.subject}) for ${authority.identity}\n`,
+    );
+  },
+
+  async 'ca.list'(db, args, out) {
+    const authorities = await listAuthorities(db, str(args, 'identity'));
+    await show(out, args, authorities, () => authorityRows(authorities));
+  },
+
+  async 'ca.remove'(db, args, out) {
+    const authority = await removeAuthority(
+      db,
+      str(args, 'identity'),
+      str(args, 'fingerprint'),
+      CLI_ACTOR,
+    );
+    await writeOut(out, `removed CA ${authority.fingerprint} of ${authority.identity}\n`);
+  },
+
+  async 'ca.crl'(db, args, out) {
+    const { authority, revokedSerials } = await loadCrl(
+      db,
+      str(args, 'identity'),
+      str(args, 'crl'),
+      CLI_ACTOR,
+    );
+    await writeOut(
+      out,
+      `loaded CRL of ${authority.subject}: ${revokedSerials} revoked serial(s)\n`,
+    );
+  },
+
+  async 'devices.preregister'(db, args, out) {
+    const macs = str(args, 'macs').split('\n').filter(Boolean);
+    const result = await preregisterDevices(db, str(args, 'identity'), macs, CLI_ACTOR, {
+      caFingerprint: args.caFingerprint === undefined ? undefined : str(args, 'caFingerprint'),
+      batch: args.batch === undefined ? undefined : str(args, 'batch'),
+    });
+    if (args.quiet !== true) {
+      await writeOut(
+        out,
+        `pre-registered ${result.created.length}, existing ${result.existing.length}\n`,
+      );
+    }
+  },
+
+  async 'device.replace-cert'(db, args, out) {
+    const result = await replaceDeviceCertificate(
+      db,
+      str(args, 'fingerprint'),
+      str(args, 'pem'),
+      CLI_ACTOR,
+    );
+    await writeOut(
+      out,
+      `device ${result.deviceId} of ${result.identity} now uses ${result.fingerprint}; its other certificates are retired\n`,
+    );
   },
 
   async 'admin-token.reset'(db, _args, out) {

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import cliProgress from 'cli-progress';
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig, type ConfigOverrides } from '../config/config.js';
 import { AppError } from '../http/app-error.js';
@@ -10,6 +11,10 @@ import { createLogger } from '../server/logger.js';
 import { writeDeviceCertificate } from '../tls/dev-certificates.js';
 import { rotateTicketKeyDir } from '../tls/ticket-keys.js';
 import { ticketKeyDirOf } from '../tls/tls-policy.js';
+import { createDeviceCa, parseCertificate, summarize } from '../authorities/ca-certificates.js';
+import { parseMacFile } from '../authorities/mac-address.js';
+import { loadCa, provisionBundles } from '../authorities/provision.js';
+import { readCertificateFile, writeCaFiles } from '../authorities/ca-files.js';
 import { runAdminCommand } from './admin-runner.js';
 import type { AdminArgs } from './admin-commands.js';
 
@@ -148,9 +153,20 @@ psk
   .description('revoke a PSK by id; devices already bound with it keep working')
   .action((id: string) => admin('psk.revoke', { id: positiveInt(id) }));
 
-program
-  .command('devices')
-  .description('list devices')
+const devices = program.command('devices').description('list and pre-register devices');
+devices
+  .command('preregister <identity>')
+  .description(
+    'pre-register device names (MACs) without issuing certificates, for devices with a vendor CA',
+  )
+  .requiredOption('--macs <file>', 'one MAC address per line')
+  .action((name: string, opts: { macs: string }) =>
+    admin('devices.preregister', {
+      identity: name,
+      macs: parseMacFile(fs.readFileSync(opts.macs, 'utf8')).join('\n'),
+    }),
+  );
+devices
   .command('list <identity>')
   .description("list an identity's devices: certificate, status, bound at, last seen")
   .option('--json', 'print JSON')
@@ -172,6 +188,15 @@ device
   .option('--reason <text>', 'why, kept in the audit log')
   .action((fingerprint: string, opts: { reason?: string }) =>
     admin('device.revoke', { fingerprint, reason: opts.reason }),
+  );
+
+device
+  .command('replace-cert <fingerprint> <file>')
+  .description(
+    "an admin's explicit renewal: FILE (PEM) becomes the device's certificate, the others retire now; the device and its data stay",
+  )
+  .action((fingerprint: string, file: string) =>
+    admin('device.replace-cert', { fingerprint, pem: fs.readFileSync(file, 'utf8') }),
   );
 
 program
@@ -269,6 +294,110 @@ program
   .description('print a series as epoch_ms,value lines, oldest first')
   .action((fingerprint: string, series: string) => admin('export', { fingerprint, series }));
 
+const ca = program
+  .command('ca')
+  .description("certificate authorities an identity's devices enroll by");
+ca.command('create <identity>')
+  .description(
+    'make a device CA (ECDSA P-256): writes DIR/ca.crt and DIR/ca.key (0600) and trusts ca.crt for the identity',
+  )
+  .requiredOption('--out <dir>', 'directory for ca.crt and ca.key (the key stays with the factory)')
+  .option('--name <cn>', 'common name of the CA (default: "<identity> device CA")')
+  .action(async (name: string, opts: { out: string; name?: string }) => {
+    const dir = path.resolve(opts.out);
+    const material = await createDeviceCa(opts.name ?? `${name} device CA`);
+    const written = writeCaFiles(dir, material);
+    try {
+      await admin('ca.trust', { identity: name, pem: material.certificatePem });
+    } catch (err) {
+      // Not registered: leave no CA behind that the server does not know.
+      written.remove();
+      throw err;
+    }
+    process.stdout.write(`certificate: ${written.certPath}\nkey:         ${written.keyPath}\n`);
+  });
+ca.command('trust <identity> <file>')
+  .description("register a manufacturer's root or intermediate CA certificate (PEM or DER)")
+  .action((name: string, file: string) =>
+    admin('ca.trust', { identity: name, pem: readCertificateFile(file) }),
+  );
+ca.command('list <identity>')
+  .description("list the identity's trusted CAs with fingerprint, subject, validity, CRL")
+  .option('--json', 'print JSON')
+  .action((name: string, opts: JsonOption) =>
+    admin('ca.list', { identity: name, json: opts.json }),
+  );
+ca.command('remove <identity> <fingerprint>')
+  .description('stop trusting a CA; devices it enrolled keep working')
+  .action((name: string, fingerprint: string) =>
+    admin('ca.remove', { identity: name, fingerprint }),
+  );
+ca.command('crl <identity> <file>')
+  .description("load a CRL (PEM or DER) of one of the identity's CAs")
+  .action((name: string, file: string) =>
+    admin('ca.crl', { identity: name, crl: readCertificateFile(file) }),
+  );
+
+program
+  .command('provision <identity>')
+  .description(
+    'issue a certificate per MAC with the CA in --ca-dir and pre-register the MACs; rerunning creates nothing twice',
+  )
+  .requiredOption('--ca-dir <dir>', 'directory with ca.crt and ca.key (from fleetgate ca create)')
+  .requiredOption('--macs <file>', 'one MAC address per line')
+  .requiredOption('--out <dir>', 'where OUT/<mac>/ bundles and OUT/manifest.csv go')
+  .option('--csr-dir <dir>', 'sign <mac without colons>.csr from here; no keys are generated')
+  .option(
+    '--server-ca <file>',
+    'what devices trust to reach fleetgate (default: the development CA under FLEETGATE_CERTS_DIR)',
+  )
+  .option('--days <n>', 'certificate lifetime in days (default 3650)', positiveInt)
+  .action(
+    async (
+      name: string,
+      opts: {
+        caDir: string;
+        macs: string;
+        out: string;
+        csrDir?: string;
+        serverCa?: string;
+        days?: number;
+      },
+    ) => {
+      const macs = parseMacFile(fs.readFileSync(opts.macs, 'utf8'));
+      const config = loadConfig(process.env);
+      const serverCaFile = opts.serverCa ?? path.join(config.certsDir, 'dev-ca.crt');
+      if (!fs.existsSync(serverCaFile)) {
+        throw new Error(`${serverCaFile} does not exist: say what devices trust with --server-ca`);
+      }
+      const caDir = path.resolve(opts.caDir);
+      const caFingerprint = summarize(parseCertificate(loadCa(caDir).certPem)).fingerprint;
+      // Names first: a bundle never exists for a MAC the server would refuse.
+      await admin('devices.preregister', {
+        identity: name,
+        macs: macs.join('\n'),
+        caFingerprint,
+        batch: path.resolve(opts.out),
+        quiet: true,
+      });
+      const bar = progressBar(macs.length);
+      const rows = await provisionBundles({
+        macs,
+        caDir,
+        outDir: path.resolve(opts.out),
+        serverCaPem: fs.readFileSync(serverCaFile, 'utf8'),
+        csrDir: opts.csrDir ? path.resolve(opts.csrDir) : undefined,
+        days: opts.days ?? 3650,
+        onProgress: (done) => bar?.update(done),
+      });
+      bar?.stop();
+      const created = rows.filter((r) => r.status === 'provisioned').length;
+      process.stdout.write(
+        `provisioned ${created}, existing ${rows.length - created}; manifest: ${path.join(path.resolve(opts.out), 'manifest.csv')}\n`,
+      );
+    },
+  );
+
 const certs = program.command('certs').description('development certificates');
 certs
   .command('device')
@@ -320,6 +449,17 @@ function packageVersion(): string {
   // dist/src/cli/main.js -> package.json at the package root.
   const file = fileURLToPath(new URL('../../../package.json', import.meta.url));
   return (JSON.parse(fs.readFileSync(file, 'utf8')) as { version: string }).version;
+}
+
+/** A progress bar on a terminal only; scripts and CI logs get the summary line alone. */
+function progressBar(total: number): cliProgress.SingleBar | null {
+  if (!process.stderr.isTTY) return null;
+  const bar = new cliProgress.SingleBar(
+    { stream: process.stderr, format: 'provisioning [{bar}] {value}/{total} {eta_formatted}' },
+    cliProgress.Presets.shades_classic,
+  );
+  bar.start(total, 0);
+  return bar;
 }
 
 function positiveInt(value: string): number {

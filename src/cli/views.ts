@@ -1,3 +1,4 @@
+import type { AuthorityView } from '../authorities/authority.service.js';
 import type { AuditEventRow } from '../audit/audit.repository.js';
 import type { DeviceView } from '../devices/device.service.js';
 import type { PendingRotationView } from '../devices/rotation.service.js';
@@ -67,7 +68,8 @@ export const deviceDetails = (d: DeviceView) =>
     ['device id', d.id],
     ['identity', d.identity],
     ['status', d.status],
-    ['psk id', d.pskId],
+    ['psk id', d.pskId ?? '-'],
+    ['enrolled by CA', d.enrolledByCa ?? '-'],
     ['bound at', d.boundAt],
     ['bound from', d.boundFrom],
     ['last seen', d.lastSeenAt],
@@ -136,3 +138,14 @@ export const retentionReport = (plan: RetentionPlan) => {
     ? `${rows}deleted ${total}\n`
     : `${rows}would delete ${total}; run again with --yes to delete them\n`;
 };
+export const authorityRows = (authorities: AuthorityView[]) =>
+  table(
+    ['FINGERPRINT', 'SUBJECT', 'NOT AFTER', 'CRL REVOKED', 'CRL NEXT UPDATE'],
+    authorities.map((a) => [
+      a.fingerprint,
+      a.subject,
+      a.notAfter,
+      a.revokedSerials,
+      a.crlNextUpdate ?? '-',
+    ]),
+  );

@@ -30,7 +30,10 @@ export interface PskTable {
 export interface DeviceTable {
   id: Generated<number>;
   identity_id: number;
-  psk_id: number;
+  /** The PSK it bound with; null for a device enrolled by certificate chain. */
+  psk_id: number | null;
+  /** Fingerprint of the trusted CA that admitted a device enrolled by certificate chain. */
+  enrolled_by_ca: ColumnType<string | null, string | null | undefined, string | null>;
   bound_at: CreatedAt;
   bound_from: string | null;
   last_seen_at: Date | null;
@@ -87,6 +90,40 @@ export interface PendingRotationTable {
   expires_at: Date;
 }
 
+/** A CA trusted by one identity: devices whose chain ends at it enroll without a PSK. */
+export interface CertificateAuthorityTable {
+  id: Generated<number>;
+  identity_id: number;
+  fingerprint: string;
+  subject: string;
+  issuer: string;
+  not_before: Date;
+  not_after: Date;
+  certificate_pem: string;
+  name_from: ColumnType<'cn', 'cn' | undefined, 'cn'>;
+  crl_this_update: ColumnType<Date | null, Date | null | undefined, Date | null>;
+  crl_next_update: ColumnType<Date | null, Date | null | undefined, Date | null>;
+  added_at: CreatedAt;
+}
+
+export interface CaRevokedSerialTable {
+  ca_id: number;
+  /** Lowercase hex, no leading zeros (as certificate-info reports serials). */
+  serial_number: string;
+  revoked_at: Date;
+}
+
+export type DeviceNameStatus = 'provisioned' | 'active';
+
+export interface DeviceNameTable {
+  identity_id: number;
+  name: string;
+  status: DeviceNameStatus;
+  preregistered: ColumnType<boolean, boolean | undefined, boolean>;
+  device_id: number | null;
+  created_at: CreatedAt;
+}
+
 export interface SeriesTable {
   id: Generated<number>;
   device_id: number;
@@ -127,6 +164,9 @@ export interface Database {
   device_certificates: DeviceCertificateTable;
   rotation_challenges: RotationChallengeTable;
   pending_rotations: PendingRotationTable;
+  certificate_authorities: CertificateAuthorityTable;
+  ca_revoked_serials: CaRevokedSerialTable;
+  device_names: DeviceNameTable;
   series: SeriesTable;
   points: PointTable;
   audit_events: AuditEventTable;

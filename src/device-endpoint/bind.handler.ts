@@ -1,5 +1,6 @@
 import type { Request, Response } from 'express';
 import type { Kysely } from 'kysely';
+import { enrollOnFirstContact } from '../authorities/first-contact.js';
 import { bindCertificate } from '../devices/binding.service.js';
 import type { Database } from '../db/schema.js';
 import { badRequest } from '../http/app-error.js';
@@ -17,6 +18,24 @@ export async function handleBind(
   res: Response,
 ) {
   const certificate = requireClientCertificate(req);
+  if (isEnrollRequest(req.body)) {
+    // `{}`: no PSK, the certificate chain is the credential.
+    // Refused enrollments use up the same failure budget as refused binds.
+    const enrolled = await throttledBind(
+      throttles,
+      clientAddressOf(req) ?? 'unknown',
+      certificate.fingerprint,
+      () => enrollOnFirstContact(db, req, certificate, true),
+    );
+    res.status(200).json({
+      status: enrolled!.status,
+      identity: enrolled!.identity,
+      name: enrolled!.name,
+      fingerprint: certificate.fingerprint,
+      boundAt: enrolled!.boundAt.toISOString(),
+    });
+    return;
+  }
   const address = clientAddressOf(req) ?? 'unknown';
   const result = await throttledBind(throttles, address, certificate.fingerprint, () =>
     bindCertificate(db, pskFromBody(req.body), certificate, clientAddressOf(req)),
@@ -28,6 +47,12 @@ export async function handleBind(
     fingerprint: certificate.fingerprint,
     boundAt: result.boundAt.toISOString(),
   });
+}
+
+function isEnrollRequest(body: unknown): boolean {
+  return (
+    !!body && typeof body === 'object' && !Array.isArray(body) && Object.keys(body).length === 0
+  );
 }
 
 function pskFromBody(body: unknown): string {

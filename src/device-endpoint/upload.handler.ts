@@ -2,6 +2,7 @@ import type { Request, Response } from 'express';
 import type { Kysely } from 'kysely';
 import type { Config } from '../config/config.js';
 import type { Database } from '../db/schema.js';
+import { enrollOnFirstContact } from '../authorities/first-contact.js';
 import { requireActiveDevice } from '../devices/device-auth.js';
 import { bodyGuardOptions, guardBody } from '../http/body-guard.js';
 import { continueIfExpected } from '../http/expect-continue.js';
@@ -30,6 +31,8 @@ export async function handleUpload(
   );
   let releaseDeviceSlot = () => {};
   try {
+    // A device chained to a trusted CA enrolls with its first upload, in this same call.
+    await enrollOnFirstContact(db, req, requireClientCertificate(req));
     const { device } = await requireActiveDevice(db, req);
     // If anything fails mid-body, the rest of it is not worth reading: answer and close.
     res.setHeader('Connection', 'close');

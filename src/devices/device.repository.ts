@@ -45,7 +45,9 @@ export async function findDeviceByFingerprint(
 
 export interface NewDevice {
   identityId: number;
-  pskId: number;
+  /** Null for a device enrolled by certificate chain (then enrolledByCa is set). */
+  pskId: number | null;
+  enrolledByCa?: string | null;
   boundFrom: string | null;
   certificate: CertificateFields;
 }
@@ -57,7 +59,12 @@ export async function insertDeviceWithCertificate(
 ): Promise<{ id: number; boundAt: Date }> {
   const { id, bound_at: boundAt } = await db
     .insertInto('devices')
-    .values({ identity_id: device.identityId, psk_id: device.pskId, bound_from: device.boundFrom })
+    .values({
+      identity_id: device.identityId,
+      psk_id: device.pskId,
+      enrolled_by_ca: device.enrolledByCa ?? null,
+      bound_from: device.boundFrom,
+    })
     .returning(['id', 'bound_at'])
     .executeTakeFirstOrThrow();
   const cert = device.certificate;

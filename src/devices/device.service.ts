@@ -55,7 +55,8 @@ export interface DeviceView {
   id: number;
   identity: string;
   status: 'active' | 'revoked' | 'disabled';
-  pskId: number;
+  pskId: number | null;
+  enrolledByCa: string | null;
   boundAt: Date;
   boundFrom: string | null;
   lastSeenAt: Date | null;
@@ -177,6 +178,7 @@ function deviceView(
     identity,
     status: device.revoked_at ? 'revoked' : identityDisabled ? 'disabled' : 'active',
     pskId: device.psk_id,
+    enrolledByCa: device.enrolled_by_ca,
     boundAt: device.bound_at,
     boundFrom: device.bound_from,
     lastSeenAt: device.last_seen_at,

@@ -13,6 +13,8 @@ export interface CertificateInfo {
   keyBits: number | null;
   rsaExponent: number | null;
   selfSigned: boolean;
+  /** The certificate's DER bytes (for chain verification). */
+  der: Buffer;
 }
 
 // Only the NIST curves get a size; any other curve is reported with keyBits null so that the
@@ -53,6 +55,7 @@ export function inspectCertificate(der: Buffer): CertificateInfo {
         : null,
     rsaExponent: isRsa ? safeExponent(details?.publicExponent) : null,
     selfSigned: key !== null && isSelfSigned(cert, key),
+    der: cert.raw,
   };
 }
 

@@ -47,3 +47,27 @@ export function requireClientCertificate(req: IncomingMessage, now = new Date())
   assertAcceptableDeviceCertificate(info, now);
   return info;
 }
+
+/**
+ * The certificates the client sent after its own in the TLS handshake (direct
+ * mode only; behind a proxy only the leaf is forwarded). Node links them by
+ * issuer in getPeerCertificate(true); the server's trust store is empty, so
+ * all of them come from the client.
+ */
+export function peerIntermediates(req: IncomingMessage): Buffer[] | null {
+  if (originOf(req).kind !== 'direct') return null;
+  const socket = req.socket as TLSSocket;
+  if (typeof socket.getPeerCertificate !== 'function') return null;
+  const leaf = socket.getPeerCertificate(true);
+  if (!leaf || !Buffer.isBuffer(leaf.raw)) return null;
+  const out: Buffer[] = [];
+  let current = leaf;
+  for (let i = 0; i < 10; i++) {
+    const next = current.issuerCertificate;
+    if (!next || next === current || !Buffer.isBuffer(next.raw) || next.raw.equals(current.raw))
+      break;
+    out.push(next.raw);
+    current = next;
+  }
+  return out;
+}

@@ -1,4 +1,9 @@
 import { expect } from 'chai';
+import { createHash, X509Certificate } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { OpensslPki } from '../support/openssl-ca.js';
 import { ADMIN_ROUTES } from '../../src/admin/admin.routes.js';
 import { AdminClient, boundDevice, useFleetgate } from '../support/admin-client.js';
 import { DeviceClient, newDevice } from '../support/device-client.js';
@@ -187,6 +192,19 @@ describe('admin API: answers match the documented schemas', () => {
       fingerprint: device.fingerprint,
       id: String(psks[0].id),
     };
+    // Issue 11: a CA (made with openssl) and its CRL, and a certificate to replace the device's.
+    const pki = new OpensslPki(fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-documented-')));
+    pki.root('documented-ca');
+    const caPem = fs.readFileSync(pki.file('documented-ca.crt'), 'utf8');
+    const crlPem = fs.readFileSync(pki.crl('documented-ca'), 'utf8');
+    values.caFingerprint = createHash('sha256')
+      .update(new X509Certificate(caPem).raw)
+      .digest('hex');
+    const bodies: Record<string, unknown> = {
+      '/v1/identities/:name/cas': { certificate: caPem },
+      '/v1/identities/:name/crls': { crl: crlPem },
+      '/v1/devices/:fingerprint/replace-cert': { certificate: newDevice().certPem },
+    };
     const doc = (await admin.get('/openapi.json')).json;
     let validated = 0;
     // Reads first, then the changes (revocations last, in declaration order).
@@ -202,7 +220,7 @@ describe('admin API: answers match the documented schemas', () => {
           ? { maxDevices: 20 }
           : route.method === 'post' && route.path === '/v1/identities'
             ? { name: 'second' }
-            : undefined;
+            : bodies[route.path];
       const answer = await admin.send(method, `${path}${query}`, body);
       const label = `${method} ${route.path}`;
       expect(answer.status, `${label}: ${answer.text}`).to.be.oneOf([200, 201, 202]);

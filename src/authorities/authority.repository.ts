@@ -1,0 +1,114 @@
+import { sql, type Kysely, type Selectable } from 'kysely';
+import type { CertificateAuthorityTable, Database } from '../db/schema.js';
+
+export type AuthorityRow = Selectable<CertificateAuthorityTable>;
+
+export interface NewAuthority {
+  identityId: number;
+  fingerprint: string;
+  subject: string;
+  issuer: string;
+  notBefore: Date;
+  notAfter: Date;
+  certificatePem: string;
+}
+
+export async function insertAuthority(
+  db: Kysely<Database>,
+  ca: NewAuthority,
+): Promise<AuthorityRow> {
+  return db
+    .insertInto('certificate_authorities')
+    .values({
+      identity_id: ca.identityId,
+      fingerprint: ca.fingerprint,
+      subject: ca.subject,
+      issuer: ca.issuer,
+      not_before: ca.notBefore,
+      not_after: ca.notAfter,
+      certificate_pem: ca.certificatePem,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+export async function findAuthorityByFingerprint(
+  db: Kysely<Database>,
+  fingerprint: string,
+): Promise<AuthorityRow | undefined> {
+  return db
+    .selectFrom('certificate_authorities')
+    .selectAll()
+    .where('fingerprint', '=', fingerprint)
+    .executeTakeFirst();
+}
+
+export async function listAuthoritiesOfIdentity(
+  db: Kysely<Database>,
+  identityId: number,
+): Promise<(AuthorityRow & { revokedSerials: number })[]> {
+  return db
+    .selectFrom('certificate_authorities as a')
+    .selectAll('a')
+    .select((eb) =>
+      eb
+        .selectFrom('ca_revoked_serials as r')
+        .whereRef('r.ca_id', '=', 'a.id')
+        .select(sql<number>`count(*)::int`.as('n'))
+        .as('revokedSerials'),
+    )
+    .where('a.identity_id', '=', identityId)
+    .orderBy('a.id')
+    .execute() as Promise<(AuthorityRow & { revokedSerials: number })[]>;
+}
+
+/** Every trust anchor of every identity: the candidates a presented chain may end at. */
+export async function listAllAuthorities(db: Kysely<Database>): Promise<AuthorityRow[]> {
+  return db.selectFrom('certificate_authorities').selectAll().orderBy('id').execute();
+}
+
+export async function deleteAuthority(db: Kysely<Database>, id: number): Promise<void> {
+  await db.deleteFrom('certificate_authorities').where('id', '=', id).execute();
+}
+
+/** Replaces the CA's revoked serials with those of a newer CRL. */
+export async function replaceRevokedSerials(
+  db: Kysely<Database>,
+  caId: number,
+  crl: { thisUpdate: Date; nextUpdate: Date | null },
+  serials: { serialNumber: string; revokedAt: Date }[],
+): Promise<void> {
+  await db.deleteFrom('ca_revoked_serials').where('ca_id', '=', caId).execute();
+  for (let i = 0; i < serials.length; i += 1000) {
+    await db
+      .insertInto('ca_revoked_serials')
+      .values(
+        serials.slice(i, i + 1000).map((s) => ({
+          ca_id: caId,
+          serial_number: s.serialNumber,
+          revoked_at: s.revokedAt,
+        })),
+      )
+      .onConflict((oc) => oc.doNothing())
+      .execute();
+  }
+  await db
+    .updateTable('certificate_authorities')
+    .set({ crl_this_update: crl.thisUpdate, crl_next_update: crl.nextUpdate })
+    .where('id', '=', caId)
+    .execute();
+}
+
+export async function revokedSerialsAmong(
+  db: Kysely<Database>,
+  caIds: number[],
+  serials: string[],
+): Promise<{ caId: number; serialNumber: string }[]> {
+  if (caIds.length === 0 || serials.length === 0) return [];
+  return db
+    .selectFrom('ca_revoked_serials')
+    .select(['ca_id as caId', 'serial_number as serialNumber'])
+    .where('ca_id', 'in', caIds)
+    .where('serial_number', 'in', serials)
+    .execute();
+}

@@ -1,0 +1,154 @@
+import { AppError } from '../http/app-error.js';
+import type { AuthorityRow } from './authority.repository.js';
+import { caProblem, normaliseSerial } from './ca-certificates.js';
+import { x509 } from './x509.js';
+
+/** How deep a presented chain may go (leaf, intermediates) before the anchor. */
+const MAX_DEPTH = 8;
+
+export interface VerifiedChain {
+  anchor: AuthorityRow;
+  leaf: x509.X509Certificate;
+  /** Leaf first, then the intermediates up to (not including) the anchor. */
+  path: x509.X509Certificate[];
+  /** (CA fingerprint, serial) pairs whose revocation must be checked against loaded CRLs. */
+  revocationChecks: { issuerCaId: number | null; issuer: x509.X509Certificate; serial: string }[];
+}
+
+const refuse = (status: number, code: string, message: string, details?: Record<string, unknown>) =>
+  new AppError(status, code, message, details);
+
+async function signedBy(
+  cert: x509.X509Certificate,
+  issuer: x509.X509Certificate,
+): Promise<boolean> {
+  if (cert.issuer !== issuer.subject) return false;
+  try {
+    return await cert.verify({ publicKey: issuer.publicKey, signatureOnly: true });
+  } catch {
+    return false;
+  }
+}
+
+function isSelfSigned(cert: x509.X509Certificate): boolean {
+  return cert.subject === cert.issuer;
+}
+
+/**
+ * Builds and checks the path from the presented leaf, through the presented
+ * intermediates, to a trusted CA: signatures, validity of every certificate,
+ * CA:TRUE, keyCertSign and path length of every issuer. Revocation is checked
+ * by the caller against the CRLs in the database (`revocationChecks`).
+ */
+export async function verifyChain(
+  leafDer: Buffer,
+  presented: Buffer[],
+  anchors: AuthorityRow[],
+  now = new Date(),
+): Promise<VerifiedChain> {
+  const leaf = new x509.X509Certificate(new Uint8Array(leafDer));
+  const intermediates = presented.map((der) => new x509.X509Certificate(new Uint8Array(der)));
+  const anchorCerts = anchors.map((row) => ({
+    row,
+    cert: new x509.X509Certificate(row.certificate_pem),
+  }));
+
+  const path: x509.X509Certificate[] = [leaf];
+  let anchor: { row: AuthorityRow; cert: x509.X509Certificate } | undefined;
+  for (let depth = 0; depth < MAX_DEPTH && !anchor; depth++) {
+    const current = path[path.length - 1];
+    for (const candidate of anchorCerts) {
+      if (await signedBy(current, candidate.cert)) {
+        anchor = candidate;
+        break;
+      }
+    }
+    if (anchor) break;
+    let next: x509.X509Certificate | undefined;
+    for (const candidate of intermediates) {
+      if (path.some((c) => c.equal(candidate))) continue;
+      if (await signedBy(current, candidate)) {
+        next = candidate;
+        break;
+      }
+    }
+    if (!next) {
+      if (isSelfSigned(current)) {
+        throw refuse(
+          403,
+          'ca_untrusted',
+          `the certificate chain ends at "${current.subject}", a CA no identity trusts here; ` +
+            'an administrator must register it first (fleetgate ca trust)',
+          { root: current.subject },
+        );
+      }
+      throw refuse(
+        403,
+        'chain_incomplete',
+        `no trusted CA issued "${current.subject}" and the device did not send its issuer ` +
+          `"${current.issuer}": send the intermediate CA certificates after the device certificate ` +
+          'in the TLS handshake, or have the issuing CA trusted (fleetgate ca trust)',
+        { missingIssuer: current.issuer },
+      );
+    }
+    path.push(next);
+  }
+  if (!anchor) {
+    throw refuse(403, 'chain_incomplete', `the certificate chain is longer than ${MAX_DEPTH}`);
+  }
+
+  // Validity of every certificate, the anchor included.
+  for (const cert of [...path, anchor.cert]) {
+    if (cert.notBefore.getTime() > now.getTime() || cert.notAfter.getTime() < now.getTime()) {
+      const expired = cert.notAfter.getTime() < now.getTime();
+      throw refuse(
+        403,
+        'chain_invalid',
+        `${cert === leaf ? 'the device certificate' : `the CA certificate "${cert.subject}"`} ` +
+          (expired
+            ? `expired on ${cert.notAfter.toISOString()}`
+            : `is not valid before ${cert.notBefore.toISOString()}`),
+        { certificate: cert.subject, reason: expired ? 'expired' : 'not_yet_valid' },
+      );
+    }
+  }
+  const leafBc = leaf.getExtension(x509.BasicConstraintsExtension);
+  if (leafBc?.ca) {
+    throw refuse(403, 'chain_invalid', 'the device certificate is a CA certificate (CA:TRUE)', {
+      certificate: leaf.subject,
+      reason: 'leaf_is_ca',
+    });
+  }
+  // Issuers: path[1..] then the anchor. Issuer i has i intermediates below it.
+  const issuers = [...path.slice(1), anchor.cert];
+  issuers.forEach((issuer, index) => {
+    const problem = caProblem(issuer);
+    if (problem) {
+      throw refuse(
+        403,
+        'chain_invalid',
+        `"${issuer.subject}" may not issue certificates: ${problem}`,
+        {
+          certificate: issuer.subject,
+          reason: 'not_a_ca',
+        },
+      );
+    }
+    const pathLength = issuer.getExtension(x509.BasicConstraintsExtension)?.pathLength;
+    if (pathLength !== undefined && index > pathLength) {
+      throw refuse(
+        403,
+        'chain_invalid',
+        `"${issuer.subject}" allows ${pathLength} intermediate CA(s) below it, the chain has ${index}`,
+        { certificate: issuer.subject, reason: 'path_length_exceeded' },
+      );
+    }
+  });
+
+  const revocationChecks = path.map((cert, i) => ({
+    issuerCaId: i === path.length - 1 ? anchor.row.id : null,
+    issuer: i === path.length - 1 ? anchor.cert : path[i + 1],
+    serial: normaliseSerial(cert.serialNumber),
+  }));
+  return { anchor: anchor.row, leaf, path, revocationChecks };
+}

@@ -1,0 +1,202 @@
+import type { Kysely } from 'kysely';
+import { insertAuditEvent } from '../audit/audit.repository.js';
+import type { Database } from '../db/schema.js';
+import { isUniqueViolation } from '../db/errors.js';
+import { AppError, conflict, forbidden } from '../http/app-error.js';
+import { lockIdentity } from '../identities/identity.repository.js';
+import type { CertificateInfo } from '../tls/certificate-info.js';
+import {
+  countLiveDevices,
+  findDeviceByFingerprint,
+  insertDeviceWithCertificate,
+} from '../devices/device.repository.js';
+import { dropPendingRotationsOfCertificate } from '../devices/rotation.service.js';
+import { listAllAuthorities, revokedSerialsAmong } from './authority.repository.js';
+import { commonNameOf } from './ca-certificates.js';
+import { verifyChain } from './chain.js';
+import {
+  activateName,
+  findNameForUpdate,
+  identityHasPreregisteredNames,
+} from './device-name.repository.js';
+import { fingerprintOf } from '../tls/certificate-info.js';
+
+export interface PresentedChain {
+  certificate: CertificateInfo;
+  leafDer: Buffer;
+  /** What the device sent after its certificate in the TLS handshake. */
+  intermediates: Buffer[];
+}
+
+export interface EnrollResult {
+  status: 'enrolled' | 'already_bound';
+  deviceId: number;
+  identity: string;
+  name: string;
+  boundAt: Date;
+}
+
+interface EnrollContext {
+  identityId: number | null;
+  caFingerprint: string | null;
+  name: string | null;
+}
+
+/**
+ * Enrolls a device whose certificate chains to a CA trusted by an identity,
+ * in one transaction: chain, revocation, the identity's pre-registered names,
+ * the anti-hijack rule by name and the identity's device limit (the identity
+ * row lock serialises concurrent enrollments). Refusals are audited.
+ */
+export async function enrollByChain(
+  db: Kysely<Database>,
+  chain: PresentedChain,
+  remoteAddress: string | null,
+): Promise<EnrollResult> {
+  const context: EnrollContext = { identityId: null, caFingerprint: null, name: null };
+  try {
+    const anchors = await listAllAuthorities(db);
+    const verified = await verifyChain(chain.leafDer, chain.intermediates, anchors);
+    context.identityId = verified.anchor.identity_id;
+    context.caFingerprint = verified.anchor.fingerprint;
+    // Revocation: each certificate against the CRL of its issuer, when that issuer is a registered CA.
+    const byFingerprint = new Map(anchors.map((a) => [a.fingerprint, a]));
+    for (const check of verified.revocationChecks) {
+      const ca = byFingerprint.get(fingerprintOf(Buffer.from(check.issuer.rawData)));
+      if (!ca) continue;
+      const revoked = await revokedSerialsAmong(db, [ca.id], [check.serial]);
+      if (revoked.length > 0) {
+        throw forbidden(
+          'certificate_revoked_by_ca',
+          `serial ${check.serial} was revoked by its CA "${ca.subject}" (CRL): this certificate can no longer enroll`,
+        );
+      }
+    }
+    const name = commonNameOf(verified.leaf);
+    if (!name) {
+      throw forbidden(
+        'device_name_missing',
+        'the device certificate must carry exactly one subject CN: it is the device name',
+      );
+    }
+    context.name = name;
+    const attempt = () =>
+      db
+        .transaction()
+        .execute((trx) =>
+          enrollInTransaction(
+            trx,
+            chain.certificate,
+            verified.anchor.identity_id,
+            verified.anchor.fingerprint,
+            name,
+            remoteAddress,
+          ),
+        );
+    try {
+      return await attempt();
+    } catch (err) {
+      if (isUniqueViolation(err)) return await attempt();
+      throw err;
+    }
+  } catch (err) {
+    if (err instanceof AppError && err.status < 500) {
+      await insertAuditEvent(db, {
+        action: 'device.enroll_refused',
+        actor: 'device',
+        identityId: context.identityId,
+        fingerprint: chain.certificate.fingerprint,
+        remoteAddress,
+        details: {
+          code: err.code,
+          reason: err.message,
+          ca: context.caFingerprint,
+          name: context.name,
+        },
+      }).catch(() => undefined);
+    }
+    throw err;
+  }
+}
+
+async function enrollInTransaction(
+  trx: Kysely<Database>,
+  certificate: CertificateInfo,
+  identityId: number,
+  caFingerprint: string,
+  name: string,
+  remoteAddress: string | null,
+): Promise<EnrollResult> {
+  const identity = await lockIdentity(trx, identityId);
+  if (identity.disabled_at)
+    throw forbidden('identity_disabled', 'the identity of this CA is disabled');
+  const existing = await findDeviceByFingerprint(trx, certificate.fingerprint);
+  if (existing) {
+    if (existing.identityId !== identityId) {
+      throw conflict(
+        'certificate_bound_elsewhere',
+        'certificate is already bound to another identity',
+      );
+    }
+    if (existing.revokedAt) throw forbidden('device_revoked', 'this device has been revoked');
+    return {
+      status: 'already_bound',
+      deviceId: existing.deviceId,
+      identity: identity.name,
+      name,
+      boundAt: existing.boundAt,
+    };
+  }
+  const nameRow = await findNameForUpdate(trx, identityId, name);
+  if (nameRow?.status === 'active') {
+    throw conflict(
+      'device_name_taken',
+      `device name ${name} is already in use by another certificate; renew through the device's rotation or an admin's fleetgate device replace-cert`,
+    );
+  }
+  if (!nameRow?.preregistered && (await identityHasPreregisteredNames(trx, identityId))) {
+    throw forbidden(
+      'device_not_preregistered',
+      `device name ${name} (the certificate's CN) is not pre-registered for this identity`,
+    );
+  }
+  if (
+    identity.max_devices !== null &&
+    (await countLiveDevices(trx, identityId)) >= identity.max_devices
+  ) {
+    throw forbidden(
+      'identity_device_limit',
+      `identity ${identity.name} has reached its limit of ${identity.max_devices} devices`,
+    );
+  }
+  const created = await insertDeviceWithCertificate(trx, {
+    identityId,
+    pskId: null,
+    enrolledByCa: caFingerprint,
+    boundFrom: remoteAddress,
+    certificate,
+  });
+  await activateName(trx, identityId, name, created.id);
+  await dropPendingRotationsOfCertificate(trx, certificate.fingerprint, remoteAddress);
+  await insertAuditEvent(trx, {
+    action: 'device.enrolled',
+    actor: 'device',
+    identityId,
+    deviceId: created.id,
+    fingerprint: certificate.fingerprint,
+    remoteAddress,
+    details: {
+      name,
+      ca: caFingerprint,
+      subject: certificate.subject,
+      serialNumber: certificate.serialNumber,
+    },
+  });
+  return {
+    status: 'enrolled',
+    deviceId: created.id,
+    identity: identity.name,
+    name,
+    boundAt: created.boundAt,
+  };
+}

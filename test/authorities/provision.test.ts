@@ -1,0 +1,249 @@
+import { expect } from 'chai';
+import { execFileSync } from 'node:child_process';
+import { createHash, X509Certificate } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { normaliseMac, parseMacFile } from '../../src/authorities/mac-address.js';
+import { curl } from '../support/curl.js';
+import { useFixture, uniqueName } from '../support/fixture.js';
+
+describe('MAC addresses', () => {
+  it('normalises the three forms and reports bad lines with their numbers', () => {
+    for (const form of ['44:8A:5B:9C:70:93', '448a5b9c7093', '44-8a-5b-9c-70-93']) {
+      expect(normaliseMac(form)).to.equal('44:8a:5b:9c:70:93');
+    }
+    expect(normaliseMac('44:8a:5b:9c:70')).to.equal(null);
+    expect(normaliseMac('44:8a-5b:9c:70:93')).to.equal(null);
+    expect(parseMacFile('# batch 7\n448A5B9C7093\n\n44:8a:5b:9c:70:93\r\n')).to.deep.equal([
+      '44:8a:5b:9c:70:93',
+    ]);
+    expect(() => parseMacFile('448a5b9c7093\nnope\n44:8a\n')).to.throw(/line 2: "nope".*line 3/);
+  });
+});
+
+describe('fleetgate provision: from the factory line to the field', () => {
+  const fx = useFixture();
+  let work: string;
+  before(() => {
+    work = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-provision-'));
+  });
+  after(() => fs.rmSync(work, { recursive: true, force: true }));
+
+  const ok = async (args: string[]) => {
+    const r = await fx().server.cli(args);
+    if (r.code !== 0) throw new Error(`fleetgate ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+  const url = () => `https://localhost:${fx().server.port}/device_endpoint`;
+  const fp = (pem: string) =>
+    createHash('sha256').update(new X509Certificate(pem).raw).digest('hex');
+  const manifest = (out: string) =>
+    fs
+      .readFileSync(path.join(out, 'manifest.csv'), 'utf8')
+      .trim()
+      .split('\n')
+      .slice(1)
+      .map((line) => line.split(','));
+
+  it('provisions a file of MACs; a bundle uploads with curl; a rerun creates nothing twice', async () => {
+    const identity = uniqueName('factory');
+    const caDir = path.join(work, `${identity}-ca`);
+    const out = path.join(work, `${identity}-out`);
+    await ok(['identity', 'create', identity]);
+    await ok(['ca', 'create', identity, '--out', caDir]);
+    expect(fs.statSync(path.join(caDir, 'ca.key')).mode & 0o777).to.equal(0o600);
+    const macs = path.join(work, `${identity}.txt`);
+    fs.writeFileSync(macs, '44:8A:5B:9C:70:93\n448a5b9c7094\n44-8a-5b-9c-70-95\n');
+    const serverCa = path.join(work, 'server-ca.pem');
+    fs.writeFileSync(serverCa, fx().server.caPem);
+    const args = ['provision', identity, '--ca-dir', caDir, '--macs', macs, '--out', out];
+    const first = await ok([...args, '--server-ca', serverCa]);
+    expect(first).to.contain('provisioned 3, existing 0');
+    const rows = manifest(out);
+    expect(rows.map((r) => [r[0], r[3]])).to.deep.equal([
+      ['44:8a:5b:9c:70:93', 'provisioned'],
+      ['44:8a:5b:9c:70:94', 'provisioned'],
+      ['44:8a:5b:9c:70:95', 'provisioned'],
+    ]);
+    const bundle = path.join(out, '448a5b9c7093');
+    expect(fs.readdirSync(bundle).sort()).to.deep.equal([
+      'ca.crt',
+      'device.crt',
+      'device.key',
+      'server-ca.crt',
+    ]);
+    expect(fs.statSync(path.join(bundle, 'device.key')).mode & 0o777).to.equal(0o600);
+    const deviceCrt = fs.readFileSync(path.join(bundle, 'device.crt'), 'utf8');
+    expect(new X509Certificate(deviceCrt).subject).to.equal('CN=44:8a:5b:9c:70:93');
+    expect(rows[0][1]).to.equal(fp(deviceCrt));
+    expect(new Date(rows[0][2]).getTime()).to.equal(
+      new Date(new X509Certificate(deviceCrt).validTo).getTime(),
+    );
+
+    const points = path.join(work, 'points.csv');
+    fs.writeFileSync(points, '1526292559214,95\n1526292559839,96\n');
+    const tls = [
+      '--cacert',
+      path.join(bundle, 'server-ca.crt'),
+      '--cert',
+      path.join(bundle, 'device.crt'),
+      '--key',
+      path.join(bundle, 'device.key'),
+    ];
+    const up = await curl([...tls, '-F', `hr_measurement=@${points};type=text/plain`, url()]);
+    expect(up.status, up.text).to.equal(200);
+    expect(up.json.stored).to.equal(2);
+    const exported = await ok(['export', rows[0][1], 'hr_measurement']);
+    expect(exported).to.equal('1526292559214,95\n1526292559839,96\n');
+
+    const second = await ok([...args, '--server-ca', serverCa]);
+    expect(second).to.contain('provisioned 0, existing 3');
+    const again = manifest(out);
+    expect(again.map((r) => r[3])).to.deep.equal(['exists', 'exists', 'exists']);
+    expect(again.map((r) => r[1])).to.deep.equal(rows.map((r) => r[1]));
+    expect(fs.readFileSync(path.join(bundle, 'device.crt'), 'utf8')).to.equal(deviceCrt);
+  });
+
+  it('reports a bad MAC line with its number and writes nothing', async () => {
+    const identity = uniqueName('badmacs');
+    const caDir = path.join(work, `${identity}-ca`);
+    const out = path.join(work, `${identity}-out`);
+    await ok(['identity', 'create', identity]);
+    await ok(['ca', 'create', identity, '--out', caDir]);
+    const macs = path.join(work, `${identity}.txt`);
+    fs.writeFileSync(macs, '448a5b9c7093\n44:8a:5b:9c:70\n');
+    const r = await fx().server.cli([
+      'provision',
+      identity,
+      '--ca-dir',
+      caDir,
+      '--macs',
+      macs,
+      '--out',
+      out,
+    ]);
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.contain('line 2: "44:8a:5b:9c:70"');
+    expect(fs.existsSync(out)).to.equal(false);
+  });
+
+  it('only pre-registered names enroll; --csr-dir signs CSRs whose keys never leave the station', async () => {
+    const identity = uniqueName('csr');
+    const caDir = path.join(work, `${identity}-ca`);
+    const out = path.join(work, `${identity}-out`);
+    const csrDir = path.join(work, `${identity}-csr`);
+    fs.mkdirSync(csrDir);
+    await ok(['identity', 'create', identity]);
+    await ok(['ca', 'create', identity, '--out', caDir]);
+    const macs = path.join(work, `${identity}.txt`);
+    fs.writeFileSync(macs, '02:00:00:00:00:01\n');
+    const key = path.join(csrDir, 'station.key');
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-new',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        path.join(csrDir, '020000000001.csr'),
+        '-subj',
+        '/CN=whatever',
+      ],
+      { stdio: 'pipe' },
+    );
+    const serverCa = path.join(work, 'server-ca.pem');
+    fs.writeFileSync(serverCa, fx().server.caPem);
+    await ok([
+      'provision',
+      identity,
+      '--ca-dir',
+      caDir,
+      '--macs',
+      macs,
+      '--out',
+      out,
+      '--csr-dir',
+      csrDir,
+      '--server-ca',
+      serverCa,
+    ]);
+    const bundle = path.join(out, '020000000001');
+    expect(fs.existsSync(path.join(bundle, 'device.key'))).to.equal(false);
+    const enroll = (cert: string, keyFile: string) =>
+      curl([
+        '--cacert',
+        serverCa,
+        '--cert',
+        cert,
+        '--key',
+        keyFile,
+        '-H',
+        'Content-Type: application/json',
+        '-d',
+        '{}',
+        url(),
+      ]);
+    const good = await enroll(path.join(bundle, 'device.crt'), key);
+    expect(good.status, good.text).to.equal(200);
+    expect(good.json.name).to.equal('02:00:00:00:00:01');
+
+    // A certificate of the same CA for a name nobody pre-registered.
+    const stray = path.join(work, `${identity}-stray`);
+    const strayMacs = path.join(work, `${identity}-stray.txt`);
+    fs.writeFileSync(strayMacs, '02:00:00:00:00:99\n');
+    // Issued by the factory CA but outside fleetgate's knowledge: sign with openssl directly.
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-new',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-keyout',
+        `${stray}.key`,
+        '-out',
+        `${stray}.csr`,
+        '-subj',
+        '/CN=02:00:00:00:00:99',
+      ],
+      { stdio: 'pipe' },
+    );
+    execFileSync(
+      'openssl',
+      [
+        'x509',
+        '-req',
+        '-in',
+        `${stray}.csr`,
+        '-CA',
+        path.join(caDir, 'ca.crt'),
+        '-CAkey',
+        path.join(caDir, 'ca.key'),
+        '-CAcreateserial',
+        '-out',
+        `${stray}.crt`,
+        '-days',
+        '30',
+      ],
+      { stdio: 'pipe' },
+    );
+    const refused = await enroll(`${stray}.crt`, `${stray}.key`);
+    expect(refused.status, refused.text).to.equal(403);
+    expect(refused.json.code).to.equal('device_not_preregistered');
+
+    // devices preregister admits it without issuing anything.
+    await ok(['devices', 'preregister', identity, '--macs', strayMacs]);
+    const admitted = await enroll(`${stray}.crt`, `${stray}.key`);
+    expect(admitted.status, admitted.text).to.equal(200);
+  });
+});
