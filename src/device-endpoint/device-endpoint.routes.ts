@@ -5,7 +5,7 @@ import type { Database } from '../db/schema.js';
 import { methodNotAllowed, unsupportedMediaType } from '../http/app-error.js';
 import type { IngestBackend } from '../ingest/upload-transaction.js';
 import { requireClientCertificate } from '../tls/client-certificate.js';
-import { createThrottles } from '../throttle/throttle.service.js';
+import { createThrottles, type Throttles } from '../throttle/throttle.service.js';
 import { handleBind } from './bind.handler.js';
 import { handleMessages } from './messages.handler.js';
 import { handleRotate, handleRotationChallenge, handleRotationComplete } from './rotate.handler.js';
@@ -30,9 +30,10 @@ export function deviceEndpointRoutes(
   db: Kysely<Database>,
   config: Config,
   ingest: IngestBackend,
+  /** Shared with the WebSocket channel: one upload budget per device over every channel. */
+  throttles: Throttles = createThrottles(config.throttle),
 ): Router {
   const router = Router();
-  const throttles = createThrottles(config.throttle);
   const json = express.json({ limit: config.limits.maxJsonBytes, strict: false, type: () => true });
 
   router.get(DEVICE_ENDPOINT, (req, res, next) => {
