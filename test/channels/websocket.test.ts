@@ -1,7 +1,12 @@
 import { expect } from 'chai';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import pg from 'pg';
 import WebSocket from 'ws';
 import { newDevice, type TestDevice } from '../support/device-client.js';
+import { REPO_ROOT } from '../support/fleetgate-process.js';
 import { useFixture, uniqueName, type Fixture } from '../support/fixture.js';
 import { countStoredPoints, storedPoints } from '../support/stored-points.js';
 
@@ -258,5 +263,33 @@ describe('WebSocket device channel', () => {
       code: 'device_revoked',
     });
     expect(await countStoredPoints(fx().db, fx().server, device, ['s'])).to.equal(1);
+  });
+
+  it('works verbatim with the README example (node and ws)', async () => {
+    const { device } = await fx().boundDevice(uniqueName('readme'));
+    const readme = fs.readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
+    const block = /```sh\n(node --input-type=module[\s\S]*?)```/.exec(readme);
+    expect(block, 'the ws example in README.md').to.not.equal(null);
+    const expected = /^# (\{"type":"ack".*\})$/m.exec(block![1]!)![1]!;
+    const script = block![1]!.replace(
+      'wss://localhost:8443',
+      `wss://localhost:${fx().server.port}`,
+    );
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fg-ws-readme-'));
+    fs.mkdirSync(path.join(dir, 'certs'));
+    fs.writeFileSync(path.join(dir, 'certs', 'dev-ca.crt'), fx().server.caPem);
+    fs.writeFileSync(path.join(dir, 'device.crt'), device.certPem);
+    fs.writeFileSync(path.join(dir, 'device.key'), device.keyPem);
+    fs.symlinkSync(path.join(REPO_ROOT, 'node_modules'), path.join(dir, 'node_modules'));
+    try {
+      const stdout = await new Promise<string>((resolve, reject) =>
+        execFile('bash', ['-c', script], { cwd: dir, timeout: 20_000 }, (err, out, errOut) =>
+          err ? reject(new Error(`${err.message}: ${errOut}`)) : resolve(out),
+        ),
+      );
+      expect(stdout.trim()).to.equal(expected);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
