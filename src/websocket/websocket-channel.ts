@@ -84,9 +84,19 @@ export function attachWebSocketChannel(
       );
     }
     opening.set(id, (opening.get(id) ?? 0) + 1);
-    wss.handleUpgrade(req, socket, head, (ws) => {
+    let reserved = true;
+    const release = () => {
+      if (!reserved) return;
+      reserved = false;
       opening.set(id, opening.get(id)! - 1);
       if (opening.get(id) === 0) opening.delete(id);
+    };
+    // ws drops a socket that closed meanwhile or sent a bad handshake without
+    // calling back: the reserved slot must be given back then too.
+    socket.once('close', release);
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      socket.off('close', release);
+      release();
       accept(ws, id, certificate);
     });
   }

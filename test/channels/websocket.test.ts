@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
+import tls from 'node:tls';
 import WebSocket from 'ws';
 import { newDevice, type TestDevice } from '../support/device-client.js';
 import { REPO_ROOT } from '../support/fleetgate-process.js';
@@ -220,6 +221,37 @@ describe('WebSocket device channel', () => {
     await new Promise((resolve) => setTimeout(resolve, 100));
     const again = await open(device);
     expect(await again.send({ type: 'message', id: 1, ts: T0, data: { s: 1 } })).to.include({
+      type: 'ack',
+    });
+  });
+
+  it('gives back the connection slot of a handshake that ws refused', async () => {
+    const { device } = await fx().boundDevice(uniqueName('slot'));
+    // Authenticated, then refused by ws itself (an unknown protocol version): three times,
+    // more than the limit of 2; none of them may keep a slot.
+    for (let i = 0; i < 3; i++) {
+      const answer = await new Promise<string>((resolve, reject) => {
+        const socket = tls.connect({
+          port: fx().server.port,
+          host: 'localhost',
+          ca: fx().server.caPem,
+          cert: device.certPem,
+          key: device.keyPem,
+        });
+        let text = '';
+        socket.on('data', (chunk) => (text += chunk));
+        socket.on('close', () => resolve(text));
+        socket.on('error', reject);
+        socket.write(
+          'GET /device_endpoint/ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n' +
+            'Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
+            'Sec-WebSocket-Version: 99\r\n\r\n',
+        );
+      });
+      expect(answer).to.match(/^HTTP\/1\.1 400/);
+    }
+    const socket = await open(device);
+    expect(await socket.send({ type: 'message', id: 1, ts: T0, data: { s: 1 } })).to.include({
       type: 'ack',
     });
   });
