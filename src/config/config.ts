@@ -113,6 +113,20 @@ const schema = z.object({
     minTimestampMs: intFrom(0, 8_640_000_000_000).default(Date.UTC(2000, 0, 1)),
     /** Series one device may have; a new series over it refuses the upload (422). */
     maxSeriesPerDevice: intFrom(1, 1_000_000).default(1000),
+    /** A JSON messages body (POST /device_endpoint/messages, one WebSocket frame), bytes. */
+    maxMessageBytes: intFrom(64, 64 * 1024 * 1024).default(1024 * 1024),
+    /** Fields of `data` in one JSON message. */
+    maxMessageFields: intFrom(1, 100_000).default(100),
+    /** Messages in one JSON array. */
+    maxMessages: intFrom(1, 1_000_000).default(10_000),
+  }),
+  websocket: z.object({
+    /** The server pings every WebSocket this often; one that missed its pong is closed. */
+    pingIntervalMs: intFrom(100, 3_600_000).default(25_000),
+    /** Open WebSockets one device may have at once. */
+    maxConnectionsPerDevice: intFrom(1, 10_000).default(4),
+    /** How often revocations made by other processes are looked for. */
+    revocationPollMs: intFrom(50, 60_000).default(500),
   }),
   timeouts: z.object({
     /** Time allowed to receive the request headers. */
@@ -224,6 +238,14 @@ export function loadConfig(env: Env, overrides: ConfigOverrides = {}): Config {
       maxClockSkewMs: env.FLEETGATE_MAX_CLOCK_SKEW_MS,
       minTimestampMs: env.FLEETGATE_MIN_TIMESTAMP_MS,
       maxSeriesPerDevice: env.FLEETGATE_MAX_SERIES_PER_DEVICE,
+      maxMessageBytes: env.FLEETGATE_MAX_MESSAGE_BYTES,
+      maxMessageFields: env.FLEETGATE_MAX_MESSAGE_FIELDS,
+      maxMessages: env.FLEETGATE_MAX_MESSAGES,
+    },
+    websocket: {
+      pingIntervalMs: env.FLEETGATE_WS_PING_INTERVAL_MS,
+      maxConnectionsPerDevice: env.FLEETGATE_WS_MAX_CONNECTIONS_PER_DEVICE,
+      revocationPollMs: env.FLEETGATE_WS_REVOCATION_POLL_MS,
     },
     timeouts: {
       headersMs: env.FLEETGATE_HEADERS_TIMEOUT_MS,
@@ -348,6 +370,12 @@ const SETTING_NAMES: Record<string, { env: string; flag?: keyof ConfigOverrides;
   'limits.maxClockSkewMs': { env: 'FLEETGATE_MAX_CLOCK_SKEW_MS' },
   'limits.minTimestampMs': { env: 'FLEETGATE_MIN_TIMESTAMP_MS' },
   'limits.maxSeriesPerDevice': { env: 'FLEETGATE_MAX_SERIES_PER_DEVICE' },
+  'limits.maxMessageBytes': { env: 'FLEETGATE_MAX_MESSAGE_BYTES' },
+  'limits.maxMessageFields': { env: 'FLEETGATE_MAX_MESSAGE_FIELDS' },
+  'limits.maxMessages': { env: 'FLEETGATE_MAX_MESSAGES' },
+  'websocket.pingIntervalMs': { env: 'FLEETGATE_WS_PING_INTERVAL_MS' },
+  'websocket.maxConnectionsPerDevice': { env: 'FLEETGATE_WS_MAX_CONNECTIONS_PER_DEVICE' },
+  'websocket.revocationPollMs': { env: 'FLEETGATE_WS_REVOCATION_POLL_MS' },
   'timeouts.headersMs': { env: 'FLEETGATE_HEADERS_TIMEOUT_MS' },
   'timeouts.requestMs': { env: 'FLEETGATE_REQUEST_TIMEOUT_MS' },
   'timeouts.keepAliveMs': { env: 'FLEETGATE_KEEPALIVE_TIMEOUT_MS' },

@@ -7,14 +7,16 @@ import { answerAndClose, bodyGuardOptions, guardBody } from '../http/body-guard.
 import { continueIfExpected } from '../http/expect-continue.js';
 import type { IngestBackend } from '../ingest/upload-transaction.js';
 import { requireClientCertificate } from '../tls/client-certificate.js';
-import { createThrottles } from '../throttle/throttle.service.js';
+import { createThrottles, type Throttles } from '../throttle/throttle.service.js';
 import { handleBind } from './bind.handler.js';
+import { handleMessages } from './messages.handler.js';
 import { handleRotate, handleRotationChallenge, handleRotationComplete } from './rotate.handler.js';
 import { handleStatus } from './status.handler.js';
 import { handleUpload } from './upload.handler.js';
 import { UploadSlots } from './upload-slots.js';
 
 export const DEVICE_ENDPOINT = '/device_endpoint';
+export const MESSAGES_ENDPOINT = '/device_endpoint/messages';
 export const ROTATE_ENDPOINT = '/device_endpoint/rotate';
 export const ROTATE_CHALLENGE_ENDPOINT = '/device_endpoint/rotate/challenge';
 export const ROTATE_COMPLETE_ENDPOINT = '/device_endpoint/rotate/complete';
@@ -31,9 +33,10 @@ export function deviceEndpointRoutes(
   db: Kysely<Database>,
   config: Config,
   ingest: IngestBackend,
+  /** Shared with the WebSocket channel: one upload budget per device over every channel. */
+  throttles: Throttles = createThrottles(config.throttle),
 ): Router {
   const router = Router();
-  const throttles = createThrottles(config.throttle);
   const slots = new UploadSlots(config.maxConcurrentUploadsPerDevice);
   const json = express.json({ limit: config.limits.maxJsonBytes, strict: false, type: () => true });
   /**
@@ -69,6 +72,26 @@ export function deviceEndpointRoutes(
     throw unsupportedMediaType(
       'send application/json to bind a certificate or multipart/form-data to upload series',
     );
+  });
+
+  const messagesJson = express.json({
+    limit: config.limits.maxMessageBytes,
+    strict: false,
+    type: () => true,
+    // The text as sent, to refuse number literals JSON.parse would change (1e-400).
+    verify: (req, _res, buf) => {
+      (req as Request & { rawBody?: Buffer }).rawBody = buf;
+    },
+  });
+  router.post(MESSAGES_ENDPOINT, (req: Request, res: Response, next: NextFunction) => {
+    requireClientCertificate(req);
+    if (!req.is('application/json')) {
+      throw unsupportedMediaType('send JSON messages as application/json');
+    }
+    messagesJson(req, res, (err?: unknown) => {
+      if (err) return next(err);
+      handleMessages({ db, ingest, config, throttles }, req, res).catch(next);
+    });
   });
 
   const rotationJson = express.json({ limit: MAX_PEM_BYTES, strict: false, type: () => true });
@@ -107,7 +130,12 @@ export function deviceEndpointRoutes(
   router.all(DEVICE_ENDPOINT, (req) => {
     throw methodNotAllowed(req.method, 'GET, POST');
   });
-  for (const path of [ROTATE_ENDPOINT, ROTATE_CHALLENGE_ENDPOINT, ROTATE_COMPLETE_ENDPOINT]) {
+  for (const path of [
+    MESSAGES_ENDPOINT,
+    ROTATE_ENDPOINT,
+    ROTATE_CHALLENGE_ENDPOINT,
+    ROTATE_COMPLETE_ENDPOINT,
+  ]) {
     router.all(path, (req) => {
       throw methodNotAllowed(req.method, 'POST');
     });

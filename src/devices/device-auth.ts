@@ -44,6 +44,18 @@ export async function requireActiveDevice(
   req: IncomingMessage,
 ): Promise<AuthenticatedDevice> {
   const certificate = requireClientCertificate(req);
+  const device = await requireActiveCertificate(db, certificate);
+  return { certificate, device, remoteAddress: clientAddressOf(req) };
+}
+
+/**
+ * The active device of a certificate, or the refusal (403) that says why not.
+ * Every channel (HTTP request, each WebSocket message) asks this afresh.
+ */
+export async function requireActiveCertificate(
+  db: Kysely<Database>,
+  certificate: CertificateInfo,
+): Promise<DeviceByCertificate> {
   const device = await lookUpDevice(db, certificate);
   if (!device)
     throw forbidden('certificate_not_bound', 'this certificate is not bound to an identity');
@@ -53,5 +65,5 @@ export async function requireActiveDevice(
   if (certificateRetired(device)) {
     throw forbidden('certificate_retired', 'this certificate was replaced by a newer one');
   }
-  return { certificate, device, remoteAddress: clientAddressOf(req) };
+  return device;
 }

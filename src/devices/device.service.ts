@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { deviceEvents } from './device-events.js';
 import { insertAuditEvent } from '../audit/audit.repository.js';
 import type { Actor } from '../audit/actor.js';
 import type { Database } from '../db/schema.js';
@@ -147,6 +148,7 @@ export async function revokeDevice(
       details: reason ? { reason } : {},
     });
   });
+  deviceEvents.emit('revoked', found.deviceId);
   return showDevice(db, fingerprint);
 }
 

@@ -9,6 +9,7 @@ import {
   deviceEndpointRoutes,
 } from '../device-endpoint/device-endpoint.routes.js';
 import type { IngestBackend } from '../ingest/upload-transaction.js';
+import type { Throttles } from '../throttle/throttle.service.js';
 import { httpMetrics } from '../observability/metrics.js';
 import { clientAddressOf, requestOrigin } from '../proxy/request-origin.js';
 import { errorHandler, notFoundHandler } from './error-handler.js';
@@ -19,9 +20,10 @@ export interface AppDeps {
   config: Config;
   log: Logger;
   ingest: IngestBackend;
+  throttles?: Throttles;
 }
 
-export function createApp({ db, config, log, ingest }: AppDeps): Express {
+export function createApp({ db, config, log, ingest, throttles }: AppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -29,7 +31,7 @@ export function createApp({ db, config, log, ingest }: AppDeps): Express {
   app.use(requestOrigin(config.proxy));
   app.use(requestLog(log, 'request', {}, clientAddressOf));
   app.use(httpMetrics({ deviceEndpoint: DEVICE_ENDPOINT }));
-  app.use(deviceEndpointRoutes(db, config, ingest));
+  app.use(deviceEndpointRoutes(db, config, ingest, throttles));
   app.use(notFoundHandler);
   app.use(errorHandler(log));
   return app;

@@ -2,7 +2,7 @@ import { touchLastSeen } from '../devices/device.repository.js';
 import { AppError, badRequest } from '../http/app-error.js';
 import type { FilePart } from './multipart-parts.js';
 import type { TimestampRange } from './point-line.js';
-import { PointScanner } from './point-scanner.js';
+import { PointScanner, type PointCallback } from './point-scanner.js';
 import { countSeriesOfDevice, createSeries, findSeriesId } from './points.repository.js';
 import type { IngestBackend, UploadTransaction } from './upload-transaction.js';
 
@@ -27,17 +27,33 @@ export interface IngestOptions {
 const SERIES_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,127}$/;
 
 /**
- * Stores every point of an upload in one transaction, streaming: each part is
- * parsed chunk by chunk and written while the rest is still arriving. Any bad
- * line rolls the whole upload back, so a request either stores all of its new
- * points or none. The transaction opens at the first part, so a client that
- * never sends one holds no database connection.
+ * One series of a batch, whatever the channel: a multipart file part (parsed
+ * as it streams in) or the points of JSON messages. `feed` hands every point
+ * to `add` in order and awaits `flush` between chunks of input (backpressure);
+ * it resolves to the number of points it gave, or throws to refuse the batch.
  */
-export async function ingestUpload(
+export interface SeriesInput {
+  name: string;
+  feed(add: PointCallback, flush: () => Promise<void>): Promise<number>;
+  /** Called once the input is done with, read whole or not. */
+  release?(): void;
+}
+
+/**
+ * THE write path of fleetgate: every channel (multipart upload, JSON
+ * messages, WebSocket) stores its points through this function. One batch is
+ * one transaction: each series is written while its input is still being
+ * read, any refusal rolls the whole batch back, so a batch stores all of its
+ * new points or none. The transaction opens at the first series, so a client
+ * that never sends one holds no database connection. `empty` is the refusal
+ * for a batch without any series.
+ */
+export async function ingestBatch(
   backend: IngestBackend,
   deviceId: number,
-  parts: AsyncIterable<FilePart>,
-  options: IngestOptions,
+  inputs: AsyncIterable<SeriesInput> | Iterable<SeriesInput>,
+  options: Pick<IngestOptions, 'maxSeriesPerDevice'>,
+  empty: () => AppError = () => badRequest('empty_upload', 'the upload contains no file parts'),
 ): Promise<IngestSummary> {
   // Series names come from the client: a Map, so that "__proto__" or
   // "constructor" are names like any other and cannot touch a prototype.
@@ -46,19 +62,19 @@ export async function ingestUpload(
   let duplicates = 0;
   let trx: UploadTransaction | undefined;
   try {
-    for await (const part of parts) {
-      assertSeriesName(part.name);
+    for await (const input of inputs) {
+      assertSeriesName(input.name);
       trx ??= await backend.begin(deviceId);
-      const seriesId = await seriesOf(trx, deviceId, part.name, options.maxSeriesPerDevice);
-      const counts = await ingestPart(trx, seriesId, part, options);
-      const total = perSeries.get(part.name) ?? { stored: 0, duplicates: 0 };
-      perSeries.set(part.name, total);
+      const seriesId = await seriesOf(trx, deviceId, input.name, options.maxSeriesPerDevice);
+      const counts = await ingestSeries(trx, seriesId, input);
+      const total = perSeries.get(input.name) ?? { stored: 0, duplicates: 0 };
+      perSeries.set(input.name, total);
       total.stored += counts.stored;
       total.duplicates += counts.duplicates;
       stored += counts.stored;
       duplicates += counts.duplicates;
     }
-    if (!trx) throw badRequest('empty_upload', 'the upload contains no file parts');
+    if (!trx) throw empty();
     await touchLastSeen(trx.db, deviceId);
     await trx.commit();
     // fromEntries defines own properties; it never invokes the __proto__ setter.
@@ -67,6 +83,44 @@ export async function ingestUpload(
     await trx?.rollback().catch(() => undefined);
     throw err;
   }
+}
+
+/** A multipart upload: one series per file part, its lines parsed as they stream in. */
+export function ingestUpload(
+  backend: IngestBackend,
+  deviceId: number,
+  parts: AsyncIterable<FilePart>,
+  options: IngestOptions,
+): Promise<IngestSummary> {
+  return ingestBatch(backend, deviceId, partInputs(parts, options), options);
+}
+
+async function* partInputs(
+  parts: AsyncIterable<FilePart>,
+  options: IngestOptions,
+): AsyncGenerator<SeriesInput> {
+  for await (const part of parts) yield partInput(part, options);
+}
+
+function partInput(part: FilePart, options: IngestOptions): SeriesInput {
+  return {
+    name: part.name,
+    async feed(add, flush) {
+      const scanner = new PointScanner(part.name, options, add);
+      for await (const chunk of part.stream) {
+        scanner.push(chunk as Buffer);
+        await flush();
+      }
+      scanner.end();
+      if (scanner.points === 0) {
+        throw badRequest('empty_series', `part "${part.name}" contains no data lines`, {
+          part: part.name,
+        });
+      }
+      return scanner.points;
+    },
+    release: () => part.stream.resume(),
+  };
 }
 
 /**
@@ -98,6 +152,11 @@ async function seriesOf(
   return createSeries(trx.db, deviceId, name);
 }
 
+/** 1-128 of A-Z a-z 0-9 _ . : / -, starting with a letter, digit or `_`. */
+export function isSeriesName(name: string): boolean {
+  return SERIES_NAME.test(name);
+}
+
 function assertSeriesName(name: string) {
   if (!SERIES_NAME.test(name)) {
     throw badRequest(
@@ -108,33 +167,24 @@ function assertSeriesName(name: string) {
   }
 }
 
-async function ingestPart(
+async function ingestSeries(
   trx: UploadTransaction,
   seriesId: number,
-  part: FilePart,
-  options: IngestOptions,
+  input: SeriesInput,
 ): Promise<SeriesCounts> {
   const writer = trx.seriesWriter(seriesId);
-  const scanner = new PointScanner(part.name, options, (epochMs, value) =>
-    writer.add(epochMs, value),
-  );
+  let points: number;
   try {
-    for await (const chunk of part.stream) {
-      scanner.push(chunk as Buffer);
-      await writer.flushIfFull();
-    }
-    scanner.end();
+    points = await input.feed(
+      (epochMs, value) => writer.add(epochMs, value),
+      () => writer.flushIfFull(),
+    );
   } catch (err) {
     await writer.abort();
     throw err;
   } finally {
-    part.stream.resume();
-  }
-  if (scanner.points === 0) {
-    throw badRequest('empty_series', `part "${part.name}" contains no data lines`, {
-      part: part.name,
-    });
+    input.release?.();
   }
   const stored = await writer.finish();
-  return { stored, duplicates: scanner.points - stored };
+  return { stored, duplicates: points - stored };
 }

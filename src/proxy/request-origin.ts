@@ -33,10 +33,21 @@ export function clientAddressOf(req: IncomingMessage): string | null {
 }
 
 export function requestOrigin(proxy: Config['proxy']): RequestHandler {
-  const decide = originDecider(proxy);
+  const assign = originAssigner(proxy);
   return (req, _res, next) => {
-    origins.set(req, decide(req));
+    assign(req);
     next();
+  };
+}
+
+/**
+ * Decides and records the origin of a request that does not go through
+ * express (a WebSocket upgrade), by the same rules as the middleware.
+ */
+export function originAssigner(proxy: Config['proxy']): (req: IncomingMessage) => void {
+  const decide = originDecider(proxy);
+  return (req) => {
+    origins.set(req, decide(req));
   };
 }
 

@@ -14,6 +14,8 @@ import { createIngestBackend, partitionMonthsAhead } from '../ingest/ingest-back
 import { PointPartitions, startPartitionMaintenance } from '../ingest/partition-months.js';
 import { watchDbPool, watchTlsHandshakes } from '../observability/metrics.js';
 import { createServerState } from '../observability/server-state.js';
+import { createThrottles } from '../throttle/throttle.service.js';
+import { attachWebSocketChannel } from '../websocket/websocket-channel.js';
 import { listen, type Listener } from './listener.js';
 
 export interface RunningServer {
@@ -70,11 +72,19 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     // Before the device listener, so its log line comes first (the tests read both).
     const admin = await startAdminListener(database.db, config, log, state);
     if (admin) cleanups.push(admin.close);
-    const app = createApp({ db: database.db, config, log, ingest });
+    const throttles = createThrottles(config.throttle);
+    const app = createApp({ db: database.db, config, log, ingest, throttles });
     const { server, port, socketPath, stop } = await listen(config, app, log);
+    const websocket = attachWebSocketChannel(
+      server,
+      { db: database.db, ingest, config, throttles },
+      log,
+    );
     if (config.proxy.mode === 'off') watchTlsHandshakes(server);
     cleanups.push(() => drainHttpServer(server, config.drainTimeoutMs, log));
     cleanups.push(stop);
+    // Runs first (cleanups run in reverse): WebSockets would keep the HTTP server from closing.
+    cleanups.push(() => websocket.close());
     if (admin) await announceAdminToken(database.db, config, log);
     logListening(config, log, { port, socketPath, database, ingest: ingest.method });
     return { port, socketPath, close };

@@ -1,0 +1,183 @@
+import { badRequest, tooLarge } from '../http/app-error.js';
+import { isSeriesName, type SeriesInput } from '../ingest/ingest.service.js';
+import { parsePointRecord, underflowsToZero, type TimestampRange } from '../ingest/point-line.js';
+
+/**
+ * JSON messages (issue 13): `{"ts": epoch_ms?, "data": {"series": number, ...}}`,
+ * one or an array. Every field of `data` is a point of the series of that name
+ * at `ts` (the server's time when `ts` is missing). The whole batch is checked
+ * before anything is written, and refused whole with a typed 4xx; the points
+ * then go through the one ingest path (ingestBatch) like a multipart upload.
+ */
+export interface MessageLimits {
+  /** Fields of `data` in one message. */
+  maxFields: number;
+  /** Messages in one batch (an array body). */
+  maxMessages: number;
+  timestampRange: TimestampRange;
+}
+
+/** Keys a message may carry; `id` and `type` are the WebSocket channel's. */
+const MESSAGE_KEYS = new Set(['ts', 'data', 'id', 'type']);
+
+interface SeriesPoints {
+  epochMs: number[];
+  values: number[];
+}
+
+/** The points of a checked batch, grouped by series in order of first appearance. */
+export class MessageBatch {
+  private constructor(private readonly series: Map<string, SeriesPoints>) {}
+
+  get points(): number {
+    let n = 0;
+    for (const s of this.series.values()) n += s.epochMs.length;
+    return n;
+  }
+
+  /** The series as ingest inputs; the first value of a repeated timestamp wins, as in uploads. */
+  inputs(): SeriesInput[] {
+    return [...this.series].map(([name, points]) => ({
+      name,
+      async feed(add) {
+        for (let i = 0; i < points.epochMs.length; i++) add(points.epochMs[i]!, points.values[i]!);
+        return points.epochMs.length;
+      },
+    }));
+  }
+
+  /**
+   * Checks a parsed body (one message or an array of them). `rawText`, when
+   * given, is the body as sent: a literal such as `1e-400` parses to 0 and
+   * would be stored changed, so it is refused as in uploads.
+   */
+  static from(body: unknown, limits: MessageLimits, now: number, rawText?: string): MessageBatch {
+    const messages = Array.isArray(body) ? body : [body];
+    if (messages.length === 0) {
+      throw badRequest('empty_batch', 'the array holds no messages');
+    }
+    if (messages.length > limits.maxMessages) {
+      throw tooLarge(
+        'too_many_messages',
+        `${messages.length} messages in one batch; at most ${limits.maxMessages} (FLEETGATE_MAX_MESSAGES)`,
+        { limit: limits.maxMessages },
+      );
+    }
+    if (rawText !== undefined) assertNoChangedLiteral(rawText);
+    const series = new Map<string, SeriesPoints>();
+    messages.forEach((message, index) => {
+      const where = Array.isArray(body) ? `message ${index}` : 'the message';
+      const at = Array.isArray(body) ? { message: index } : {};
+      if (!isPlainObject(message)) {
+        throw badRequest('invalid_message', `${where} is not a JSON object`, at);
+      }
+      for (const key of Object.keys(message)) {
+        if (!MESSAGE_KEYS.has(key)) {
+          throw badRequest(
+            'invalid_message',
+            `${where} has an unknown field "${clip(key)}" (expected ts and data)`,
+            {
+              ...at,
+              field: clip(key),
+            },
+          );
+        }
+      }
+      const epochMs = timestampOf(message.ts, now, limits.timestampRange, where, at);
+      const data = message.data;
+      if (!isPlainObject(data)) {
+        throw badRequest('invalid_message', `${where} has no "data" object`, at);
+      }
+      const fields = Object.keys(data);
+      if (fields.length === 0) {
+        throw badRequest('invalid_message', `${where} has no fields in "data"`, at);
+      }
+      if (fields.length > limits.maxFields) {
+        throw tooLarge(
+          'too_many_fields',
+          `${where} has ${fields.length} fields in "data"; at most ${limits.maxFields} (FLEETGATE_MAX_MESSAGE_FIELDS)`,
+          { ...at, limit: limits.maxFields },
+        );
+      }
+      for (const name of fields) {
+        if (!isSeriesName(name)) {
+          throw badRequest(
+            'invalid_series_name',
+            `${where}: "${clip(name)}" is not a valid series name (1-128 of A-Z a-z 0-9 _ . : / -)`,
+            { ...at, field: clip(name, 128) },
+          );
+        }
+        const value = data[name];
+        if (typeof value !== 'number' || !Number.isFinite(value)) {
+          throw badRequest(
+            'invalid_value',
+            `${where}: the value of "${name}" is not a finite number`,
+            { ...at, field: name },
+          );
+        }
+        const points = series.get(name) ?? { epochMs: [], values: [] };
+        series.set(name, points);
+        points.epochMs.push(epochMs);
+        points.values.push(value);
+      }
+    });
+    return new MessageBatch(series);
+  }
+}
+
+function timestampOf(
+  ts: unknown,
+  now: number,
+  range: TimestampRange,
+  where: string,
+  at: Record<string, unknown>,
+): number {
+  if (ts === undefined) return now;
+  if (typeof ts !== 'number') {
+    throw badRequest('invalid_timestamp', `${where}: "ts" is not a number of epoch milliseconds`, {
+      ...at,
+    });
+  }
+  // The same rules and reasons as an upload line (integer ms, floor, clock skew).
+  const point = parsePointRecord([String(ts), '0'], range);
+  if (typeof point === 'string') {
+    throw badRequest('invalid_timestamp', `${where}: ${point}`, { ...at, reason: point });
+  }
+  return point.epochMs;
+}
+
+/** A number literal outside strings that JSON.parse would turn into 0 or Infinity. */
+function assertNoChangedLiteral(text: string): void {
+  const literal = /-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      // Skip the string, escapes included.
+      for (i++; i < text.length && text.charCodeAt(i) !== 0x22; i++) {
+        if (text.charCodeAt(i) === 0x5c) i++;
+      }
+      continue;
+    }
+    if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
+      literal.lastIndex = i;
+      const match = literal.exec(text);
+      if (!match) continue;
+      const value = Number(match[0]);
+      if (!Number.isFinite(value) || underflowsToZero(match[0], value)) {
+        throw badRequest(
+          'invalid_value',
+          `the number ${clip(match[0])} is out of the double precision range`,
+        );
+      }
+      i += match[0].length - 1;
+    }
+  }
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function clip(text: string, max = 40): string {
+  return text.length > max ? `${text.slice(0, max)}...` : text;
+}

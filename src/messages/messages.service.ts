@@ -1,0 +1,66 @@
+import type { Kysely } from 'kysely';
+import type { Config } from '../config/config.js';
+import type { Database } from '../db/schema.js';
+import { requireActiveCertificate } from '../devices/device-auth.js';
+import { ingestBatch, type IngestSummary } from '../ingest/ingest.service.js';
+import type { IngestBackend } from '../ingest/upload-transaction.js';
+import { countUploadedPoints } from '../observability/metrics.js';
+import { takeUploadAllowance, type Throttles } from '../throttle/throttle.service.js';
+import type { CertificateInfo } from '../tls/certificate-info.js';
+import { badRequest } from '../http/app-error.js';
+import { MessageBatch } from './message-batch.js';
+
+export interface MessageDeps {
+  db: Kysely<Database>;
+  ingest: IngestBackend;
+  config: Config;
+  throttles: Throttles;
+}
+
+export interface StoredMessages {
+  summary: IngestSummary;
+  /** The RateLimit headers of the upload budget, for an HTTP answer. */
+  rateLimit: Record<string, string>;
+}
+
+/**
+ * Stores a batch of JSON messages of the device behind `certificate`, with
+ * the rules of an upload: the device is looked up afresh (a revoked one is
+ * refused at once), one batch takes one upload from its budget, the batch is
+ * checked whole before anything is written, and the points go through the
+ * one ingest path (ingestBatch), in one transaction. Resolves only after the
+ * commit.
+ */
+export async function storeMessages(
+  deps: MessageDeps,
+  certificate: CertificateInfo,
+  body: unknown,
+  rawText: string | undefined,
+): Promise<StoredMessages> {
+  const device = await requireActiveCertificate(deps.db, certificate);
+  const rateLimit = takeUploadAllowance(deps.throttles, device.deviceId);
+  const { limits } = deps.config;
+  const now = Date.now();
+  const batch = MessageBatch.from(
+    body,
+    {
+      maxFields: limits.maxMessageFields,
+      maxMessages: limits.maxMessages,
+      timestampRange: {
+        minEpochMs: limits.minTimestampMs,
+        maxEpochMs: now + limits.maxClockSkewMs,
+      },
+    },
+    now,
+    rawText,
+  );
+  const summary = await ingestBatch(
+    deps.ingest,
+    device.deviceId,
+    batch.inputs(),
+    { maxSeriesPerDevice: limits.maxSeriesPerDevice },
+    () => badRequest('empty_batch', 'the batch holds no points'),
+  );
+  countUploadedPoints(summary);
+  return { summary, rateLimit };
+}
