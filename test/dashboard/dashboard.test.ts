@@ -140,7 +140,7 @@ describe('dashboard: end to end in chromium', function () {
       return { status: res.status, body: await res.json() };
     }, device.fingerprint);
     expect(forged.status).to.equal(403);
-    expect(forged.body.error).to.equal('csrf_failed');
+    expect(forged.body.code).to.equal('csrf_failed');
     expect(await page.textContent('#device-status')).to.equal('active');
 
     await page.fill('#revoke-reason', 'stolen in test');

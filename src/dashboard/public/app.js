@@ -37,7 +37,7 @@
 
   class ApiError extends Error {
     constructor(status, body) {
-      super(body && body.message ? `${body.error}: ${body.message}` : `HTTP ${status}`);
+      super(body && body.code ? `${body.code}: ${body.error}` : `HTTP ${status}`);
       this.status = status;
     }
   }
