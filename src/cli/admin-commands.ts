@@ -29,6 +29,7 @@ import { parseDuration } from '../psks/duration.js';
 import { issuePsk, listPsks, revokePsk } from '../psks/psk.service.js';
 import { applyRetention, retentionPlan } from '../retention/retention.service.js';
 import { dataCommands } from './data-commands.js';
+import { dbExport } from './db-commands.js';
 import {
   auditRows,
   deviceDetails,
@@ -209,6 +210,8 @@ export const adminCommands: Record<string, AdminCommand> = {
       await writeOut(out, chunk);
     }
   },
+
+  'db.export': dbExport,
 
   ...dataCommands,
 };

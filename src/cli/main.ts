@@ -9,6 +9,7 @@ import { startServer } from '../server/serve.js';
 import { createLogger } from '../server/logger.js';
 import { writeDeviceCertificate } from '../tls/dev-certificates.js';
 import { runAdminCommand } from './admin-runner.js';
+import { runDbImport } from './db-commands.js';
 import type { AdminArgs } from './admin-commands.js';
 
 interface ServeOptions {
@@ -266,6 +267,23 @@ program
   .command('export <fingerprint> <series>')
   .description('print a series as epoch_ms,value lines, oldest first')
   .action((fingerprint: string, series: string) => admin('export', { fingerprint, series }));
+
+const dbCommand = program
+  .command('db')
+  .description('move the whole database: from the embedded one to PostgreSQL');
+dbCommand
+  .command('export')
+  .description('print the whole database as JSON lines (a consistent snapshot), for db import')
+  .action(() => admin('db.export', {}));
+dbCommand
+  .command('import')
+  .description(
+    'read a db export from stdin into the empty PostgreSQL database of DATABASE_URL, in one transaction',
+  )
+  .action(async () => {
+    const config = loadConfig(process.env);
+    await runDbImport(config, createLogger(config.logLevel, 2), process.stdin);
+  });
 
 const certs = program.command('certs').description('development certificates');
 certs
