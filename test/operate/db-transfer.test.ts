@@ -35,8 +35,9 @@ async function createPgDatabase(): Promise<{ url: string; drop(): Promise<void> 
   url.pathname = `/${name}`;
   return {
     url: url.toString(),
-    drop: () =>
-      onServer(SERVER_URL, (c) => c.query(`drop database if exists ${name} with (force)`)),
+    drop: async () => {
+      await onServer(SERVER_URL, (c) => c.query(`drop database if exists ${name} with (force)`));
+    },
   };
 }
 
