@@ -6,10 +6,17 @@ import { openDatabase } from '../db/connect.js';
 import type { Database } from '../db/schema.js';
 import { exportDatabase, importDatabase } from '../db-transfer/transfer.service.js';
 import { writeOut } from './output.js';
+import { progressBar } from './progress.js';
 
 /** `fleetgate db export`: the whole database as JSON lines on stdout. */
 export async function dbExport(db: Kysely<Database>, _args: unknown, out: Writable): Promise<void> {
-  const counts = await exportDatabase(db, (text) => writeOut(out, text));
+  const progress = progressBar(out, false, 'db export', 'rows');
+  let counts: Record<string, number>;
+  try {
+    counts = await exportDatabase(db, (text) => writeOut(out, text), progress);
+  } finally {
+    progress.stop();
+  }
   const rows = Object.values(counts).reduce((a, b) => a + b, 0);
   process.stderr.write(
     `fleetgate: exported ${rows} rows of ${Object.keys(counts).length} tables\n`,
@@ -25,7 +32,13 @@ export async function runDbImport(config: Config, log: Logger, input: Readable):
     );
   const database = await openDatabase(config, log);
   try {
-    const counts = await importDatabase(database.db, input);
+    const progress = progressBar(process.stdout, false, 'db import', 'rows');
+    let counts: Record<string, number>;
+    try {
+      counts = await importDatabase(database.db, input, progress);
+    } finally {
+      progress.stop();
+    }
     const rows = Object.values(counts).reduce((a, b) => a + b, 0);
     process.stderr.write(
       `fleetgate: imported ${rows} rows into ${database.location}; start fleetgate serve with this DATABASE_URL\n`,

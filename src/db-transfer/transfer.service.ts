@@ -20,7 +20,7 @@ import {
  * `fleetgate db export` / `db import`: the whole database as JSON lines, to
  * move from the embedded database to PostgreSQL (or between any two).
  *
- *   {"format":"fleetgate-db-export","version":1,"migrations":[...],"tables":[...],"pointPartitions":[ms...]}
+ *   {"format":"fleetgate-db-export","version":1,"migrations":[...],"tables":[...],"pointPartitions":[ms...],"rows":{...}}
  *   ["table","identities"]
  *   {"id":1,"name":"plant-a",...}        one line per row (row_to_json of the row)
  *   ...
@@ -40,6 +40,8 @@ export interface ExportHeader {
   migrations: string[];
   tables: string[];
   pointPartitions: number[];
+  /** Rows per table, as in the end line (for the importer's progress). */
+  rows?: Record<string, number>;
 }
 
 export interface TransferProgress {
@@ -62,6 +64,9 @@ export async function exportDatabase(
     .setIsolationLevel('repeatable read')
     .execute(async (trx) => {
       const tables = await listDataTables(trx);
+      const counts: Record<string, number> = {};
+      let total = 0;
+      for (const table of tables) total += counts[table] = await countRows(trx, table);
       const header: ExportHeader = {
         format: EXPORT_FORMAT,
         version: EXPORT_VERSION,
@@ -69,10 +74,8 @@ export async function exportDatabase(
         migrations: await appliedMigrations(trx),
         tables,
         pointPartitions: tables.includes('points') ? await listPointsPartitionMonths(trx) : [],
+        rows: counts,
       };
-      const counts: Record<string, number> = {};
-      let total = 0;
-      for (const table of tables) total += counts[table] = await countRows(trx, table);
       progress.start?.(total);
       await write(`${JSON.stringify(header)}\n`);
       let done = 0;
@@ -126,6 +129,7 @@ export async function importDatabase(
         );
     }
     for (const month of header.pointPartitions) await ensurePointsPartition(trx, month);
+    progress.start?.(Object.values(header.rows ?? {}).reduce((a, b) => a + b, 0));
 
     const imported: Record<string, number> = {};
     let table: string | null = null;
@@ -157,7 +161,6 @@ export async function importDatabase(
         table = marker[1];
       } else {
         end = marker[1];
-        progress.start?.(Object.values(end).reduce((a, b) => a + b, 0));
       }
     }
     if (!end)
