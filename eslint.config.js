@@ -12,6 +12,18 @@ export default tseslint.config(
     },
   },
   {
+    // The dashboard's page script runs in the browser.
+    files: ['src/dashboard/public/**/*.js'],
+    languageOptions: {
+      sourceType: 'script',
+      globals: Object.fromEntries(
+        ['window', 'document', 'location', 'fetch', 'Node', 'URLSearchParams', 'uPlot'].map(
+          (name) => [name, 'readonly'],
+        ),
+      ),
+    },
+  },
+  {
     files: ['bin/**/*.js', 'scripts/**/*.mjs', '*.cjs'],
     languageOptions: { globals: { process: 'readonly', module: 'writable' } },
   },

@@ -1,6 +1,8 @@
 import express, { type Express } from 'express';
 import helmet from 'helmet';
 import type { Logger } from 'pino';
+import { dashboardRoutes } from '../dashboard/dashboard.routes.js';
+import { SessionStore } from '../dashboard/sessions.js';
 import { errorHandler, notFoundHandler } from '../http/error-handler.js';
 import { requestLog } from '../http/request-log.js';
 import { httpMetrics } from '../observability/metrics.js';
@@ -19,6 +21,8 @@ export function createAdminApp(
   app.disable('x-powered-by');
   app.set('etag', false);
   app.set('query parser', 'simple');
+  // The dashboard's page uses a canvas (uPlot) and its own scripts only: helmet's CSP
+  // (script-src 'self') holds; uPlot sets element styles from script, which CSP allows.
   app.use(helmet());
   app.use(requestLog(log, 'admin request', { admin: true }));
   app.use((_req, res, next) => {
@@ -28,7 +32,9 @@ export function createAdminApp(
   app.use(httpMetrics());
   // Health and metrics: before the admin routes and their token check.
   app.use(operationsRoutes(ctx.db, ctx.config, state));
-  app.use(adminRoutes(ctx));
+  const sessions = new SessionStore();
+  app.use(dashboardRoutes(ctx, sessions));
+  app.use(adminRoutes(ctx, sessions));
   app.use(notFoundHandler);
   app.use(errorHandler(log));
   return app;

@@ -1,5 +1,6 @@
 import express, { Router, type NextFunction, type Request, type Response } from 'express';
 import type { Actor } from '../audit/actor.js';
+import type { SessionStore } from '../dashboard/sessions.js';
 import { methodNotAllowed, unsupportedMediaType } from '../http/app-error.js';
 import { requireAdminToken } from './admin-auth.js';
 import { parseInput, type AdminContext, type AdminRoute } from './admin-route.js';
@@ -26,7 +27,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
 
 export const OPENAPI_PATH = '/openapi.json';
 
-export function adminRoutes(ctx: AdminContext): Router {
+export function adminRoutes(ctx: AdminContext, sessions?: SessionStore): Router {
   const router = Router();
   const document = buildOpenApiDocument(ADMIN_ROUTES);
   // The document describes the API, not the fleet: served without a token.
@@ -34,7 +35,7 @@ export function adminRoutes(ctx: AdminContext): Router {
     res.json(document);
   });
 
-  router.use(requireAdminToken(ctx.db, ctx.config.admin.token));
+  router.use(requireAdminToken(ctx.db, ctx.config.admin.token, sessions));
   router.use(express.json({ limit: '64kb', type: ['application/json', 'application/*+json'] }));
   const allowed = new Map<string, string[]>();
   for (const route of ADMIN_ROUTES) {

@@ -37,6 +37,8 @@ import {
 import { replaceDeviceCertificate } from '../authorities/replace-certificate.service.js';
 import { preregisterDevices } from '../authorities/preregistration.service.js';
 import { dataCommands } from './data-commands.js';
+import { dbExport } from './db-commands.js';
+import { progressBar } from './progress.js';
 import {
   auditRows,
   authorityRows,
@@ -274,18 +276,34 @@ export const adminCommands: Record<string, AdminCommand> = {
   /** Shows what would go; empties it only with --yes. */
   async retention(db, args, out) {
     const olderThanMs = parseDuration(str(args, 'olderThan'));
-    const plan =
-      args.yes === true
-        ? await applyRetention(db, olderThanMs, CLI_ACTOR)
-        : (await retentionPlan(db, olderThanMs)).plan;
+    const progress = progressBar(out, args.json === true, 'retention', 'points');
+    let plan;
+    try {
+      plan =
+        args.yes === true
+          ? await applyRetention(db, olderThanMs, CLI_ACTOR, progress)
+          : (await retentionPlan(db, olderThanMs)).plan;
+    } finally {
+      progress.stop();
+    }
     await show(out, args, plan, () => retentionReport(plan));
   },
 
   async export(db, args, out) {
-    for await (const chunk of exportSeries(db, str(args, 'fingerprint'), str(args, 'series'))) {
-      await writeOut(out, chunk);
+    const progress = progressBar(out, false, 'export', 'points');
+    let points = 0;
+    try {
+      for await (const chunk of exportSeries(db, str(args, 'fingerprint'), str(args, 'series'))) {
+        await writeOut(out, chunk);
+        for (let i = chunk.indexOf('\n'); i !== -1; i = chunk.indexOf('\n', i + 1)) points += 1;
+        progress.update(points);
+      }
+    } finally {
+      progress.stop();
     }
   },
+
+  'db.export': dbExport,
 
   ...dataCommands,
 };

@@ -16,6 +16,7 @@ import { parseMacFile } from '../authorities/mac-address.js';
 import { loadCa, provisionBundles } from '../authorities/provision.js';
 import { readCertificateFile, writeCaFiles } from '../authorities/ca-files.js';
 import { runAdminCommand } from './admin-runner.js';
+import { runDbImport } from './db-commands.js';
 import type { AdminArgs } from './admin-commands.js';
 
 interface ServeOptions {
@@ -397,6 +398,22 @@ program
       );
     },
   );
+const dbCommand = program
+  .command('db')
+  .description('move the whole database: from the embedded one to PostgreSQL');
+dbCommand
+  .command('export')
+  .description('print the whole database as JSON lines (a consistent snapshot), for db import')
+  .action(() => admin('db.export', {}));
+dbCommand
+  .command('import')
+  .description(
+    'read a db export from stdin into the empty PostgreSQL database of DATABASE_URL, in one transaction',
+  )
+  .action(async () => {
+    const config = loadConfig(process.env);
+    await runDbImport(config, createLogger(config.logLevel, 2), process.stdin);
+  });
 
 const certs = program.command('certs').description('development certificates');
 certs

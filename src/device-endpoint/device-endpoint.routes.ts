@@ -88,10 +88,10 @@ export function deviceEndpointRoutes(
     if (!req.is('application/json')) {
       throw unsupportedMediaType('send JSON messages as application/json');
     }
-    messagesJson(req, res, (err?: unknown) => {
-      if (err) return next(err);
-      handleMessages({ db, ingest, config, throttles }, req, res).catch(next);
-    });
+    // Under the same idle and minimum-rate limits as every other body.
+    readBody(messagesJson, () =>
+      handleMessages({ db, ingest, config, throttles }, req, res).catch(next),
+    )(req, res, next);
   });
 
   const rotationJson = express.json({ limit: MAX_PEM_BYTES, strict: false, type: () => true });

@@ -58,8 +58,12 @@ export async function applyRetention(
   db: Kysely<Database>,
   olderThanMs: number,
   actor: Actor,
+  /** Called with the points to delete, then after each month with the points deleted so far. */
+  progress?: { start(total: number): void; update(done: number): void },
 ): Promise<RetentionPlan> {
   const { plan, due } = await retentionPlan(db, olderThanMs);
+  if (due.length > 0) progress?.start(due.reduce((sum, p) => sum + p.rows, 0));
+  let done = 0;
   for (const partition of due) {
     await db.transaction().execute(async (trx) => {
       await emptyMonthPartition(trx, partition.name);
@@ -70,6 +74,8 @@ export async function applyRetention(
         details: { partition: partition.name, rows: partition.rows, horizon: plan.horizon },
       });
     });
+    done += partition.rows;
+    progress?.update(done);
   }
   return { ...plan, applied: true };
 }
