@@ -131,7 +131,12 @@ describe('admin API: authentication and the OpenAPI document', () => {
       const operational = ['get /livez', 'get /metrics', 'get /readyz'];
       const all = servedAdminRoutes();
       expect(all).to.include.members(operational);
-      const served = all.filter((r) => r !== 'get /openapi.json' && !operational.includes(r));
+      // The dashboard's page, assets and browser session are the UI, not API operations.
+      const dashboard = (r: string) => r === 'get /' || r.split(' ')[1]!.startsWith('/dashboard/');
+      expect(all).to.include.members(['get /', 'post /dashboard/session']);
+      const served = all.filter(
+        (r) => r !== 'get /openapi.json' && !operational.includes(r) && !dashboard(r),
+      );
       expect(served.length).to.be.greaterThan(10);
       expect(documentedOperations(doc).sort()).to.deep.equal([...served].sort());
       // And the running server answers each of them: none is a 404 for the route itself or a 405.

@@ -95,7 +95,8 @@ describe('enrollment by certificate chain', () => {
     expect(shown.pskId).to.equal(null);
     expect(shown.enrolledByCa).to.match(/^[0-9a-f]{64}$/);
     const audit = await ok(['audit', identity, '--action', 'device.enrolled', '--json']);
-    expect(JSON.parse(audit)).to.have.length(1);
+    // --json prints the admin API's body: `{"events": [...], "nextCursor"}`.
+    expect(JSON.parse(audit).events).to.have.length(1);
   });
 
   it('enrolls on the first upload directly', async () => {
@@ -124,7 +125,7 @@ describe('enrollment by certificate chain', () => {
     const refused = JSON.parse(
       await ok(['audit', '--device', fingerprint, '--action', 'device.enroll_refused', '--json']),
     );
-    expect(refused[0].details.code).to.equal('chain_incomplete');
+    expect(refused.events[0].details.code).to.equal('chain_incomplete');
   });
 
   it('refuses a chain to a root nobody trusts: 403 ca_untrusted', async () => {

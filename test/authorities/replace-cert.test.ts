@@ -124,6 +124,6 @@ describe('fleetgate device replace-cert (an admin renews a provisioned device)',
     const audit = JSON.parse(
       await ok(['audit', identity, '--action', 'certificate.replaced', '--json']),
     );
-    expect(audit).to.have.length(1);
+    expect(audit.events).to.have.length(1);
   });
 });
