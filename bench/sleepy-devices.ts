@@ -25,12 +25,16 @@ export async function benchSleepyDevices(
   options: { workers: number; uploads: number; handshakeSeconds: number },
   meter: CpuMeter,
 ): Promise<Row[]> {
-  const ecdsa = await boundEcdsaDevice(server, workDir);
-  const rsa = rsaDevices[0]!.device;
+  // Sleepy devices are many devices: one per worker, as uploads of one device
+  // are serialised by its row lock (and capped per device).
+  const ecdsa: TestDevice[] = [];
+  for (let w = 0; w < options.workers; w++) ecdsa.push(await boundEcdsaDevice(server, workDir, w));
+  const rsaAll = rsaDevices.slice(0, options.workers).map((d) => d.device);
+  const rsa = rsaAll[0]!;
   const rows: Row[] = [];
 
   const resumedCpu = await meter();
-  const resumed = await uploads(server, rsa, options, 'resumed');
+  const resumed = await uploads(server, rsaAll, options, 'resumed');
   const resumedCpuSplit = await resumedCpu();
   const bareCpu = await meter();
   const bare = await opensslResumedHandshakes(server.port, rsa, workDir, options);
@@ -38,7 +42,7 @@ export async function benchSleepyDevices(
   rows.push(
     {
       item: '6 sleepy devices',
-      measure: `uploads/s, each on a new connection resuming the last session, ${options.workers} at once (${resumed.reusedShare} resumed)`,
+      measure: `uploads/s, each on a new connection resuming the last session, ${options.workers} devices at once (${resumed.reusedShare} resumed)`,
       value: rate(resumed.rate),
       reference: `${rate(bare)} (openssl s_time -reuse)`,
       ratio: (resumed.rate / bare).toFixed(2),
@@ -55,7 +59,7 @@ export async function benchSleepyDevices(
   );
   for (const [label, device] of [
     ['ECDSA P-256 device and server (ECDHE-ECDSA-AES128-GCM-SHA256)', ecdsa],
-    ['RSA 2048 device and server (ECDHE-RSA-AES128-GCM-SHA256)', rsa],
+    ['RSA 2048 device and server (ECDHE-RSA-AES128-GCM-SHA256)', rsaAll],
   ] as const) {
     const cpu = await meter();
     const full = await uploads(
@@ -66,7 +70,7 @@ export async function benchSleepyDevices(
     );
     rows.push({
       item: '6 sleepy devices',
-      measure: `uploads/s, full mTLS handshake each, ${label}, ${options.workers} at once`,
+      measure: `uploads/s, full mTLS handshake each, ${label}, ${options.workers} devices at once`,
       value: rate(full.rate),
       reference: '',
       cpu: await cpu(),
@@ -75,9 +79,13 @@ export async function benchSleepyDevices(
   return rows;
 }
 
-async function boundEcdsaDevice(server: FleetgateProcess, workDir: string): Promise<TestDevice> {
-  const keyPath = path.join(workDir, 'ecdsa-device.key');
-  const certPath = path.join(workDir, 'ecdsa-device.crt');
+async function boundEcdsaDevice(
+  server: FleetgateProcess,
+  workDir: string,
+  n: number,
+): Promise<TestDevice> {
+  const keyPath = path.join(workDir, `ecdsa-device-${n}.key`);
+  const certPath = path.join(workDir, `ecdsa-device-${n}.crt`);
   await run(
     'openssl',
     ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256'].concat([
@@ -89,7 +97,7 @@ async function boundEcdsaDevice(server: FleetgateProcess, workDir: string): Prom
       '-days',
       '30',
       '-subj',
-      '/CN=bench-ecdsa',
+      `/CN=bench-ecdsa-${n}`,
     ]),
   );
   const device = withFingerprint({
@@ -107,7 +115,7 @@ async function boundEcdsaDevice(server: FleetgateProcess, workDir: string): Prom
 
 async function uploads(
   server: FleetgateProcess,
-  device: TestDevice,
+  devices: readonly TestDevice[],
   options: { workers: number; uploads: number },
   mode: 'resumed' | 'ecdsa' | 'rsa',
 ): Promise<{ rate: number; reusedShare: string }> {
@@ -130,6 +138,7 @@ async function uploads(
           `sleepy-${mode}-${w}`,
           csvLines(startMs + n * 1e6, 100),
         );
+        const device = devices[w % devices.length]!;
         if (await upload(server, device, agent, body, contentType, mode)) reused++;
       }
       agent.destroy();
