@@ -143,6 +143,9 @@ function closeConnectionsWithoutRequest(
   server.prependListener('request', sawRequest);
   server.prependListener('checkContinue', sawRequest);
   server.prependListener('checkExpectation', sawRequest);
+  // A WebSocket upgrade is a request too: without this the timer wrote an HTTP
+  // 408 into the upgraded socket (a broken frame) and closed every WebSocket.
+  server.prependListener('upgrade', sawRequest);
 }
 
 function listenOn(server: net.Server, start: () => void): Promise<void> {
