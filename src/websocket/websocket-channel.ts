@@ -20,6 +20,12 @@ export const WEBSOCKET_ENDPOINT = '/device_endpoint/ws';
 const CLOSE_POLICY = 1008;
 const CLOSE_GOING_AWAY = 1001;
 const ID_MAX = 128;
+/**
+ * Messages of one connection read but not yet answered. Beyond it the socket
+ * is paused (TCP backpressure) until the queue drains, so a device that sends
+ * faster than its messages are stored cannot fill the server's memory.
+ */
+export const WS_MAX_QUEUED_MESSAGES = 16;
 
 interface Connection {
   ws: WebSocket;
@@ -28,6 +34,8 @@ interface Connection {
   alive: boolean;
   /** Messages are stored one after the other, in the order sent. */
   queue: Promise<void>;
+  /** Messages received and not yet answered (see WS_MAX_QUEUED_MESSAGES). */
+  queued: number;
 }
 
 export interface WebSocketChannel {
@@ -108,6 +116,7 @@ export function attachWebSocketChannel(
       certificate,
       alive: true,
       queue: Promise.resolve(),
+      queued: 0,
     };
     const set = byDevice.get(deviceId) ?? new Set();
     byDevice.set(deviceId, set);
@@ -119,7 +128,14 @@ export function attachWebSocketChannel(
       if (set.size === 0 && byDevice.get(deviceId) === set) byDevice.delete(deviceId);
     });
     ws.on('message', (data, isBinary) => {
-      connection.queue = connection.queue.then(() => handleMessage(connection, data, isBinary));
+      connection.queued += 1;
+      if (connection.queued >= WS_MAX_QUEUED_MESSAGES) ws.pause();
+      connection.queue = connection.queue
+        .then(() => handleMessage(connection, data, isBinary))
+        .finally(() => {
+          connection.queued -= 1;
+          if (connection.queued < WS_MAX_QUEUED_MESSAGES && ws.isPaused) ws.resume();
+        });
     });
   }
 
@@ -192,7 +208,9 @@ export function attachWebSocketChannel(
   const heartbeat = setInterval(() => {
     for (const set of byDevice.values()) {
       for (const connection of set) {
-        if (!connection.alive) {
+        // A socket paused by the server (its queue is full) cannot read the
+        // pong: that is the server's wait, not a dead peer.
+        if (!connection.alive && !connection.ws.isPaused) {
           connection.ws.terminate();
           continue;
         }

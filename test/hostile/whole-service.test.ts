@@ -2,7 +2,9 @@ import { expect } from 'chai';
 import WebSocket from 'ws';
 import type { TestDevice } from '../support/device-client.js';
 import { useFixture, uniqueName, type Fixture } from '../support/fixture.js';
+import { skipBecause } from '../support/skip.js';
 import { countStoredPoints } from '../support/stored-points.js';
+import pg from 'pg';
 
 const T0 = 1_764_500_000_000;
 const FIRST_REQUEST_MS = 400;
@@ -23,10 +25,74 @@ function openSocket(fx: Fixture, device: TestDevice): Promise<WebSocket> {
  * Findings of the whole-service adversarial review (docs/security-review-2026-12.md):
  * each case failed on main before its fix.
  */
-describe('whole-service review: the WebSocket outlives the first-request timeout', () => {
+describe('whole-service review: WebSocket channel', () => {
   const fx = useFixture({
     FLEETGATE_FIRST_REQUEST_TIMEOUT_MS: String(FIRST_REQUEST_MS),
     FLEETGATE_WS_PING_INTERVAL_MS: '60000',
+  });
+
+  it('stops reading a flooding socket while its messages wait for the database (backpressure)', async function () {
+    if (!fx().db.url) {
+      skipBecause(this, 'blocks the device row from a second PostgreSQL session');
+    }
+    this.timeout(120_000);
+    const { device } = await fx().boundDevice(uniqueName('ws-flood'));
+    const ws = await openSocket(fx(), device);
+    const frames = 120;
+    const acks: number[] = [];
+    ws.on('message', (data) => {
+      const frame = JSON.parse(String(data));
+      if (frame.type === 'ack') acks.push(frame.stored);
+    });
+    try {
+      const client = new pg.Client({ connectionString: fx().db.url });
+      await client.connect();
+      try {
+        await client.query('begin');
+        // Every message's transaction waits on this row (touchLastSeen, series creation).
+        await client.query(
+          `select d.id from devices d join device_certificates c on c.device_id = d.id
+            where c.fingerprint = $1 for update of d`,
+          [device.fingerprint],
+        );
+        // One frame after the other, each once the previous one was handed to
+        // the kernel: `written` counts the frames the server let through.
+        let written = 0;
+        const sendNext = (i: number) => {
+          if (i >= frames) return;
+          const message = JSON.stringify({ type: 'message', id: i, ts: T0 + i, data: { flood: i } });
+          ws.send(`${message.slice(0, -1)}${' '.repeat(1_000_000)}}`, (err) => {
+            if (err) return;
+            written += 1;
+            sendNext(i + 1);
+          });
+        };
+        sendNext(0);
+        // Wait until the server stops taking frames: before the fix it read (and
+        // kept in memory) every one of them; now it pauses after a bounded queue
+        // (plus what the kernel's socket buffers hold).
+        let last = -1;
+        for (let waited = 0; waited < 60_000 && written !== last; waited += 1500) {
+          last = written;
+          await new Promise((resolve) => setTimeout(resolve, 1500));
+        }
+        expect(written, 'frames the server read while the database was busy').to.be.lessThan(
+          frames / 2,
+        );
+        expect(acks).to.deep.equal([]);
+        await client.query('rollback');
+      } finally {
+        await client.end();
+      }
+      // Released: every message is stored and acknowledged, in order.
+      for (let waited = 0; acks.length < frames && waited < 90_000; waited += 200) {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      expect(acks).to.have.length(frames);
+      expect(await countStoredPoints(fx().db, fx().server, device, ['flood'])).to.equal(frames);
+    } finally {
+      ws.terminate();
+    }
   });
 
   it('keeps an open socket past FLEETGATE_FIRST_REQUEST_TIMEOUT_MS and still acknowledges', async () => {
