@@ -63,7 +63,10 @@ export class MessageBatch {
         { limit: limits.maxMessages },
       );
     }
-    if (rawText !== undefined) assertNoChangedLiteral(rawText);
+    if (rawText !== undefined) {
+      assertNoChangedLiteral(rawText);
+      assertNoDuplicateKeys(rawText);
+    }
     const series = new Map<string, SeriesPoints>();
     messages.forEach((message, index) => {
       const where = Array.isArray(body) ? `message ${index}` : 'the message';
@@ -170,6 +173,50 @@ function assertNoChangedLiteral(text: string): void {
         );
       }
       i += match[0].length - 1;
+    }
+  }
+}
+
+/**
+ * JSON.parse keeps the last of two equal keys in one object, so
+ * `{"data": {"a": 1, "a": 2}}` would store a=2 and answer 200 for a reading
+ * that was dropped. `text` already parsed as JSON: only strings, brackets and
+ * commas need following.
+ */
+function assertNoDuplicateKeys(text: string): void {
+  /** Keys of each open object; null for an open array. */
+  const open: (Set<string> | null)[] = [];
+  let expectKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      const start = i;
+      for (i++; i < text.length && text.charCodeAt(i) !== 0x22; i++) {
+        if (text.charCodeAt(i) === 0x5c) i++;
+      }
+      const keys = open[open.length - 1];
+      if (!expectKey || !keys) continue;
+      expectKey = false;
+      const key = JSON.parse(text.slice(start, i + 1)) as string;
+      if (keys.has(key)) {
+        throw badRequest(
+          'invalid_message',
+          `the key "${clip(key)}" appears twice in one object; JSON would keep only its last value`,
+          { field: clip(key) },
+        );
+      }
+      keys.add(key);
+    } else if (c === 0x7b) {
+      open.push(new Set());
+      expectKey = true;
+    } else if (c === 0x5b) {
+      open.push(null);
+      expectKey = false;
+    } else if (c === 0x7d || c === 0x5d) {
+      open.pop();
+      expectKey = false;
+    } else if (c === 0x2c) {
+      expectKey = (open[open.length - 1] ?? null) !== null;
     }
   }
 }

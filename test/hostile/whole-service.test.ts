@@ -118,3 +118,53 @@ describe('whole-service review: WebSocket channel', () => {
     }
   });
 });
+
+describe('whole-service review: JSON messages', () => {
+  const fx = useFixture();
+
+  it('refuses a key given twice in one object instead of storing only the last value', async () => {
+    const { device, client } = await fx().boundDevice(uniqueName('dup-keys'));
+    const bodies = [
+      // JSON.parse keeps the last of two equal keys: "a": 1 was dropped with a 200.
+      `{"ts": ${T0}, "data": {"a": 1, "a": 2}}`,
+      `{"ts": ${T0}, "data": {"a": 1, "\\u0061": 2}}`,
+      `{"ts": ${T0}, "data": {"a": 1}, "data": {"b": 2}}`,
+      `[{"ts": ${T0}, "data": {"c": 1}}, {"ts": ${T0 + 1}, "ts": ${T0 + 2}, "data": {"c": 2}}]`,
+    ];
+    for (const body of bodies) {
+      const answer = await client.send(
+        'POST',
+        body,
+        { 'content-type': 'application/json' },
+        '/device_endpoint/messages',
+      );
+      expect(answer.status, body).to.equal(400);
+      expect(answer.json.code, body).to.equal('invalid_message');
+    }
+    expect(await countStoredPoints(fx().db, fx().server, device, ['a', 'b', 'c'])).to.equal(0);
+    // Equal keys in different objects are fine.
+    const ok = await client.send(
+      'POST',
+      `[{"ts": ${T0}, "data": {"a": 1, "b": 2}}, {"ts": ${T0 + 1}, "data": {"a": 3, "b": 4}}]`,
+      { 'content-type': 'application/json' },
+      '/device_endpoint/messages',
+    );
+    expect(ok.status, ok.text).to.equal(200);
+    expect(ok.json.stored).to.equal(4);
+  });
+
+  it('refuses a WebSocket message with a key given twice, with an error frame', async () => {
+    const { device } = await fx().boundDevice(uniqueName('dup-keys-ws'));
+    const ws = await openSocket(fx(), device);
+    try {
+      const frame = await new Promise<Record<string, unknown>>((resolve) => {
+        ws.once('message', (data) => resolve(JSON.parse(String(data))));
+        ws.send(`{"type": "message", "id": "d", "ts": ${T0}, "data": {"w": 1, "w": 2}}`);
+      });
+      expect(frame).to.include({ type: 'error', id: 'd', code: 'invalid_message' });
+      expect(await countStoredPoints(fx().db, fx().server, device, ['w'])).to.equal(0);
+    } finally {
+      ws.terminate();
+    }
+  });
+});
