@@ -60,7 +60,12 @@ describe('whole-service review: WebSocket channel', () => {
         let written = 0;
         const sendNext = (i: number) => {
           if (i >= frames) return;
-          const message = JSON.stringify({ type: 'message', id: i, ts: T0 + i, data: { flood: i } });
+          const message = JSON.stringify({
+            type: 'message',
+            id: i,
+            ts: T0 + i,
+            data: { flood: i },
+          });
           ws.send(`${message.slice(0, -1)}${' '.repeat(1_000_000)}}`, (err) => {
             if (err) return;
             written += 1;
