@@ -121,10 +121,12 @@ export function deviceEndpointRoutes(
     if (!req.is('application/json')) {
       throw unsupportedMediaType('send JSON {"completionSecret": "..."}');
     }
-    rotationJson(req, res, (err?: unknown) => {
-      if (err) return next(err);
-      handleRotationComplete(db, config, req, res).catch(next);
-    });
+    // Under the same idle and minimum-rate limits as every other body.
+    readBody(rotationJson, () => handleRotationComplete(db, config, req, res).catch(next))(
+      req,
+      res,
+      next,
+    );
   });
 
   router.all(DEVICE_ENDPOINT, (req) => {

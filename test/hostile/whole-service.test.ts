@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import WebSocket from 'ws';
 import type { TestDevice } from '../support/device-client.js';
 import { useFixture, uniqueName, type Fixture } from '../support/fixture.js';
+import { connectRaw, parseRawAnswer, readUntilClosed } from '../support/raw-tls.js';
 import { skipBecause } from '../support/skip.js';
 import { countStoredPoints } from '../support/stored-points.js';
 import pg from 'pg';
@@ -171,5 +172,30 @@ describe('whole-service review: JSON messages', () => {
     } finally {
       ws.terminate();
     }
+  });
+});
+
+describe('whole-service review: the rotation completion body', () => {
+  const fx = useFixture({
+    FLEETGATE_BODY_IDLE_TIMEOUT_MS: '1000',
+    FLEETGATE_FIRST_REQUEST_TIMEOUT_MS: '60000',
+  });
+
+  it('cuts a stalled rotate/complete body with 408 body_timeout, like every other body', async function () {
+    this.timeout(60_000);
+    const { device } = await fx().boundDevice(uniqueName('stall-complete'));
+    const socket = await connectRaw(fx().server, device);
+    const closed = readUntilClosed(socket);
+    // Headers and the start of a body, then nothing: before the fix the
+    // connection was held until FLEETGATE_REQUEST_TIMEOUT_MS (15 min).
+    socket.write(
+      'POST /device_endpoint/rotate/complete HTTP/1.1\r\nHost: localhost\r\n' +
+        'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"completionSecret"',
+    );
+    const timer = setTimeout(() => socket.destroy(), 15_000);
+    const answer = parseRawAnswer(await closed);
+    clearTimeout(timer);
+    expect(answer.status, answer.head || 'no answer within 15 s').to.equal(408);
+    expect(answer.json.code).to.equal('body_timeout');
   });
 });
