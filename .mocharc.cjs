@@ -5,7 +5,8 @@ const named = process.argv.slice(2).some((arg) => /\.test\.js$/.test(arg));
 module.exports = {
   spec: named ? [] : ['dist/test/**/*.test.js'],
   // Lists pending tests after the run; in CI fails on any not allowed (test/support/ci-pending.ts).
-  require: ['dist/test/support/ci-pending.js'],
+  // Drops the run's migrated template database (test/support/test-database.ts).
+  require: ['dist/test/support/ci-pending.js', 'dist/test/support/test-database.js'],
   timeout: 60000,
   forbidOnly: Boolean(process.env.CI),
   exit: true,

@@ -1,23 +1,31 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import cliProgress from 'cli-progress';
+import type cliProgress from 'cli-progress';
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig, type ConfigOverrides } from '../config/config.js';
 import { AppError } from '../http/app-error.js';
-import { renderNginxConfig } from '../proxy/nginx-config.js';
-import { startServer } from '../server/serve.js';
-import { createLogger } from '../server/logger.js';
-import { writeDeviceCertificate } from '../tls/dev-certificates.js';
-import { rotateTicketKeyDir } from '../tls/ticket-keys.js';
-import { ticketKeyDirOf } from '../tls/tls-policy.js';
-import { createDeviceCa, parseCertificate, summarize } from '../authorities/ca-certificates.js';
-import { parseMacFile } from '../authorities/mac-address.js';
-import { loadCa, provisionBundles } from '../authorities/provision.js';
-import { readCertificateFile, writeCaFiles } from '../authorities/ca-files.js';
-import { runAdminCommand } from './admin-runner.js';
-import { runDbImport } from './db-commands.js';
 import type { AdminArgs } from './admin-commands.js';
+
+// Each command imports what it needs when it runs: every `fleetgate` process
+// (and the test suite spawns hundreds) would otherwise load the whole server
+// (express, kysely, pg, the TLS and certificate code) before parsing its
+// arguments, about a second on a loaded 2-core machine for `--version` alone.
+const lazy = {
+  serve: () => import('../server/serve.js'),
+  logger: () => import('../server/logger.js'),
+  devCertificates: () => import('../tls/dev-certificates.js'),
+  ticketKeys: () => import('../tls/ticket-keys.js'),
+  tlsPolicy: () => import('../tls/tls-policy.js'),
+  nginxConfig: () => import('../proxy/nginx-config.js'),
+  caCertificates: () => import('../authorities/ca-certificates.js'),
+  macAddress: () => import('../authorities/mac-address.js'),
+  provision: () => import('../authorities/provision.js'),
+  caFiles: () => import('../authorities/ca-files.js'),
+  adminRunner: () => import('./admin-runner.js'),
+  dbCommands: () => import('./db-commands.js'),
+  cliProgress: () => import('cli-progress'),
+};
 
 interface ServeOptions {
   port?: string;
@@ -78,6 +86,7 @@ program
       adminPort: opts.adminPort,
       adminHost: opts.adminHost,
     });
+    const [{ createLogger }, { startServer }] = await Promise.all([lazy.logger(), lazy.serve()]);
     const log = createLogger(config.logLevel, 1);
     const server = await startServer(config, log);
     const stop = (signal: string) => {
@@ -161,12 +170,13 @@ devices
     'pre-register device names (MACs) without issuing certificates, for devices with a vendor CA',
   )
   .requiredOption('--macs <file>', 'one MAC address per line')
-  .action((name: string, opts: { macs: string }) =>
-    admin('devices.preregister', {
+  .action(async (name: string, opts: { macs: string }) => {
+    const { parseMacFile } = await lazy.macAddress();
+    await admin('devices.preregister', {
       identity: name,
       macs: parseMacFile(fs.readFileSync(opts.macs, 'utf8')).join('\n'),
-    }),
-  );
+    });
+  });
 devices
   .command('list [identity]')
   .description(
@@ -308,6 +318,10 @@ ca.command('create <identity>')
   .option('--name <cn>', 'common name of the CA (default: "<identity> device CA")')
   .action(async (name: string, opts: { out: string; name?: string }) => {
     const dir = path.resolve(opts.out);
+    const [{ createDeviceCa }, { writeCaFiles }] = await Promise.all([
+      lazy.caCertificates(),
+      lazy.caFiles(),
+    ]);
     const material = await createDeviceCa(opts.name ?? `${name} device CA`);
     const written = writeCaFiles(dir, material);
     try {
@@ -321,9 +335,10 @@ ca.command('create <identity>')
   });
 ca.command('trust <identity> <file>')
   .description("register a manufacturer's root or intermediate CA certificate (PEM or DER)")
-  .action((name: string, file: string) =>
-    admin('ca.trust', { identity: name, pem: readCertificateFile(file) }),
-  );
+  .action(async (name: string, file: string) => {
+    const { readCertificateFile } = await lazy.caFiles();
+    await admin('ca.trust', { identity: name, pem: readCertificateFile(file) });
+  });
 ca.command('list <identity>')
   .description("list the identity's trusted CAs with fingerprint, subject, validity, CRL")
   .option('--json', 'print JSON')
@@ -337,9 +352,10 @@ ca.command('remove <identity> <fingerprint>')
   );
 ca.command('crl <identity> <file>')
   .description("load a CRL (PEM or DER) of one of the identity's CAs")
-  .action((name: string, file: string) =>
-    admin('ca.crl', { identity: name, crl: readCertificateFile(file) }),
-  );
+  .action(async (name: string, file: string) => {
+    const { readCertificateFile } = await lazy.caFiles();
+    await admin('ca.crl', { identity: name, crl: readCertificateFile(file) });
+  });
 
 program
   .command('provision <identity>')
@@ -367,6 +383,8 @@ program
         days?: number;
       },
     ) => {
+      const [{ parseMacFile }, { parseCertificate, summarize }, { loadCa, provisionBundles }] =
+        await Promise.all([lazy.macAddress(), lazy.caCertificates(), lazy.provision()]);
       const macs = parseMacFile(fs.readFileSync(opts.macs, 'utf8'));
       const config = loadConfig(process.env);
       const serverCaFile = opts.serverCa ?? path.join(config.certsDir, 'dev-ca.crt');
@@ -383,7 +401,7 @@ program
         batch: path.resolve(opts.out),
         quiet: true,
       });
-      const bar = progressBar(macs.length);
+      const bar = await progressBar(macs.length);
       const rows = await provisionBundles({
         macs,
         caDir,
@@ -414,6 +432,10 @@ dbCommand
   )
   .action(async () => {
     const config = loadConfig(process.env);
+    const [{ createLogger }, { runDbImport }] = await Promise.all([
+      lazy.logger(),
+      lazy.dbCommands(),
+    ]);
     await runDbImport(config, createLogger(config.logLevel, 2), process.stdin);
   });
 
@@ -422,7 +444,8 @@ certs
   .command('device')
   .description('write a self-signed device key and certificate for trying things out')
   .requiredOption('--out <dir>', 'directory to write device.key and device.crt to')
-  .action((opts: { out: string }) => {
+  .action(async (opts: { out: string }) => {
+    const { writeDeviceCertificate } = await lazy.devCertificates();
     const written = writeDeviceCertificate(path.resolve(opts.out));
     process.stdout.write(
       `certificate: ${written.certPath}\nkey:         ${written.keyPath}\nfingerprint: ${written.fingerprint}\n`,
@@ -440,7 +463,11 @@ tlsCommand
     '--dir <dir>',
     'key directory (default: FLEETGATE_TLS_TICKET_KEY_DIR or CERTS_DIR/ticket-keys)',
   )
-  .action((opts: { dir?: string }) => {
+  .action(async (opts: { dir?: string }) => {
+    const [{ ticketKeyDirOf }, { rotateTicketKeyDir }] = await Promise.all([
+      lazy.tlsPolicy(),
+      lazy.ticketKeys(),
+    ]);
     const dir = path.resolve(opts.dir ?? ticketKeyDirOf(loadConfig(process.env)));
     const { rotated } = rotateTicketKeyDir(dir);
     process.stdout.write(`${rotated ? 'rotated' : 'created'} ticket keys in ${dir}\n`);
@@ -454,13 +481,18 @@ program
   )
   .option('--listen <port>', "nginx's public port or address:port", '8443')
   .requiredOption('--prefix <dir>', "directory for nginx's pid file, logs and temp files")
-  .action((opts: { listen: string; prefix: string }) => {
+  .action(async (opts: { listen: string; prefix: string }) => {
     const config = loadConfig(process.env);
+    const { renderNginxConfig } = await lazy.nginxConfig();
     process.stdout.write(renderNginxConfig(config, opts));
   });
 
 async function admin(command: string, args: AdminArgs, overrides: ConfigOverrides = {}) {
   const config = loadConfig(process.env, overrides);
+  const [{ createLogger }, { runAdminCommand }] = await Promise.all([
+    lazy.logger(),
+    lazy.adminRunner(),
+  ]);
   await runAdminCommand(config, createLogger(config.logLevel, 2), command, args);
 }
 
@@ -471,8 +503,9 @@ function packageVersion(): string {
 }
 
 /** A progress bar on a terminal only; scripts and CI logs get the summary line alone. */
-function progressBar(total: number): cliProgress.SingleBar | null {
+async function progressBar(total: number): Promise<cliProgress.SingleBar | null> {
   if (!process.stderr.isTTY) return null;
+  const { default: cliProgress } = await lazy.cliProgress();
   const bar = new cliProgress.SingleBar(
     { stream: process.stderr, format: 'provisioning [{bar}] {value}/{total} {eta_formatted}' },
     cliProgress.Presets.shades_classic,

@@ -24,7 +24,7 @@ describe('enrollment by certificate chain behind nginx', function () {
 
   before(async function () {
     skipUnlessNginx(this);
-    db = await createTestDatabase();
+    db = await createTestDatabase({ migrated: true });
     front = await startBehindNginx((env) => startFleetgate(db, env), db.workDir);
     pki = new OpensslPki(fs.mkdtempSync(path.join(db.workDir, 'pki-')));
   });

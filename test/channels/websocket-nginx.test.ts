@@ -17,7 +17,7 @@ describe('WebSocket channel behind nginx', function () {
 
   before(async function () {
     skipUnlessNginx(this);
-    db = await createTestDatabase();
+    db = await createTestDatabase({ migrated: true });
     front = await startBehindNginx((env) => startFleetgate(db, env), db.workDir);
   });
   after(async () => {

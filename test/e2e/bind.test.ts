@@ -164,7 +164,7 @@ describe('binding: what is stored of a PSK', function () {
   let server: FleetgateProcess | undefined;
 
   before(async () => {
-    db = await createTestDatabase();
+    db = await createTestDatabase({ migrated: true });
   });
   after(async () => {
     await server?.stop();

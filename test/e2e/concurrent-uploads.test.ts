@@ -32,7 +32,7 @@ describe('concurrent uploads into one series', function () {
   let clients: DeviceClient[] = [];
 
   before(async () => {
-    db = await createTestDatabase();
+    db = await createTestDatabase({ migrated: true });
     // N uploads of one device race below; the default cap of concurrent uploads is 4.
     server = await startFleetgate(db, { FLEETGATE_MAX_CONCURRENT_UPLOADS_PER_DEVICE: '32' });
     clients = Array.from({ length: RACERS }, () => new DeviceClient(server, device));

@@ -61,7 +61,7 @@ describe('growth limits: partitions, timestamp floor, series cap, series pages',
   }
 
   before(async () => {
-    db = await createTestDatabase();
+    db = await createTestDatabase({ migrated: true });
     await start();
     const identity = uniqueName('growth');
     expect((await server.cli(['identity', 'create', identity])).code).to.equal(0);

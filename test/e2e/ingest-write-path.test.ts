@@ -32,7 +32,7 @@ describe('ingest write path', function () {
   let client: DeviceClient;
 
   before(async () => {
-    db = await createTestDatabase();
+    db = await createTestDatabase({ migrated: true });
     server = await startFleetgate(db, { FLEETGATE_MAX_LINE_BYTES: '100' });
     expect((await server.cli(['identity', 'create', 'acme'])).code).to.equal(0);
     const psk = (await server.cli(['psk', 'issue', 'acme'])).stdout.trim();

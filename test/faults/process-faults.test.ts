@@ -55,7 +55,7 @@ describe('faults: fleetgate killed or cut off after committing', function () {
   let device: TestDevice;
 
   before(async () => {
-    db = await createTestDatabase();
+    db = await createTestDatabase({ migrated: true });
     server = await startFleetgate(db, { FLEETGATE_UPLOADS_PER_DEVICE: '0' });
     device = newDevice();
     const client = new DeviceClient(server, device);

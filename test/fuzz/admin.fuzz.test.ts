@@ -202,7 +202,7 @@ describe('fuzzing the admin API: no input gets a 5xx', function () {
   const clients: DeviceClient[] = [];
 
   before(async () => {
-    db = await createTestDatabase();
+    db = await createTestDatabase({ migrated: true });
     server = await startFleetgate(db);
     admin = new AdminClient(server);
     device = newDevice();

@@ -53,7 +53,7 @@ describe('hostile client certificates', function () {
   let ownerDevice: TestDevice;
 
   before(async () => {
-    db = await createTestDatabase();
+    db = await createTestDatabase({ migrated: true });
     server = await startFleetgate(db, {
       FLEETGATE_BIND_FAILURES_PER_ADDRESS: '0',
       FLEETGATE_BIND_FAILURES_PER_CERTIFICATE: '0',

@@ -21,7 +21,7 @@ describe('hostile requests', function () {
   let stranger: DeviceClient;
 
   before(async () => {
-    db = await createTestDatabase();
+    db = await createTestDatabase({ migrated: true });
     server = await startFleetgate(db, {
       FLEETGATE_HEADERS_TIMEOUT_MS: '2000',
       FLEETGATE_REQUEST_TIMEOUT_MS: '4000',

@@ -67,7 +67,7 @@ describe('one device must not starve the others', function () {
   };
 
   before(async () => {
-    db = await createTestDatabase();
+    db = await createTestDatabase({ migrated: true });
     server = await startFleetgate(db, {
       FLEETGATE_DB_POOL_SIZE: '3',
       FLEETGATE_DB_ACQUIRE_TIMEOUT_MS: '20000',

@@ -16,7 +16,7 @@ describe('throttling', function () {
   };
 
   before(async () => {
-    db = await createTestDatabase();
+    db = await createTestDatabase({ migrated: true });
     server = await startFleetgate(db, {
       FLEETGATE_BIND_FAILURES_PER_ADDRESS: '5',
       FLEETGATE_BIND_FAILURES_PER_CERTIFICATE: '3',

@@ -64,7 +64,7 @@ async function setUp(db: TestDatabase, env: Record<string, string>) {
 
 describe('operate: graceful drain on SIGTERM', () => {
   let db: TestDatabase;
-  beforeEach(async () => (db = await createTestDatabase()));
+  beforeEach(async () => (db = await createTestDatabase({ migrated: true })));
   afterEach(async () => db.drop());
 
   it('finishes the upload in flight, refuses new connections, and says 503 on /readyz meanwhile', async () => {

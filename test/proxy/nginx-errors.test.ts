@@ -50,7 +50,7 @@ describe('behind nginx: requests nginx refuses itself get JSON, never a 5xx', fu
 
   before(async function () {
     skipUnlessNginx(this);
-    db = await createTestDatabase();
+    db = await createTestDatabase({ migrated: true });
     front = await startBehindNginx((env) => startFleetgate(db, env), db.workDir);
   });
   after(async () => {

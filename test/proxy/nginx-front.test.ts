@@ -20,7 +20,7 @@ describe('behind nginx: certificates forwarded by the proxy', function () {
 
   before(async function () {
     skipUnlessNginx(this);
-    db = await createTestDatabase();
+    db = await createTestDatabase({ migrated: true });
     front = await startBehindNginx((env) => startFleetgate(db, env), db.workDir);
     expect((await front.app.cli(['identity', 'create', 'acme'])).code).to.equal(0);
     psk = (await front.app.cli(['psk', 'issue', 'acme', '--max-devices', '100'])).stdout.trim();

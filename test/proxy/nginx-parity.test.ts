@@ -30,7 +30,10 @@ describe('behind nginx: answers are the same as over a direct connection', funct
 
   before(async function () {
     skipUnlessNginx(this);
-    [directDb, proxiedDb] = await Promise.all([createTestDatabase(), createTestDatabase()]);
+    [directDb, proxiedDb] = await Promise.all([
+      createTestDatabase({ migrated: true }),
+      createTestDatabase({ migrated: true }),
+    ]);
     direct = await startFleetgate(directDb);
     front = await startBehindNginx((env) => startFleetgate(proxiedDb, env), proxiedDb.workDir);
     for (const [side, app] of [

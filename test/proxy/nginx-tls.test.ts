@@ -32,7 +32,7 @@ describe('behind nginx: the public TLS front', function () {
 
   before(async function () {
     skipUnlessNginx(this);
-    db = await createTestDatabase();
+    db = await createTestDatabase({ migrated: true });
     front = await startBehindNginx((env) => startFleetgate(db, env), db.workDir);
     const device = newDevice();
     fs.writeFileSync(path.join(db.workDir, 'd.crt'), device.certPem);

@@ -26,7 +26,7 @@ describe('behind nginx: large uploads stream to the app and meet its limits', fu
 
   before(async function () {
     skipUnlessNginx(this);
-    db = await createTestDatabase();
+    db = await createTestDatabase({ migrated: true });
     front = await startBehindNginx((env) => startFleetgate(db, env), db.workDir, {
       FLEETGATE_MAX_UPLOAD_BYTES: String(LIMIT),
       FLEETGATE_MAX_PARTS: '3',

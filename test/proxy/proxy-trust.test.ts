@@ -22,7 +22,7 @@ describe('proxy mode: the certificate header is believed only from the proxy', f
   const victim: TestDevice = newDevice();
 
   before(async () => {
-    db = await createTestDatabase();
+    db = await createTestDatabase({ migrated: true });
     app = await startFleetgate(db, {
       FLEETGATE_PROXY_MODE: 'nginx',
       FLEETGATE_TRUSTED_PROXIES: '127.0.0.1',
@@ -150,7 +150,7 @@ describe('direct mode: the certificate header is always ignored', function () {
   let app: FleetgateProcess;
 
   before(async () => {
-    db = await createTestDatabase();
+    db = await createTestDatabase({ migrated: true });
     app = await startFleetgate(db);
     await app.cli(['identity', 'create', 'acme']);
   });

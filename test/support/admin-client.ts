@@ -94,7 +94,7 @@ export interface FleetgateFixture {
 export function useFleetgate(env: Record<string, string> = {}): FleetgateFixture {
   const fixture = {} as FleetgateFixture;
   before(async () => {
-    fixture.db = await createTestDatabase();
+    fixture.db = await createTestDatabase({ migrated: true });
     fixture.server = await startFleetgate(fixture.db, env);
     fixture.admin = new AdminClient(fixture.server);
   });

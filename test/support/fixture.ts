@@ -20,7 +20,7 @@ export function useFixture(env: Record<string, string> = {}): () => Fixture {
   let fixture: Fixture | undefined;
   before(async function () {
     this.timeout(120_000);
-    const db = await createTestDatabase();
+    const db = await createTestDatabase({ migrated: true });
     const server = await startFleetgate(db, env);
     const clients: DeviceClient[] = [];
     const cli = async (args: string[]) => {

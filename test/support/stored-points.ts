@@ -101,7 +101,7 @@ export interface BoundDeviceSetup {
 
 /** A fresh database, a running server and one bound device with its client. */
 export async function startWithBoundDevice(env: Record<string, string>): Promise<BoundDeviceSetup> {
-  const db = await createTestDatabase();
+  const db = await createTestDatabase({ migrated: true });
   const server = await startFleetgate(db, env);
   const device = newDevice();
   const client = new DeviceClient(server, device);

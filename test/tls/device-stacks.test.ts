@@ -68,7 +68,7 @@ for (const stack of ['mbedtls', 'wolfssl'] as const) {
         // Only when the compiler or headers are missing (CI installs them).
         skipBecause(this, `cannot build the ${stack} client: ${missing}`);
       }
-      db = await createTestDatabase();
+      db = await createTestDatabase({ migrated: true });
       server = await startFleetgate(db);
       workDir = db.workDir;
       caPath = path.join(db.env.FLEETGATE_CERTS_DIR!, 'dev-ca.crt');
@@ -258,7 +258,7 @@ describe('device TLS stacks: resumption by session ticket', function () {
   before(async function () {
     if (stackMissing('mbedtls') || stackMissing('wolfssl'))
       skipBecause(this, 'the mbedTLS or wolfSSL client cannot be built here');
-    db = await createTestDatabase();
+    db = await createTestDatabase({ migrated: true });
     // No session cache: a resumption can only come from a ticket.
     server = await startFleetgate(db, { FLEETGATE_TLS_SESSION_CACHE_SIZE: '0' });
   });

@@ -48,7 +48,7 @@ describe('device TLS policy: openssl s_client and Python clients', function () {
   let auth: string[];
 
   before(async () => {
-    db = await createTestDatabase();
+    db = await createTestDatabase({ migrated: true });
     server = await startFleetgate(db);
     ca = ['-CAfile', path.join(db.env.FLEETGATE_CERTS_DIR!, 'dev-ca.crt'), '-verify_return_error'];
     device = factoryDevice('ec', db.workDir, 'openssl-device');
@@ -195,7 +195,7 @@ describe('device TLS policy: options', function () {
   let db: TestDatabase;
 
   before(async () => {
-    db = await createTestDatabase();
+    db = await createTestDatabase({ migrated: true });
   });
   after(async () => db?.drop());
 

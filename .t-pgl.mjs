@@ -1,0 +1,15 @@
+import { PGlite } from '@electric-sql/pglite';
+import fs from 'node:fs';
+const base = '/tmp/ciops/pgl'; fs.rmSync(base, {recursive:true, force:true}); fs.mkdirSync(base);
+let t = performance.now();
+let p = await PGlite.create(base + '/a'); await p.query('select 1'); await p.close();
+console.log('fresh', (performance.now()-t).toFixed(0));
+t = performance.now();
+fs.cpSync(base + '/a', base + '/b', { recursive: true });
+console.log('copy', (performance.now()-t).toFixed(0), 'size');
+t = performance.now();
+p = await PGlite.create(base + '/b'); await p.query('select 1'); await p.close();
+console.log('existing', (performance.now()-t).toFixed(0));
+t = performance.now();
+p = await PGlite.create(base + '/a'); await p.query('select 1'); await p.close();
+console.log('existing2', (performance.now()-t).toFixed(0));
