@@ -112,3 +112,25 @@ export async function revokedSerialsAmong(
     .where('serial_number', 'in', serials)
     .execute();
 }
+
+/** Records the chain serials of a device's certificate that registered CAs issued (per-request CRL checks). */
+export async function insertDeviceChainSerials(
+  db: Kysely<Database>,
+  deviceId: number,
+  fingerprint: string,
+  serials: { caId: number; serialNumber: string }[],
+): Promise<void> {
+  if (serials.length === 0) return;
+  await db
+    .insertInto('device_chain_serials')
+    .values(
+      serials.map((s) => ({
+        device_id: deviceId,
+        fingerprint,
+        ca_id: s.caId,
+        serial_number: s.serialNumber,
+      })),
+    )
+    .onConflict((oc) => oc.doNothing())
+    .execute();
+}

@@ -30,6 +30,31 @@ async function signedBy(
   }
 }
 
+/** Signed by a certificate with the right name but the wrong key (or a broken signature). */
+function namedBy(cert: x509.X509Certificate, issuer: x509.X509Certificate): boolean {
+  return cert.issuer === issuer.subject;
+}
+
+/**
+ * Extensions this check understands (or may ignore safely). A critical
+ * extension outside this list must make the chain fail (RFC 5280 4.2):
+ * nameConstraints and policyConstraints among them, which are not enforced here.
+ */
+const KNOWN_EXTENSIONS = new Set([
+  '2.5.29.14', // subjectKeyIdentifier
+  '2.5.29.15', // keyUsage
+  '2.5.29.17', // subjectAltName
+  '2.5.29.18', // issuerAltName
+  '2.5.29.19', // basicConstraints
+  '2.5.29.31', // cRLDistributionPoints
+  '2.5.29.32', // certificatePolicies (no policy is required)
+  '2.5.29.35', // authorityKeyIdentifier
+  '2.5.29.37', // extKeyUsage
+  '1.3.6.1.5.5.7.1.1', // authorityInfoAccess
+]);
+const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
+const ANY_EXTENDED_KEY_USAGE = '2.5.29.37.0';
+
 function isSelfSigned(cert: x509.X509Certificate): boolean {
   return cert.subject === cert.issuer;
 }
@@ -57,11 +82,13 @@ export async function verifyChain(
   let anchor: { row: AuthorityRow; cert: x509.X509Certificate } | undefined;
   for (let depth = 0; depth < MAX_DEPTH && !anchor; depth++) {
     const current = path[path.length - 1];
+    let badSignature = false;
     for (const candidate of anchorCerts) {
       if (await signedBy(current, candidate.cert)) {
         anchor = candidate;
         break;
       }
+      if (namedBy(current, candidate.cert)) badSignature = true;
     }
     if (anchor) break;
     let next: x509.X509Certificate | undefined;
@@ -71,6 +98,16 @@ export async function verifyChain(
         next = candidate;
         break;
       }
+      if (namedBy(current, candidate)) badSignature = true;
+    }
+    if (!next && badSignature) {
+      throw refuse(
+        403,
+        'chain_invalid',
+        `the signature on "${current.subject}" does not verify with the key of its issuer ` +
+          `"${current.issuer}": the certificate was not signed by that CA (or was altered)`,
+        { certificate: current.subject, reason: 'signature_invalid' },
+      );
     }
     if (!next) {
       if (isSelfSigned(current)) {
@@ -118,6 +155,34 @@ export async function verifyChain(
       certificate: leaf.subject,
       reason: 'leaf_is_ca',
     });
+  }
+  // Critical extensions this check does not understand, on every certificate of the path.
+  for (const cert of [...path, anchor.cert]) {
+    const unknown = cert.extensions.find((e) => e.critical && !KNOWN_EXTENSIONS.has(e.type));
+    if (unknown) {
+      throw refuse(
+        403,
+        'chain_invalid',
+        `${cert === leaf ? 'the device certificate' : `the CA certificate "${cert.subject}"`} ` +
+          `has a critical extension ${unknown.type} that fleetgate does not process, so it must refuse it`,
+        { certificate: cert.subject, reason: 'unknown_critical_extension', extension: unknown.type },
+      );
+    }
+  }
+  // Extended key usage: where a certificate of the path restricts it, TLS client authentication must be allowed.
+  for (const cert of path) {
+    const eku = cert.getExtension(x509.ExtendedKeyUsageExtension);
+    if (!eku) continue;
+    const usages = eku.usages.map(String);
+    if (!usages.includes(CLIENT_AUTH) && !usages.includes(ANY_EXTENDED_KEY_USAGE)) {
+      throw refuse(
+        403,
+        'chain_invalid',
+        `${cert === leaf ? 'the device certificate' : `the CA certificate "${cert.subject}"`} ` +
+          'restricts its extended key usage and does not allow TLS client authentication (clientAuth)',
+        { certificate: cert.subject, reason: 'wrong_extended_key_usage' },
+      );
+    }
   }
   // Issuers: path[1..] then the anchor. Issuer i has i intermediates below it.
   const issuers = [...path.slice(1), anchor.cert];

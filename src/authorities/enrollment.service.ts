@@ -11,7 +11,11 @@ import {
   insertDeviceWithCertificate,
 } from '../devices/device.repository.js';
 import { dropPendingRotationsOfCertificate } from '../devices/rotation.service.js';
-import { listAllAuthorities, revokedSerialsAmong } from './authority.repository.js';
+import {
+  insertDeviceChainSerials,
+  listAllAuthorities,
+  revokedSerialsAmong,
+} from './authority.repository.js';
 import { commonNameOf } from './ca-certificates.js';
 import { verifyChain } from './chain.js';
 import {
@@ -61,9 +65,12 @@ export async function enrollByChain(
     context.caFingerprint = verified.anchor.fingerprint;
     // Revocation: each certificate against the CRL of its issuer, when that issuer is a registered CA.
     const byFingerprint = new Map(anchors.map((a) => [a.fingerprint, a]));
+    // Kept per device: a CRL loaded later refuses the device on its next request.
+    const chainSerials: { caId: number; serialNumber: string }[] = [];
     for (const check of verified.revocationChecks) {
       const ca = byFingerprint.get(fingerprintOf(Buffer.from(check.issuer.rawData)));
       if (!ca) continue;
+      chainSerials.push({ caId: ca.id, serialNumber: check.serial });
       const revoked = await revokedSerialsAmong(db, [ca.id], [check.serial]);
       if (revoked.length > 0) {
         throw forbidden(
@@ -91,6 +98,7 @@ export async function enrollByChain(
             verified.anchor.fingerprint,
             name,
             remoteAddress,
+            chainSerials,
           ),
         );
     try {
@@ -126,6 +134,7 @@ async function enrollInTransaction(
   caFingerprint: string,
   name: string,
   remoteAddress: string | null,
+  chainSerials: { caId: number; serialNumber: string }[],
 ): Promise<EnrollResult> {
   const identity = await lockIdentity(trx, identityId);
   if (identity.disabled_at)
@@ -177,6 +186,7 @@ async function enrollInTransaction(
     certificate,
   });
   await activateName(trx, identityId, name, created.id);
+  await insertDeviceChainSerials(trx, created.id, certificate.fingerprint, chainSerials);
   await dropPendingRotationsOfCertificate(trx, certificate.fingerprint, remoteAddress);
   await insertAuditEvent(trx, {
     action: 'device.enrolled',

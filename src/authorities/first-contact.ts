@@ -17,12 +17,16 @@ export async function enrollOnFirstContact(
   req: IncomingMessage,
   certificate: CertificateInfo,
   always = false,
+  /** Runs the enrollment attempt (only when there is one), e.g. under the failed-bind throttle. */
+  guard: <T>(attempt: () => Promise<T>) => Promise<T> = (attempt) => attempt(),
 ): Promise<EnrollResult | null> {
   if (certificate.selfSigned && !always) return null;
   if (!always && (await lookUpDevice(db, certificate))) return null;
-  return enrollByChain(
-    db,
-    { certificate, leafDer: certificate.der, intermediates: peerIntermediates(req) ?? [] },
-    clientAddressOf(req),
+  return guard(() =>
+    enrollByChain(
+      db,
+      { certificate, leafDer: certificate.der, intermediates: peerIntermediates(req) ?? [] },
+      clientAddressOf(req),
+    ),
   );
 }

@@ -113,6 +113,16 @@ export interface CaRevokedSerialTable {
   revoked_at: Date;
 }
 
+/** Serials in the chain of a device enrolled by CA, with the registered CA that issued each (checked per request against CRLs). */
+export interface DeviceChainSerialTable {
+  device_id: number;
+  /** The device certificate whose chain it is. */
+  fingerprint: string;
+  ca_id: number;
+  /** Lowercase hex, no leading zeros, as in ca_revoked_serials. */
+  serial_number: string;
+}
+
 export type DeviceNameStatus = 'provisioned' | 'active';
 
 export interface DeviceNameTable {
@@ -167,6 +177,7 @@ export interface Database {
   certificate_authorities: CertificateAuthorityTable;
   ca_revoked_serials: CaRevokedSerialTable;
   device_names: DeviceNameTable;
+  device_chain_serials: DeviceChainSerialTable;
   series: SeriesTable;
   points: PointTable;
   audit_events: AuditEventTable;

@@ -11,7 +11,12 @@ import { multipartFileParts } from '../ingest/multipart-parts.js';
 import type { IngestBackend } from '../ingest/upload-transaction.js';
 import { countUploadedPoints } from '../observability/metrics.js';
 import { requireClientCertificate } from '../tls/client-certificate.js';
-import { takeUploadAllowance, type Throttles } from '../throttle/throttle.service.js';
+import { clientAddressOf } from '../proxy/request-origin.js';
+import {
+  takeUploadAllowance,
+  throttledBind,
+  type Throttles,
+} from '../throttle/throttle.service.js';
 import { abortableParts } from './abortable-parts.js';
 import type { UploadSlots } from './upload-slots.js';
 
@@ -31,8 +36,12 @@ export async function handleUpload(
   );
   let releaseDeviceSlot = () => {};
   try {
-    // A device chained to a trusted CA enrolls with its first upload, in this same call.
-    await enrollOnFirstContact(db, req, requireClientCertificate(req));
+    // A device chained to a trusted CA enrolls with its first upload, in this same call;
+    // a refused enrollment uses up the same failure budget as a refused bind.
+    const certificate = requireClientCertificate(req);
+    await enrollOnFirstContact(db, req, certificate, false, (attempt) =>
+      throttledBind(throttles, clientAddressOf(req) ?? 'unknown', certificate.fingerprint, attempt),
+    );
     const { device } = await requireActiveDevice(db, req);
     // If anything fails mid-body, the rest of it is not worth reading: answer and close.
     res.setHeader('Connection', 'close');

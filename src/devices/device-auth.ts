@@ -60,6 +60,12 @@ export async function requireActiveCertificate(
   if (!device)
     throw forbidden('certificate_not_bound', 'this certificate is not bound to an identity');
   if (device.revokedAt) throw forbidden('device_revoked', 'this device has been revoked');
+  if (device.revokedByCaSerial) {
+    throw forbidden(
+      'certificate_revoked_by_ca',
+      `serial ${device.revokedByCaSerial} of this certificate's chain is on its CA's revocation list (CRL): the device must get a new certificate`,
+    );
+  }
   if (device.identityDisabledAt)
     throw forbidden('identity_disabled', 'the identity of this device is disabled');
   if (certificateRetired(device)) {

@@ -18,6 +18,11 @@ export interface DeviceByCertificate {
   certificateState: CertificateState;
   /** For a retired certificate: when it stops (or stopped) being accepted. */
   certificateRetiredAt: Date | null;
+  /**
+   * For a device enrolled by CA: a serial of this certificate's chain that a
+   * loaded CRL of its CA lists (the first found), else null.
+   */
+  revokedByCaSerial: string | null;
 }
 
 export async function findDeviceByFingerprint(
@@ -37,6 +42,19 @@ export async function findDeviceByFingerprint(
       'i.disabled_at as identityDisabledAt',
       'c.state as certificateState',
       'c.retired_at as certificateRetiredAt',
+      (eb) =>
+        eb
+          .selectFrom('device_chain_serials as s')
+          .innerJoin('ca_revoked_serials as r', (join) =>
+            join
+              .onRef('r.ca_id', '=', 's.ca_id')
+              .onRef('r.serial_number', '=', 's.serial_number'),
+          )
+          .select('s.serial_number')
+          .whereRef('s.device_id', '=', 'd.id')
+          .whereRef('s.fingerprint', '=', 'c.fingerprint')
+          .limit(1)
+          .as('revokedByCaSerial'),
     ])
     .where('c.fingerprint', '=', fingerprint)
     .executeTakeFirst();

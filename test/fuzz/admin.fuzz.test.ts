@@ -8,6 +8,9 @@ import { createTestDatabase, type TestDatabase } from '../support/test-database.
 
 /** Bounded so the suite stays fast; FLEETGATE_FUZZ_RUNS raises it for a longer hunt. */
 const RUNS = Number(process.env.FLEETGATE_FUZZ_RUNS ?? 40);
+/** Every run has a seed, printed when it fails; FLEETGATE_FUZZ_SEED (and FLEETGATE_FUZZ_PATH) replay it. */
+const SEED = Number(process.env.FLEETGATE_FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
+const PATH = process.env.FLEETGATE_FUZZ_PATH;
 const b64 = (text: string) => Buffer.from(text).toString('base64url');
 
 /** Numbers as an attacker writes them: huge, negative, fractional, padded, not numbers at all. */
@@ -262,12 +265,17 @@ describe('fuzzing the admin API: no input gets a 5xx', function () {
   });
 
   it('never answers a generated request with a 5xx', async () => {
-    await fc.assert(
-      fc.asyncProperty(probes([identity, 'nobody'], [device.fingerprint]), async (probe) => {
-        expectNo5xx(probe, await send(probe));
-      }),
-      { numRuns: RUNS * 5 },
-    );
+    try {
+      await fc.assert(
+        fc.asyncProperty(probes([identity, 'nobody'], [device.fingerprint]), async (probe) => {
+          expectNo5xx(probe, await send(probe));
+        }),
+        { numRuns: RUNS * 5, seed: SEED, ...(PATH ? { path: PATH } : {}) },
+      );
+    } catch (error) {
+      console.error(`fuzz "admin" failed: replay with FLEETGATE_FUZZ_SEED=${SEED}`);
+      throw error;
+    }
     expect(server.child.exitCode, server.output()).to.equal(null);
   });
 });

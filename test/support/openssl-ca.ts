@@ -16,10 +16,11 @@ export class OpensslPki {
     return path.join(this.dir, name);
   }
 
-  /** A self-signed root CA. */
+  /** A self-signed root CA (its CN is `cn`, by default its name). */
   root(
     name: string,
     ext = 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign',
+    cn = name,
   ): void {
     fs.writeFileSync(this.file(`${name}.ext`), `${ext}\n`);
     this.run([
@@ -37,7 +38,7 @@ export class OpensslPki {
       '-days',
       '3650',
       '-subj',
-      `/CN=${name}`,
+      `/CN=${cn}`,
       '-extensions',
       'v3',
       '-config',
