@@ -20,6 +20,11 @@ import {
   identityHasPreregisteredNames,
 } from './device-name.repository.js';
 import { fingerprintOf } from '../tls/certificate-info.js';
+import {
+  startRegistration,
+  waiveConfirmation,
+  type StartedRegistration,
+} from '../registrations/registration.service.js';
 
 export interface PresentedChain {
   certificate: CertificateInfo;
@@ -34,7 +39,16 @@ export interface EnrollResult {
   identity: string;
   name: string;
   boundAt: Date;
+  /** Set when the identity requires its owner's confirmation: answered 202. */
+  registration?: StartedRegistration;
 }
+
+/**
+ * How an enrollment may open a registration request for an identity that
+ * requires confirmation: only an explicit enrollment can (it shows the PIN);
+ * null for the implicit one of a first upload, which is then refused.
+ */
+export type EnrollRegistration = { lifetimeMs: number } | null;
 
 interface EnrollContext {
   identityId: number | null;
@@ -52,6 +66,7 @@ export async function enrollByChain(
   db: Kysely<Database>,
   chain: PresentedChain,
   remoteAddress: string | null,
+  registration: EnrollRegistration = null,
 ): Promise<EnrollResult> {
   const context: EnrollContext = { identityId: null, caFingerprint: null, name: null };
   try {
@@ -91,6 +106,7 @@ export async function enrollByChain(
             verified.anchor.fingerprint,
             name,
             remoteAddress,
+            registration,
           ),
         );
     try {
@@ -126,10 +142,19 @@ async function enrollInTransaction(
   caFingerprint: string,
   name: string,
   remoteAddress: string | null,
+  registration: EnrollRegistration,
 ): Promise<EnrollResult> {
   const identity = await lockIdentity(trx, identityId);
   if (identity.disabled_at)
     throw forbidden('identity_disabled', 'the identity of this CA is disabled');
+  const open = (deviceId: number) =>
+    startRegistration(trx, {
+      deviceId,
+      identityId,
+      certificate,
+      remoteAddress,
+      lifetimeMs: registration!.lifetimeMs,
+    });
   const existing = await findDeviceByFingerprint(trx, certificate.fingerprint);
   if (existing) {
     if (existing.identityId !== identityId) {
@@ -139,14 +164,29 @@ async function enrollInTransaction(
       );
     }
     if (existing.revokedAt) throw forbidden('device_revoked', 'this device has been revoked');
-    return {
+    const result: EnrollResult = {
       status: 'already_bound',
       deviceId: existing.deviceId,
       identity: identity.name,
       name,
       boundAt: existing.boundAt,
     };
+    if (!existing.pendingConfirmation) return result;
+    if (!identity.require_confirmation) {
+      await waiveConfirmation(
+        trx,
+        existing.deviceId,
+        identityId,
+        certificate.fingerprint,
+        remoteAddress,
+      );
+      return result;
+    }
+    if (!registration) throw pendingConfirmation();
+    // A device still waiting for its owner asks again: a new request replaces the old.
+    return { ...result, registration: await open(existing.deviceId) };
   }
+  if (identity.require_confirmation && !registration) throw pendingConfirmation();
   const nameRow = await findNameForUpdate(trx, identityId, name);
   if (nameRow?.status === 'active') {
     throw conflict(
@@ -175,6 +215,7 @@ async function enrollInTransaction(
     enrolledByCa: caFingerprint,
     boundFrom: remoteAddress,
     certificate,
+    pendingConfirmation: identity.require_confirmation,
   });
   await activateName(trx, identityId, name, created.id);
   await dropPendingRotationsOfCertificate(trx, certificate.fingerprint, remoteAddress);
@@ -198,5 +239,13 @@ async function enrollInTransaction(
     identity: identity.name,
     name,
     boundAt: created.boundAt,
+    ...(identity.require_confirmation ? { registration: await open(created.id) } : {}),
   };
+}
+
+function pendingConfirmation(): AppError {
+  return forbidden(
+    'device_pending_confirmation',
+    "this identity requires its owner's confirmation: enroll with POST /device_endpoint {} to get a PIN, then complete the registration",
+  );
 }

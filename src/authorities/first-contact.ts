@@ -5,7 +5,7 @@ import { lookUpDevice } from '../devices/device-auth.js';
 import { clientAddressOf } from '../proxy/request-origin.js';
 import type { CertificateInfo } from '../tls/certificate-info.js';
 import { peerIntermediates } from '../tls/client-certificate.js';
-import { enrollByChain, type EnrollResult } from './enrollment.service.js';
+import { enrollByChain, type EnrollRegistration, type EnrollResult } from './enrollment.service.js';
 
 /**
  * Enrollment on first contact: a certificate no device has yet, that is not
@@ -17,6 +17,7 @@ export async function enrollOnFirstContact(
   req: IncomingMessage,
   certificate: CertificateInfo,
   always = false,
+  registration: EnrollRegistration = null,
 ): Promise<EnrollResult | null> {
   if (certificate.selfSigned && !always) return null;
   if (!always && (await lookUpDevice(db, certificate))) return null;
@@ -24,5 +25,6 @@ export async function enrollOnFirstContact(
     db,
     { certificate, leafDer: certificate.der, intermediates: peerIntermediates(req) ?? [] },
     clientAddressOf(req),
+    registration,
   );
 }

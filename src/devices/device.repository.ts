@@ -18,6 +18,8 @@ export interface DeviceByCertificate {
   certificateState: CertificateState;
   /** For a retired certificate: when it stops (or stopped) being accepted. */
   certificateRetiredAt: Date | null;
+  /** Waiting for its owner's confirmation (issue 12): refused until registered. */
+  pendingConfirmation: boolean;
 }
 
 export async function findDeviceByFingerprint(
@@ -37,6 +39,7 @@ export async function findDeviceByFingerprint(
       'i.disabled_at as identityDisabledAt',
       'c.state as certificateState',
       'c.retired_at as certificateRetiredAt',
+      'd.pending_confirmation as pendingConfirmation',
     ])
     .where('c.fingerprint', '=', fingerprint)
     .executeTakeFirst();
@@ -50,6 +53,8 @@ export interface NewDevice {
   enrolledByCa?: string | null;
   boundFrom: string | null;
   certificate: CertificateFields;
+  /** Created waiting for its owner's confirmation. */
+  pendingConfirmation?: boolean;
 }
 
 /** Inserts the device and its first certificate; the caller holds the transaction. */
@@ -64,6 +69,7 @@ export async function insertDeviceWithCertificate(
       psk_id: device.pskId,
       enrolled_by_ca: device.enrolledByCa ?? null,
       bound_from: device.boundFrom,
+      pending_confirmation: device.pendingConfirmation ?? false,
     })
     .returning(['id', 'bound_at'])
     .executeTakeFirstOrThrow();
@@ -82,6 +88,18 @@ export async function insertDeviceWithCertificate(
     })
     .execute();
   return { id, boundAt };
+}
+
+export async function setDevicePendingConfirmation(
+  db: Kysely<Database>,
+  deviceId: number,
+  pending: boolean,
+): Promise<void> {
+  await db
+    .updateTable('devices')
+    .set({ pending_confirmation: pending })
+    .where('id', '=', deviceId)
+    .execute();
 }
 
 export async function touchLastSeen(db: Kysely<Database>, deviceId: number): Promise<void> {
