@@ -10,12 +10,14 @@ import { deviceRoutes } from './devices.handlers.js';
 import { identityRoutes } from './identities.handlers.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { pskRoutes } from './psks.handlers.js';
+import { registrationRoutes } from './registrations.handlers.js';
 import { rotationRoutes } from './rotations.handlers.js';
 import { seriesRoutes } from './series.handlers.js';
 
 /** Every authenticated admin endpoint; the OpenAPI document is built from this list. */
 export const ADMIN_ROUTES: readonly AdminRoute[] = [
   ...identityRoutes,
+  ...registrationRoutes,
   ...pskRoutes,
   replaceCertificateRoute,
   ...deviceRoutes,

@@ -4,6 +4,7 @@ import {
   listIdentities,
   setIdentityDeviceLimit,
   setIdentityDisabled,
+  setIdentityRequireConfirmation,
   showIdentity,
 } from '../identities/identity.service.js';
 import { adminRoute, identityNameParam } from './admin-route.js';
@@ -17,6 +18,12 @@ const maxDevices = z
   .nullable()
   .describe(
     'devices the identity may have bound at once (revoked ones do not count); null: no limit',
+  );
+
+const requireConfirmation = z
+  .boolean()
+  .describe(
+    "new devices wait for their owner's confirmation with a PIN before they may upload (default false)",
   );
 
 export const identityRoutes = [
@@ -36,11 +43,19 @@ export const identityRoutes = [
     path: '/v1/identities',
     summary: 'Create an identity (a customer, an account)',
     tag: 'identities',
-    body: z.strictObject({ name: z.string(), maxDevices: maxDevices.optional() }),
+    body: z.strictObject({
+      name: z.string(),
+      maxDevices: maxDevices.optional(),
+      requireConfirmation: requireConfirmation.optional(),
+    }),
     response: Identity,
     responses: { 201: 'the new Identity', 409: 'an identity of that name exists' },
     async handle({ db }, { body, actor }, _req, res) {
-      await createIdentity(db, body.name, { maxDevices: body.maxDevices, actor });
+      await createIdentity(db, body.name, {
+        maxDevices: body.maxDevices,
+        requireConfirmation: body.requireConfirmation,
+        actor,
+      });
       res.status(201).json(await showIdentity(db, body.name));
     },
   }),
@@ -59,14 +74,28 @@ export const identityRoutes = [
   adminRoute({
     method: 'patch',
     path: '/v1/identities/:name',
-    summary: "Change an identity's device limit (lowering it unbinds nobody)",
+    summary:
+      "Change an identity's device limit (lowering it unbinds nobody) or whether new devices need their owner's confirmation",
     tag: 'identities',
     params: identityNameParam,
-    body: z.strictObject({ maxDevices }),
+    body: z
+      .strictObject({
+        maxDevices: maxDevices.optional(),
+        requireConfirmation: requireConfirmation.optional(),
+      })
+      .refine((b) => b.maxDevices !== undefined || b.requireConfirmation !== undefined, {
+        message: 'give maxDevices, requireConfirmation, or both',
+      }),
     response: Identity,
     responses: { 200: 'the updated Identity', 404: 'no such identity' },
     async handle({ db }, { params, body, actor }, _req, res) {
-      res.json(await setIdentityDeviceLimit(db, params.name, body.maxDevices, actor));
+      if (body.maxDevices !== undefined) {
+        await setIdentityDeviceLimit(db, params.name, body.maxDevices, actor);
+      }
+      if (body.requireConfirmation !== undefined) {
+        await setIdentityRequireConfirmation(db, params.name, body.requireConfirmation, actor);
+      }
+      res.json(await showIdentity(db, params.name));
     },
   }),
   adminRoute({

@@ -14,6 +14,9 @@ export const Identity = z
     createdAt: time,
     disabledAt: nullableTime,
     maxDevices: z.number().int().nullable(),
+    requireConfirmation: z
+      .boolean()
+      .describe("new devices wait for their owner's confirmation with a PIN"),
     devices: z.number().int().describe('bound and not revoked: what counts against maxDevices'),
     revokedDevices: z.number().int(),
     psks: z.number().int(),
@@ -139,6 +142,26 @@ export const SeriesPage = z
     nextCursor: cursor,
   })
   .meta({ id: 'SeriesPage' });
+
+export const Registration = z
+  .object({
+    rid: z.string(),
+    status: z.enum([
+      'PENDING_USER_CONFIRMATION',
+      'PENDING_DEVICE_COMPLETION',
+      'REGISTERED',
+      'EXPIRED',
+      'REVOKED',
+    ]),
+    deviceId: z.number().int(),
+    fingerprint: z.string(),
+    requestedAt: z.string(),
+    requestedFrom: z.string().nullable(),
+    expiresOn: z.number().int().describe('epoch milliseconds'),
+    failedAttempts: z.number().int().describe('wrong PINs or serials so far; 5 revoke it'),
+  })
+  .meta({ id: 'Registration' });
+export const RegistrationList = z.object({ registrations: z.array(Registration) });
 
 export const IdentityList = z.object({ identities: z.array(Identity) });
 export const PskList = z.object({ psks: z.array(Psk) });

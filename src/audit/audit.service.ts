@@ -23,6 +23,13 @@ export const AUDIT_ACTIONS = [
   'certificate.rotation_expired',
   'certificate.rotation_dropped',
   'admin_token.reset',
+  'registration.requested',
+  'registration.confirmed',
+  'registration.confirmation_refused',
+  'registration.completed',
+  'registration.expired',
+  'registration.revoked',
+  'registration.waived',
 ] as const;
 
 export interface AuditQuery {

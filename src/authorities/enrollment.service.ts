@@ -24,6 +24,11 @@ import {
   identityHasPreregisteredNames,
 } from './device-name.repository.js';
 import { fingerprintOf } from '../tls/certificate-info.js';
+import {
+  startRegistration,
+  waiveConfirmation,
+  type StartedRegistration,
+} from '../registrations/registration.service.js';
 
 export interface PresentedChain {
   certificate: CertificateInfo;
@@ -38,7 +43,16 @@ export interface EnrollResult {
   identity: string;
   name: string;
   boundAt: Date;
+  /** Set when the identity requires its owner's confirmation: answered 202. */
+  registration?: StartedRegistration;
 }
+
+/**
+ * How an enrollment may open a registration request for an identity that
+ * requires confirmation: only an explicit enrollment can (it shows the PIN);
+ * null for the implicit one of a first upload, which is then refused.
+ */
+export type EnrollRegistration = { lifetimeMs: number } | null;
 
 interface EnrollContext {
   identityId: number | null;
@@ -56,6 +70,7 @@ export async function enrollByChain(
   db: Kysely<Database>,
   chain: PresentedChain,
   remoteAddress: string | null,
+  registration: EnrollRegistration = null,
 ): Promise<EnrollResult> {
   const context: EnrollContext = { identityId: null, caFingerprint: null, name: null };
   try {
@@ -99,6 +114,7 @@ export async function enrollByChain(
             name,
             remoteAddress,
             chainSerials,
+            registration,
           ),
         );
     try {
@@ -135,10 +151,19 @@ async function enrollInTransaction(
   name: string,
   remoteAddress: string | null,
   chainSerials: { caId: number; serialNumber: string }[],
+  registration: EnrollRegistration,
 ): Promise<EnrollResult> {
   const identity = await lockIdentity(trx, identityId);
   if (identity.disabled_at)
     throw forbidden('identity_disabled', 'the identity of this CA is disabled');
+  const open = (deviceId: number) =>
+    startRegistration(trx, {
+      deviceId,
+      identityId,
+      certificate,
+      remoteAddress,
+      lifetimeMs: registration!.lifetimeMs,
+    });
   const existing = await findDeviceByFingerprint(trx, certificate.fingerprint);
   if (existing) {
     if (existing.identityId !== identityId) {
@@ -148,14 +173,29 @@ async function enrollInTransaction(
       );
     }
     if (existing.revokedAt) throw forbidden('device_revoked', 'this device has been revoked');
-    return {
+    const result: EnrollResult = {
       status: 'already_bound',
       deviceId: existing.deviceId,
       identity: identity.name,
       name,
       boundAt: existing.boundAt,
     };
+    if (!existing.pendingConfirmation) return result;
+    if (!identity.require_confirmation) {
+      await waiveConfirmation(
+        trx,
+        existing.deviceId,
+        identityId,
+        certificate.fingerprint,
+        remoteAddress,
+      );
+      return result;
+    }
+    if (!registration) throw pendingConfirmation();
+    // A device still waiting for its owner asks again: a new request replaces the old.
+    return { ...result, registration: await open(existing.deviceId) };
   }
+  if (identity.require_confirmation && !registration) throw pendingConfirmation();
   const nameRow = await findNameForUpdate(trx, identityId, name);
   if (nameRow?.status === 'active') {
     throw conflict(
@@ -184,6 +224,7 @@ async function enrollInTransaction(
     enrolledByCa: caFingerprint,
     boundFrom: remoteAddress,
     certificate,
+    pendingConfirmation: identity.require_confirmation,
   });
   await activateName(trx, identityId, name, created.id);
   await insertDeviceChainSerials(trx, created.id, certificate.fingerprint, chainSerials);
@@ -208,5 +249,13 @@ async function enrollInTransaction(
     identity: identity.name,
     name,
     boundAt: created.boundAt,
+    ...(identity.require_confirmation ? { registration: await open(created.id) } : {}),
   };
+}
+
+function pendingConfirmation(): AppError {
+  return forbidden(
+    'device_pending_confirmation',
+    "this identity requires its owner's confirmation: enroll with POST /device_endpoint {} to get a PIN, then complete the registration",
+  );
 }

@@ -5,7 +5,7 @@ import { lookUpDevice } from '../devices/device-auth.js';
 import { clientAddressOf } from '../proxy/request-origin.js';
 import type { CertificateInfo } from '../tls/certificate-info.js';
 import { peerIntermediates } from '../tls/client-certificate.js';
-import { enrollByChain, type EnrollResult } from './enrollment.service.js';
+import { enrollByChain, type EnrollRegistration, type EnrollResult } from './enrollment.service.js';
 
 /**
  * Enrollment on first contact: a certificate no device has yet, that is not
@@ -19,6 +19,7 @@ export async function enrollOnFirstContact(
   always = false,
   /** Runs the enrollment attempt (only when there is one), e.g. under the failed-bind throttle. */
   guard: <T>(attempt: () => Promise<T>) => Promise<T> = (attempt) => attempt(),
+  registration: EnrollRegistration = null,
 ): Promise<EnrollResult | null> {
   if (certificate.selfSigned && !always) return null;
   if (!always && (await lookUpDevice(db, certificate))) return null;
@@ -27,6 +28,7 @@ export async function enrollOnFirstContact(
       db,
       { certificate, leafDer: certificate.der, intermediates: peerIntermediates(req) ?? [] },
       clientAddressOf(req),
+      registration,
     ),
   );
 }

@@ -23,8 +23,13 @@ import {
   listIdentities,
   setIdentityDeviceLimit,
   setIdentityDisabled,
+  setIdentityRequireConfirmation,
   showIdentity,
 } from '../identities/identity.service.js';
+import {
+  confirmRegistration,
+  listPendingRegistrations,
+} from '../registrations/registration.service.js';
 import { exportSeries } from '../ingest/export.service.js';
 import { parseDuration } from '../psks/duration.js';
 import { issuePsk, listPsks, revokePsk } from '../psks/psk.service.js';
@@ -47,6 +52,7 @@ import {
   deviceRows,
   identityDetails,
   identityRows,
+  registrationRows,
   pskRows,
   rotationRows,
   retentionReport,
@@ -86,8 +92,41 @@ export const adminCommands: Record<string, AdminCommand> = {
     const identity = await createIdentity(db, str(args, 'name'), {
       actor: CLI_ACTOR,
       maxDevices: optionalNumber(args, 'maxDevices'),
+      requireConfirmation: args.requireConfirmation === true,
     });
     await writeOut(out, `created identity ${identity.name}\n`);
+  },
+
+  async 'identity.set'(db, args, out) {
+    const identity = await setIdentityRequireConfirmation(
+      db,
+      str(args, 'name'),
+      args.requireConfirmation === true,
+      CLI_ACTOR,
+    );
+    await writeOut(
+      out,
+      `identity ${identity.name}: require confirmation ${identity.requireConfirmation ? 'on' : 'off'}\n`,
+    );
+  },
+
+  async 'registration.list'(db, args, out) {
+    const registrations = await listPendingRegistrations(db, str(args, 'identity'));
+    await show(out, args, { registrations }, () => registrationRows(registrations));
+  },
+
+  async 'registration.confirm'(db, args, out) {
+    const confirmed = await confirmRegistration(
+      db,
+      str(args, 'identity'),
+      str(args, 'pin'),
+      str(args, 'serial4'),
+      CLI_ACTOR,
+    );
+    await writeOut(
+      out,
+      `confirmed registration ${confirmed.rid} of device ${confirmed.deviceId} (${confirmed.fingerprint}); the device completes it now\n`,
+    );
   },
 
   async 'identity.list'(db, args, out) {

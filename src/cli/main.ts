@@ -110,8 +110,27 @@ identity
   .command('create <name>')
   .description('create an identity (an account, a customer)')
   .option('--max-devices <n>', 'devices the identity may have bound at once', positiveInt)
-  .action((name: string, opts: { maxDevices?: number }) =>
-    admin('identity.create', { name, maxDevices: opts.maxDevices }),
+  .option(
+    '--require-confirmation',
+    "new devices wait for their owner's confirmation with a PIN before they may upload",
+  )
+  .action((name: string, opts: { maxDevices?: number; requireConfirmation?: boolean }) =>
+    admin('identity.create', {
+      name,
+      maxDevices: opts.maxDevices,
+      requireConfirmation: opts.requireConfirmation === true,
+    }),
+  );
+identity
+  .command('set <name>')
+  .description('change a setting of an identity')
+  .requiredOption(
+    '--require-confirmation <on|off>',
+    "on: new devices wait for their owner's confirmation with a PIN; off: they are active at once",
+    onOff,
+  )
+  .action((name: string, opts: { requireConfirmation: boolean }) =>
+    admin('identity.set', { name, requireConfirmation: opts.requireConfirmation }),
   );
 identity
   .command('list')
@@ -135,6 +154,25 @@ identity
   .command('limit <name> <max-devices>')
   .description('set how many devices the identity may have bound ("none": no limit)')
   .action((name: string, maxDevices: string) => admin('identity.limit', { name, maxDevices }));
+
+const registration = program
+  .command('registration')
+  .description("registration requests waiting for their owner's confirmation with a PIN");
+registration
+  .command('list <identity>')
+  .description("list an identity's pending registration requests (never their PIN)")
+  .option('--json', 'print JSON')
+  .action((name: string, opts: JsonOption) =>
+    admin('registration.list', { identity: name, json: opts.json }),
+  );
+registration
+  .command('confirm <identity> <pin> <serial4>')
+  .description(
+    "confirm a device as its owner: the PIN it showed and the last 4 hex digits of its certificate's serial number",
+  )
+  .action((name: string, pin: string, serial4: string) =>
+    admin('registration.confirm', { identity: name, pin, serial4 }),
+  );
 
 const psk = program.command('psk').description('manage pre-shared keys');
 psk
@@ -512,6 +550,12 @@ async function progressBar(total: number): Promise<cliProgress.SingleBar | null>
   );
   bar.start(total, 0);
   return bar;
+}
+
+function onOff(value: string): boolean {
+  if (value === 'on') return true;
+  if (value === 'off') return false;
+  throw new InvalidArgumentError('must be on or off');
 }
 
 function positiveInt(value: string): number {

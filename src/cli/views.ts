@@ -4,6 +4,7 @@ import type { DeviceView } from '../devices/device.service.js';
 import type { PendingRotationView } from '../devices/rotation.service.js';
 import type { IdentityView } from '../identities/identity.service.js';
 import type { PskView } from '../psks/psk.service.js';
+import type { PendingRegistrationView } from '../registrations/registration.service.js';
 import type { RetentionPlan } from '../retention/retention.service.js';
 import type { SeriesSummary } from '../series/series.service.js';
 import { details, table } from './output.js';
@@ -29,11 +30,27 @@ export const identityDetails = (i: IdentityView) =>
     ['status', i.status],
     ['devices', i.devices],
     ['max devices', i.maxDevices ?? 'none'],
+    ['require confirmation', i.requireConfirmation ? 'on' : 'off'],
     ['revoked devices', i.revokedDevices],
     ['psks', i.psks],
     ['created', i.createdAt],
     ['disabled', i.disabledAt],
   ]);
+
+export const registrationRows = (registrations: PendingRegistrationView[]) =>
+  table(
+    ['RID', 'STATUS', 'DEVICE', 'FINGERPRINT', 'REQUESTED', 'FROM', 'EXPIRES', 'WRONG'],
+    registrations.map((r) => [
+      r.rid,
+      r.status,
+      r.deviceId,
+      r.fingerprint,
+      r.requestedAt,
+      r.requestedFrom ?? '',
+      new Date(r.expiresOn).toISOString(),
+      r.failedAttempts,
+    ]),
+  );
 
 export const pskRows = (psks: PskView[]) =>
   table(

@@ -94,6 +94,10 @@ const schema = z.object({
   rotationGraceMs: intFrom(0, 365 * 24 * 3_600_000).default(0),
   /** How long a proven, not yet completed rotation waits for its completion. */
   rotationPendingTtlMs: intFrom(1000, 7 * 24 * 3_600_000).default(15 * 60_000),
+  /** How long a registration waits for its owner's PIN and the device's completion. */
+  registrationLifetimeMs: intFrom(1000, 7 * 24 * 3_600_000).default(15 * 60_000),
+  /** Shortest time between two status polls of one device; 0: no limit. */
+  registrationPollIntervalMs: intFrom(0, 3_600_000).default(5_000),
   limits: z.object({
     /** Whole multipart request body, bytes. */
     maxUploadBytes: intFrom(1, Number.MAX_SAFE_INTEGER).default(256 * 1024 * 1024),
@@ -228,6 +232,8 @@ export function loadConfig(env: Env, overrides: ConfigOverrides = {}): Config {
     },
     rotationGraceMs: env.FLEETGATE_ROTATION_GRACE_MS,
     rotationPendingTtlMs: env.FLEETGATE_ROTATION_PENDING_TTL_MS,
+    registrationLifetimeMs: env.FLEETGATE_REGISTRATION_LIFETIME_MS,
+    registrationPollIntervalMs: env.FLEETGATE_REGISTRATION_POLL_INTERVAL_MS,
     metricsAccess: env.FLEETGATE_METRICS_ACCESS || undefined,
     drainTimeoutMs: env.FLEETGATE_DRAIN_TIMEOUT_MS,
     limits: {
@@ -361,6 +367,8 @@ const SETTING_NAMES: Record<string, { env: string; flag?: keyof ConfigOverrides;
   'admin.token': { env: 'FLEETGATE_ADMIN_TOKEN' },
   rotationGraceMs: { env: 'FLEETGATE_ROTATION_GRACE_MS' },
   rotationPendingTtlMs: { env: 'FLEETGATE_ROTATION_PENDING_TTL_MS' },
+  registrationLifetimeMs: { env: 'FLEETGATE_REGISTRATION_LIFETIME_MS' },
+  registrationPollIntervalMs: { env: 'FLEETGATE_REGISTRATION_POLL_INTERVAL_MS' },
   metricsAccess: { env: 'FLEETGATE_METRICS_ACCESS' },
   drainTimeoutMs: { env: 'FLEETGATE_DRAIN_TIMEOUT_MS' },
   'limits.maxUploadBytes': { env: 'FLEETGATE_MAX_UPLOAD_BYTES' },

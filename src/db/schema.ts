@@ -10,6 +10,8 @@ export interface IdentityTable {
   disabled_at: Date | null;
   /** Devices the identity may have bound at once (revoked ones do not count). */
   max_devices: ColumnType<number | null, number | null | undefined, number | null>;
+  /** New devices stay pending until the owner confirms them with a PIN (issue 12). */
+  require_confirmation: ColumnType<boolean, boolean | undefined, boolean>;
 }
 
 export interface PskTable {
@@ -39,6 +41,8 @@ export interface DeviceTable {
   last_seen_at: Date | null;
   revoked_at: Date | null;
   revoked_reason: ColumnType<string | null, string | null | undefined, string | null>;
+  /** Waiting for its owner's confirmation: known, but refused until registered. */
+  pending_confirmation: ColumnType<boolean, boolean | undefined, boolean>;
 }
 
 export type CertificateState = 'active' | 'retired';
@@ -88,6 +92,34 @@ export interface PendingRotationTable {
   completion_hash: Buffer;
   requested_at: CreatedAt;
   expires_at: Date;
+}
+
+export type RegistrationStatus =
+  'PENDING_USER_CONFIRMATION' | 'PENDING_DEVICE_COMPLETION' | 'REGISTERED' | 'EXPIRED' | 'REVOKED';
+
+/** A request to register a device that its owner must confirm with a PIN. */
+export interface RegistrationTable {
+  device_id: number;
+  rid: string;
+  identity_id: number;
+  fingerprint: string;
+  /** Last 4 hex digits of the certificate's serial number, lower case. */
+  serial_last4: string;
+  /** SHA-256 of `rid:PIN`; the PIN is shown once to the device. */
+  pin_hash: Buffer;
+  /** SHA-256 of the nonce; the nonce is shown once to the device. */
+  nonce_hash: Buffer;
+  status: RegistrationStatus;
+  failed_attempts: ColumnType<number, number | undefined, number>;
+  requested_at: CreatedAt;
+  requested_from: string | null;
+  expires_at: Date;
+  confirmed_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
+  confirmed_by: ColumnType<string | null, string | null | undefined, string | null>;
+  confirmed_from: ColumnType<string | null, string | null | undefined, string | null>;
+  completed_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
+  ended_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
+  ended_reason: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 /** A CA trusted by one identity: devices whose chain ends at it enroll without a PSK. */
@@ -178,6 +210,7 @@ export interface Database {
   ca_revoked_serials: CaRevokedSerialTable;
   device_names: DeviceNameTable;
   device_chain_serials: DeviceChainSerialTable;
+  registrations: RegistrationTable;
   series: SeriesTable;
   points: PointTable;
   audit_events: AuditEventTable;

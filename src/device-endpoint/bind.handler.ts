@@ -2,6 +2,7 @@ import type { Request, Response } from 'express';
 import type { Kysely } from 'kysely';
 import { enrollOnFirstContact } from '../authorities/first-contact.js';
 import { bindCertificate } from '../devices/binding.service.js';
+import type { Config } from '../config/config.js';
 import type { Database } from '../db/schema.js';
 import { badRequest } from '../http/app-error.js';
 import { countBind } from '../observability/metrics.js';
@@ -13,6 +14,7 @@ import { throttledBind, type Throttles } from '../throttle/throttle.service.js';
 /** `{"PSK": "..."}` over mTLS: binds the presented certificate to the PSK's identity. */
 export async function handleBind(
   db: Kysely<Database>,
+  config: Config,
   throttles: Throttles,
   req: Request,
   res: Response,
@@ -25,8 +27,15 @@ export async function handleBind(
       throttles,
       clientAddressOf(req) ?? 'unknown',
       certificate.fingerprint,
-      () => enrollOnFirstContact(db, req, certificate, true),
+      () =>
+        enrollOnFirstContact(db, req, certificate, true, undefined, {
+          lifetimeMs: config.registrationLifetimeMs,
+        }),
     );
+    if (enrolled!.registration) {
+      res.status(202).json(enrolled!.registration);
+      return;
+    }
     res.status(200).json({
       status: enrolled!.status,
       identity: enrolled!.identity,
@@ -38,9 +47,16 @@ export async function handleBind(
   }
   const address = clientAddressOf(req) ?? 'unknown';
   const result = await throttledBind(throttles, address, certificate.fingerprint, () =>
-    bindCertificate(db, pskFromBody(req.body), certificate, clientAddressOf(req)),
+    bindCertificate(db, pskFromBody(req.body), certificate, clientAddressOf(req), {
+      registrationLifetimeMs: config.registrationLifetimeMs,
+    }),
   );
   countBind(result.status);
+  if (result.registration) {
+    // Shown once: the PIN goes to the owner, the nonce stays on the device.
+    res.status(202).json(result.registration);
+    return;
+  }
   res.status(200).json({
     status: result.status,
     identity: result.identity,

@@ -7,10 +7,15 @@ import { answerAndClose, bodyGuardOptions, guardBody } from '../http/body-guard.
 import { continueIfExpected } from '../http/expect-continue.js';
 import type { IngestBackend } from '../ingest/upload-transaction.js';
 import { requireClientCertificate } from '../tls/client-certificate.js';
-import { createThrottles, type Throttles } from '../throttle/throttle.service.js';
+import {
+  createPollThrottle,
+  createThrottles,
+  type Throttles,
+} from '../throttle/throttle.service.js';
 import { handleBind } from './bind.handler.js';
 import { handleMessages } from './messages.handler.js';
 import { handleRotate, handleRotationChallenge, handleRotationComplete } from './rotate.handler.js';
+import { handleRegistrationComplete, handleRegistrationStatus } from './registration.handler.js';
 import { handleStatus } from './status.handler.js';
 import { handleUpload } from './upload.handler.js';
 import { UploadSlots } from './upload-slots.js';
@@ -20,6 +25,8 @@ export const MESSAGES_ENDPOINT = '/device_endpoint/messages';
 export const ROTATE_ENDPOINT = '/device_endpoint/rotate';
 export const ROTATE_CHALLENGE_ENDPOINT = '/device_endpoint/rotate/challenge';
 export const ROTATE_COMPLETE_ENDPOINT = '/device_endpoint/rotate/complete';
+export const REGISTRATION_ENDPOINT = '/device_endpoint/registrations/:rid';
+export const REGISTRATION_STATUS_ENDPOINT = '/device_endpoint/registrations/:rid/status';
 
 /** A PEM certificate is a few KB; a whole chain would still fit. */
 const MAX_PEM_BYTES = 64 * 1024;
@@ -62,7 +69,7 @@ export function deviceEndpointRoutes(
   router.post(DEVICE_ENDPOINT, (req: Request, res: Response, next: NextFunction) => {
     requireClientCertificate(req);
     if (req.is('application/json')) {
-      readBody(json, () => handleBind(db, throttles, req, res).catch(next))(req, res, next);
+      readBody(json, () => handleBind(db, config, throttles, req, res).catch(next))(req, res, next);
       return;
     }
     if (req.is('multipart/form-data')) {
@@ -127,6 +134,24 @@ export function deviceEndpointRoutes(
       res,
       next,
     );
+  });
+
+  const polls = createPollThrottle(config.registrationPollIntervalMs);
+  router.get(REGISTRATION_STATUS_ENDPOINT, (req: Request, res: Response, next: NextFunction) => {
+    handleRegistrationStatus(db, polls, req, res).catch(next);
+  });
+  router.put(REGISTRATION_ENDPOINT, (req: Request, res: Response, next: NextFunction) => {
+    requireClientCertificate(req);
+    if (!req.is('application/json')) {
+      throw unsupportedMediaType('send JSON {"nonce": "..."}');
+    }
+    readBody(json, () => handleRegistrationComplete(db, req, res).catch(next))(req, res, next);
+  });
+  router.all(REGISTRATION_STATUS_ENDPOINT, (req) => {
+    throw methodNotAllowed(req.method, 'GET');
+  });
+  router.all(REGISTRATION_ENDPOINT, (req) => {
+    throw methodNotAllowed(req.method, 'PUT');
   });
 
   router.all(DEVICE_ENDPOINT, (req) => {

@@ -26,7 +26,9 @@ export async function handleStatus(db: Kysely<Database>, req: Request, res: Resp
       ? 'retired'
       : device.identityDisabledAt
         ? 'disabled'
-        : 'active';
+        : device.pendingConfirmation
+          ? 'pending_confirmation'
+          : 'active';
   res.status(200).json({
     status,
     ...base,

@@ -14,6 +14,11 @@ import {
   insertDeviceWithCertificate,
 } from './device.repository.js';
 import { dropPendingRotationsOfCertificate } from './rotation.service.js';
+import {
+  startRegistration,
+  waiveConfirmation,
+  type StartedRegistration,
+} from '../registrations/registration.service.js';
 
 export interface BindResult {
   /** `bound` for a new binding, `already_bound` for an idempotent repeat. */
@@ -21,6 +26,13 @@ export interface BindResult {
   deviceId: number;
   identity: string;
   boundAt: Date;
+  /** Set when the identity requires its owner's confirmation: answered 202. */
+  registration?: StartedRegistration;
+}
+
+export interface BindOptions {
+  /** Lifetime of a registration request, for identities that require confirmation. */
+  registrationLifetimeMs: number;
 }
 
 /** What the bind learnt before it was refused, for the audit log. */
@@ -43,12 +55,15 @@ export async function bindCertificate(
   pskSecret: string,
   certificate: CertificateInfo,
   remoteAddress: string | null,
+  options: BindOptions,
 ): Promise<BindResult> {
   const context: BindContext = { pskId: null, identityId: null, deviceId: null };
   const attempt = () =>
     db
       .transaction()
-      .execute((trx) => bindInTransaction(trx, pskSecret, certificate, remoteAddress, context));
+      .execute((trx) =>
+        bindInTransaction(trx, pskSecret, certificate, remoteAddress, context, options),
+      );
   try {
     try {
       return await attempt();
@@ -71,6 +86,7 @@ async function bindInTransaction(
   certificate: CertificateInfo,
   remoteAddress: string | null,
   context: BindContext,
+  options: BindOptions,
 ): Promise<BindResult> {
   const psk = await findPskByHashForUpdate(trx, hashPskSecret(pskSecret));
   if (!psk) throw badRequest('invalid_psk', 'PSK is not valid');
@@ -95,12 +111,32 @@ async function bindInTransaction(
     if (existing.certificateState === 'retired') {
       throw forbidden('certificate_retired', 'this certificate was replaced by a newer one');
     }
-    return {
+    const result: BindResult = {
       status: 'already_bound',
       deviceId: existing.deviceId,
       identity: identity.name,
       boundAt: existing.boundAt,
     };
+    if (!existing.pendingConfirmation) return result;
+    // A device still waiting for its owner asks again: a new request replaces the old.
+    if (!identity.require_confirmation) {
+      await waiveConfirmation(
+        trx,
+        existing.deviceId,
+        identity.id,
+        certificate.fingerprint,
+        remoteAddress,
+      );
+      return result;
+    }
+    const registration = await startRegistration(trx, {
+      deviceId: existing.deviceId,
+      identityId: identity.id,
+      certificate,
+      remoteAddress,
+      lifetimeMs: options.registrationLifetimeMs,
+    });
+    return { ...result, registration };
   }
 
   if (pskExhausted(psk)) throw badRequest('psk_exhausted', 'PSK has reached its device limit');
@@ -119,6 +155,7 @@ async function bindInTransaction(
     pskId: psk.id,
     boundFrom: remoteAddress,
     certificate,
+    pendingConfirmation: identity.require_confirmation,
   });
   await incrementDevicesBound(trx, psk.id);
   // A rotation waiting for this certificate never wins over its enrollment.
@@ -133,11 +170,21 @@ async function bindInTransaction(
     remoteAddress,
     details: { subject: certificate.subject, serialNumber: certificate.serialNumber },
   });
+  const registration = identity.require_confirmation
+    ? await startRegistration(trx, {
+        deviceId: created.id,
+        identityId: identity.id,
+        certificate,
+        remoteAddress,
+        lifetimeMs: options.registrationLifetimeMs,
+      })
+    : undefined;
   return {
     status: 'bound',
     deviceId: created.id,
     identity: identity.name,
     boundAt: created.boundAt,
+    ...(registration ? { registration } : {}),
   };
 }
 

@@ -71,5 +71,11 @@ export async function requireActiveCertificate(
   if (certificateRetired(device)) {
     throw forbidden('certificate_retired', 'this certificate was replaced by a newer one');
   }
+  if (device.pendingConfirmation) {
+    throw forbidden(
+      'device_pending_confirmation',
+      "this device waits for its owner's confirmation: complete its registration first",
+    );
+  }
   return device;
 }

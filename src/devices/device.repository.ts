@@ -23,6 +23,8 @@ export interface DeviceByCertificate {
    * loaded CRL of its CA lists (the first found), else null.
    */
   revokedByCaSerial: string | null;
+  /** Waiting for its owner's confirmation (issue 12): refused until registered. */
+  pendingConfirmation: boolean;
 }
 
 export async function findDeviceByFingerprint(
@@ -55,6 +57,7 @@ export async function findDeviceByFingerprint(
           .whereRef('s.fingerprint', '=', 'c.fingerprint')
           .limit(1)
           .as('revokedByCaSerial'),
+      'd.pending_confirmation as pendingConfirmation',
     ])
     .where('c.fingerprint', '=', fingerprint)
     .executeTakeFirst();
@@ -68,6 +71,8 @@ export interface NewDevice {
   enrolledByCa?: string | null;
   boundFrom: string | null;
   certificate: CertificateFields;
+  /** Created waiting for its owner's confirmation. */
+  pendingConfirmation?: boolean;
 }
 
 /** Inserts the device and its first certificate; the caller holds the transaction. */
@@ -82,6 +87,7 @@ export async function insertDeviceWithCertificate(
       psk_id: device.pskId,
       enrolled_by_ca: device.enrolledByCa ?? null,
       bound_from: device.boundFrom,
+      pending_confirmation: device.pendingConfirmation ?? false,
     })
     .returning(['id', 'bound_at'])
     .executeTakeFirstOrThrow();
@@ -100,6 +106,18 @@ export async function insertDeviceWithCertificate(
     })
     .execute();
   return { id, boundAt };
+}
+
+export async function setDevicePendingConfirmation(
+  db: Kysely<Database>,
+  deviceId: number,
+  pending: boolean,
+): Promise<void> {
+  await db
+    .updateTable('devices')
+    .set({ pending_confirmation: pending })
+    .where('id', '=', deviceId)
+    .execute();
 }
 
 export async function touchLastSeen(db: Kysely<Database>, deviceId: number): Promise<void> {

@@ -7,10 +7,11 @@ export async function insertIdentity(
   db: Kysely<Database>,
   name: string,
   maxDevices: number | null = null,
+  requireConfirmation = false,
 ): Promise<IdentityRow> {
   return db
     .insertInto('identities')
-    .values({ name, max_devices: maxDevices })
+    .values({ name, max_devices: maxDevices, require_confirmation: requireConfirmation })
     .returningAll()
     .executeTakeFirstOrThrow();
 }

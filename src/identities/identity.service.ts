@@ -38,6 +38,8 @@ export interface IdentityView {
   status: 'active' | 'disabled';
   /** Null: no limit. */
   maxDevices: number | null;
+  /** New devices wait for their owner's confirmation with a PIN (issue 12). */
+  requireConfirmation: boolean;
   /** Devices bound and not revoked: what counts against maxDevices. */
   devices: number;
   revokedDevices: number;
@@ -46,6 +48,8 @@ export interface IdentityView {
 
 export interface CreateIdentityOptions {
   maxDevices?: number | null;
+  /** New devices wait for their owner's PIN; off by default. */
+  requireConfirmation?: boolean;
   /** Who asks, for the audit log; the CLI when not said. */
   actor?: Actor;
 }
@@ -60,8 +64,16 @@ export async function createIdentity(
   assertDeviceLimit(options.maxDevices);
   try {
     return await db.transaction().execute(async (trx) => {
-      const created = await insertIdentity(trx, name, options.maxDevices ?? null);
-      await audit(trx, 'identity.created', created, actor, { maxDevices: created.max_devices });
+      const created = await insertIdentity(
+        trx,
+        name,
+        options.maxDevices ?? null,
+        options.requireConfirmation ?? false,
+      );
+      await audit(trx, 'identity.created', created, actor, {
+        maxDevices: created.max_devices,
+        requireConfirmation: created.require_confirmation,
+      });
       return created;
     });
   } catch (err) {
@@ -124,6 +136,27 @@ export async function setIdentityDeviceLimit(
   return showIdentity(db, name);
 }
 
+/**
+ * Turns owner confirmation on or off for devices that bind or enroll from now
+ * on; devices already active stay active.
+ */
+export async function setIdentityRequireConfirmation(
+  db: Kysely<Database>,
+  name: string,
+  requireConfirmation: boolean,
+  actor: Actor,
+): Promise<IdentityView> {
+  await db.transaction().execute(async (trx) => {
+    const identity = await requireIdentity(trx, name);
+    if (identity.require_confirmation === requireConfirmation) return;
+    const updated = await updateIdentity(trx, identity.id, {
+      require_confirmation: requireConfirmation,
+    });
+    await audit(trx, 'identity.updated', updated, actor, { requireConfirmation });
+  });
+  return showIdentity(db, name);
+}
+
 function audit(
   db: Kysely<Database>,
   action: string,
@@ -147,6 +180,7 @@ function identityView(row: IdentityCounts): IdentityView {
     disabledAt: row.disabled_at,
     status: row.disabled_at ? 'disabled' : 'active',
     maxDevices: row.max_devices,
+    requireConfirmation: row.require_confirmation,
     devices: row.devices,
     revokedDevices: row.revokedDevices,
     psks: row.psks,

@@ -97,3 +97,21 @@ function rateLimitHeaders(policy: BucketPolicy, remaining: number, resetSeconds:
     RateLimit: `"uploads";r=${remaining};t=${resetSeconds}`,
   };
 }
+
+/** Status polls of registration requests: one per interval and device (RFC 8628's `slow_down`). */
+export function createPollThrottle(intervalMs: number): TokenBuckets | null {
+  return intervalMs > 0 ? new TokenBuckets({ capacity: 1, windowMs: intervalMs }) : null;
+}
+
+/** Takes the device's status poll, or refuses with 429 and Retry-After. */
+export function takeStatusPoll(buckets: TokenBuckets | null, deviceKey: string): void {
+  if (!buckets) return;
+  const state = buckets.take(deviceKey);
+  if (!state.allowed) {
+    throw tooManyRequests(
+      'slow_down',
+      `poll the registration status at most once every ${Math.ceil(buckets.policy.windowMs / 1000)} s`,
+      state.retryAfterSeconds,
+    );
+  }
+}
