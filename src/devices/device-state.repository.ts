@@ -56,7 +56,11 @@ export async function findDeviceStates(
     .where('device_id', 'in', [...deviceIds])
     .execute();
   for (const row of rows) {
-    states.set(row.device_id, { status: row.status, state: row.state, reportedAt: row.reported_at });
+    states.set(row.device_id, {
+      status: row.status,
+      state: row.state,
+      reportedAt: row.reported_at,
+    });
   }
   return states;
 }

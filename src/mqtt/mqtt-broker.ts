@@ -77,7 +77,8 @@ export async function startMqttBroker(
         () => done(null, true),
         (err: unknown) => {
           const error = toHttpError(err);
-          const code = error.status === 429 || error.status >= 500 ? SERVER_UNAVAILABLE : NOT_AUTHORIZED;
+          const code =
+            error.status === 429 || error.status >= 500 ? SERVER_UNAVAILABLE : NOT_AUTHORIZED;
           log.info({ code: error.code }, 'MQTT connection refused');
           done(Object.assign(new Error(error.message), { returnCode: code }), false);
         },
@@ -206,7 +207,10 @@ export async function startMqttBroker(
       } catch (err) {
         const error = toHttpError(err);
         countMqttPublish(error.code);
-        log.info({ code: error.code, error: error.message }, 'MQTT state refused, nothing recorded');
+        log.info(
+          { code: error.code, error: error.message },
+          'MQTT state refused, nothing recorded',
+        );
         if (error.status >= 500) throw err;
       }
       return;
@@ -225,7 +229,8 @@ export async function startMqttBroker(
     if (packet.qos === 1) {
       remembered.delete(retryKey);
       remembered.set(retryKey, digest);
-      if (remembered.size > REMEMBERED_PUBLISHES) remembered.delete(remembered.keys().next().value!);
+      if (remembered.size > REMEMBERED_PUBLISHES)
+        remembered.delete(remembered.keys().next().value!);
       completed.set(session.deviceId, remembered);
     }
     await respond(session, target.device, target.endpoint, response);

@@ -111,4 +111,3 @@ function isId(value: unknown): value is string | number {
     (typeof value === 'number' && Number.isFinite(value))
   );
 }
-

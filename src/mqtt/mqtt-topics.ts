@@ -15,8 +15,7 @@ export interface TopicOwner {
 }
 
 export type DevicePublish =
-  | { kind: 'request'; endpoint: string; device: string }
-  | { kind: 'state'; device: string };
+  { kind: 'request'; endpoint: string; device: string } | { kind: 'state'; device: string };
 
 /** What a publish to `topic` is, for this device; null when it is outside the ACL. */
 export function classifyPublish(owner: TopicOwner, topic: string): DevicePublish | null {

@@ -26,7 +26,10 @@ export function parseResponseKey(key: unknown): Buffer | undefined {
 export function encryptResponse(key: Buffer, data: unknown): string {
   const nonce = crypto.randomBytes(NONCE_BYTES);
   const cipher = crypto.createCipheriv('aes-256-gcm', key, nonce);
-  const body = Buffer.concat([cipher.update(JSON.stringify(data) ?? 'null', 'utf8'), cipher.final()]);
+  const body = Buffer.concat([
+    cipher.update(JSON.stringify(data) ?? 'null', 'utf8'),
+    cipher.final(),
+  ]);
   return Buffer.concat([nonce, body, cipher.getAuthTag()]).toString('base64');
 }
 

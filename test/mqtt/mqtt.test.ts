@@ -62,8 +62,13 @@ describe('MQTT channel', function () {
     return { client, inbox };
   }
 
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- RES payloads are arbitrary JSON
-  async function ask(b: Bound, s: { client: MqttClient; inbox: Inbox }, endpoint: string, body: unknown): Promise<any> {
+  async function ask(
+    b: Bound,
+    s: { client: MqttClient; inbox: Inbox },
+    endpoint: string,
+    body: unknown,
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- RES payloads are arbitrary JSON
+  ): Promise<any> {
     await s.client.publishAsync(b.req(endpoint), JSON.stringify(body), { qos: 1 });
     const message = await s.inbox.next();
     expect(message.topic).to.equal(b.res(endpoint));
@@ -86,7 +91,16 @@ describe('MQTT channel', function () {
     // publishAsync resolves on the PUBACK: the points must be readable at once.
     await s.client.publishAsync(
       b.req('points'),
-      JSON.stringify({ id: 'r1', data: { series: 'temp', points: [[T0, 21.5], [T0 + 1000, 22]] } }),
+      JSON.stringify({
+        id: 'r1',
+        data: {
+          series: 'temp',
+          points: [
+            [T0, 21.5],
+            [T0 + 1000, 22],
+          ],
+        },
+      }),
       { qos: 1 },
     );
     expect(await storedPoints(fx().db, fx().server, b.device, 'temp')).to.deep.equal([
@@ -109,10 +123,33 @@ describe('MQTT channel', function () {
     const b = await bound('refused');
     const s = await session(b);
     const cases: Array<[unknown, number, string]> = [
-      [{ id: 1, data: { series: 's', points: [[T0, 1], [T0 + 1, 'x']] } }, 400, 'invalid_value'],
+      [
+        {
+          id: 1,
+          data: {
+            series: 's',
+            points: [
+              [T0, 1],
+              [T0 + 1, 'x'],
+            ],
+          },
+        },
+        400,
+        'invalid_value',
+      ],
       [{ id: 2, data: { series: 's', points: [[1_000, 1]] } }, 400, 'invalid_timestamp'],
       [{ id: 3, data: { series: 'bad name!', points: [[T0, 1]] } }, 400, 'invalid_series_name'],
-      [{ id: 4, data: [{ ts: T0, data: { s: 1 } }, { ts: T0, data: { s: 'no' } }] }, 400, 'invalid_value'],
+      [
+        {
+          id: 4,
+          data: [
+            { ts: T0, data: { s: 1 } },
+            { ts: T0, data: { s: 'no' } },
+          ],
+        },
+        400,
+        'invalid_value',
+      ],
       [{ data: { series: 's', points: [[T0, 1]] } }, 400, 'invalid_request'],
       [{ id: 5, key: 'short', data: { series: 's', points: [[T0, 1]] } }, 400, 'invalid_key'],
     ];
@@ -152,11 +189,19 @@ describe('MQTT channel', function () {
     expect(status).to.deep.include({ status: 1, code: 200, id: 's' });
     expect(status.data).to.be.a('string');
     const plain = decryptResponse(key, status.data) as Record<string, unknown>;
-    expect(plain).to.deep.include({ status: 'active', identity: b.identity, fingerprint: b.device.fingerprint });
+    expect(plain).to.deep.include({
+      status: 'active',
+      identity: b.identity,
+      fingerprint: b.device.fingerprint,
+    });
     // The format is nonce (12) || ciphertext || tag (16); a wrong key fails.
     expect(() => decryptResponse(crypto.randomBytes(32), status.data)).to.throw();
     const refusedKey = crypto.randomBytes(32);
-    const refused = await ask(b, s, 'points', { id: 'e', key: refusedKey.toString('base64'), data: {} });
+    const refused = await ask(b, s, 'points', {
+      id: 'e',
+      key: refusedKey.toString('base64'),
+      data: {},
+    });
     expect(refused).to.deep.include({ status: 0, code: 400, id: 'e' });
     expect((decryptResponse(refusedKey, refused.data) as { code: string }).code).to.equal(
       'invalid_series_name',
@@ -166,7 +211,9 @@ describe('MQTT channel', function () {
   it('records a state with a status, refuses one without, and shows it', async () => {
     const b = await bound('state');
     const s = await session(b);
-    await s.client.publishAsync(b.state, JSON.stringify({ status: 'online', att1: 'val1' }), { qos: 1 });
+    await s.client.publishAsync(b.state, JSON.stringify({ status: 'online', att1: 'val1' }), {
+      qos: 1,
+    });
     await s.client.publishAsync(b.state, JSON.stringify({ att1: 'no status' }), { qos: 1 });
     expect(s.client.connected).to.equal(true);
     const status = await ask(b, s, 'status', { id: 1 });
@@ -206,7 +253,10 @@ describe('MQTT channel', function () {
     }
     // B's requests and responses never reach A.
     const t = await session(other);
-    const res = await ask(other, t, 'points', { id: 'b', data: { series: 'x', points: [[T0, 1]] } });
+    const res = await ask(other, t, 'points', {
+      id: 'b',
+      data: { series: 'x', points: [[T0, 1]] },
+    });
     expect(res.status).to.equal(1);
     await s.client.publishAsync(a.req('time'), JSON.stringify({ id: 'a' }), { qos: 1 });
     const mine = await s.inbox.next();
@@ -237,7 +287,8 @@ describe('MQTT channel', function () {
 
   it('refuses QoS 2 and oversized payloads by disconnecting, storing nothing', async () => {
     const b = await bound('limits');
-    const body = (n: number) => JSON.stringify({ id: 1, data: { series: 'q', points: [[T0 + n, 1]] } });
+    const body = (n: number) =>
+      JSON.stringify({ id: 1, data: { series: 'q', points: [[T0 + n, 1]] } });
     const qos2 = await connectDevice(fx(), b.device);
     open.push(qos2);
     qos2.publish(b.req('points'), body(0), { qos: 2 });
@@ -328,11 +379,32 @@ describe('MQTT channel', function () {
   it('works with mosquitto_pub and mosquitto_sub over mTLS', async () => {
     const b = await bound('mosquitto');
     const files = pemFiles(fx(), b.device);
-    const tlsArgs = ['-h', 'localhost', '-p', String(mqttPortOf(fx())), '--cafile', files.cafile, '--cert', files.cert, '--key', files.key];
+    const tlsArgs = [
+      '-h',
+      'localhost',
+      '-p',
+      String(mqttPortOf(fx())),
+      '--cafile',
+      files.cafile,
+      '--cert',
+      files.cert,
+      '--key',
+      files.key,
+    ];
     const key = crypto.randomBytes(32);
     // mosquitto_sub waits for one RES; it is subscribed once it printed nothing yet, so
     // the test publishes until the answer arrives.
-    const sub = spawn('mosquitto_sub', [...tlsArgs, '-t', b.res('+'), '-q', '1', '-C', '1', '-W', '30']);
+    const sub = spawn('mosquitto_sub', [
+      ...tlsArgs,
+      '-t',
+      b.res('+'),
+      '-q',
+      '1',
+      '-C',
+      '1',
+      '-W',
+      '30',
+    ]);
     let out = '';
     sub.stdout.on('data', (chunk: Buffer) => (out += String(chunk)));
     const exited = new Promise<number | null>((resolve) => sub.once('exit', resolve));
@@ -346,7 +418,11 @@ describe('MQTT channel', function () {
         '-t',
         b.req('points'),
         '-m',
-        JSON.stringify({ id: `p${attempt}`, key: key.toString('base64'), data: { series: 'm', points: [[T0, 1.5]] } }),
+        JSON.stringify({
+          id: `p${attempt}`,
+          key: key.toString('base64'),
+          data: { series: 'm', points: [[T0, 1.5]] },
+        }),
       ]);
       expect(pub.code, pub.stderr).to.equal(0);
       // mosquitto_pub exits after the PUBACK: the point is committed.
@@ -358,14 +434,42 @@ describe('MQTT channel', function () {
     expect(res).to.deep.include({ status: 1, code: 200 });
     expect(decryptResponse(key, res.data)).to.have.property('series');
     // A state, and a publish outside the ACL refused.
-    const state = await mosquitto('mosquitto_pub', [...tlsArgs, '-q', '1', '-t', b.state, '-m', '{"status":"online"}']);
+    const state = await mosquitto('mosquitto_pub', [
+      ...tlsArgs,
+      '-q',
+      '1',
+      '-t',
+      b.state,
+      '-m',
+      '{"status":"online"}',
+    ]);
     expect(state.code, state.stderr).to.equal(0);
-    const denied = await mosquitto('mosquitto_pub', [...tlsArgs, '-q', '1', '-t', 'other/req/x/points', '-m', '{}']);
+    const denied = await mosquitto('mosquitto_pub', [
+      ...tlsArgs,
+      '-q',
+      '1',
+      '-t',
+      'other/req/x/points',
+      '-m',
+      '{}',
+    ]);
     expect(denied.code).to.not.equal(0);
     const unbound = pemFiles(fx(), newDevice());
     const refused = await mosquitto('mosquitto_pub', [
-      '-h', 'localhost', '-p', String(mqttPortOf(fx())), '--cafile', unbound.cafile,
-      '--cert', unbound.cert, '--key', unbound.key, '-t', b.req('time'), '-m', '{}',
+      '-h',
+      'localhost',
+      '-p',
+      String(mqttPortOf(fx())),
+      '--cafile',
+      unbound.cafile,
+      '--cert',
+      unbound.cert,
+      '--key',
+      unbound.key,
+      '-t',
+      b.req('time'),
+      '-m',
+      '{}',
     ]);
     expect(refused.code).to.not.equal(0);
     expect(refused.stderr).to.match(/not authori[sz]ed/i);
