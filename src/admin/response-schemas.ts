@@ -75,6 +75,14 @@ export const Device = z
     certificate: Certificate.nullable(),
     pendingCertificate: Certificate.nullable(),
     certificates: z.array(Certificate),
+    lastState: z
+      .object({
+        status: z.string(),
+        state: z.record(z.string(), z.unknown()).describe('the JSON object as published'),
+        at: time,
+      })
+      .nullable()
+      .describe('the last state published on devices/out/<identity>/<device>/state (MQTT)'),
   })
   .meta({ id: 'Device' });
 

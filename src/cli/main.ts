@@ -33,6 +33,7 @@ interface ServeOptions {
   migrate: boolean;
   adminPort?: string;
   adminHost?: string;
+  mqttPort?: string;
 }
 
 interface JsonOption {
@@ -78,6 +79,10 @@ program
   .option('--no-migrate', 'do not apply pending migrations at start')
   .option('--admin-port <port>', 'admin API port, or off (env FLEETGATE_ADMIN_PORT, default 8080)')
   .option('--admin-host <host>', 'admin API address (env FLEETGATE_ADMIN_HOST, default 127.0.0.1)')
+  .option(
+    '--mqtt-port <port>',
+    'MQTT over TLS port, or off (env FLEETGATE_MQTT_PORT, default 8883)',
+  )
   .action(async (opts: ServeOptions) => {
     const config = loadConfig(process.env, {
       port: opts.port,
@@ -85,6 +90,7 @@ program
       migrate: opts.migrate,
       adminPort: opts.adminPort,
       adminHost: opts.adminHost,
+      mqttPort: opts.mqttPort,
     });
     const [{ createLogger }, { startServer }] = await Promise.all([lazy.logger(), lazy.serve()]);
     const log = createLogger(config.logLevel, 1);

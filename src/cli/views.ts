@@ -102,6 +102,7 @@ export const deviceDetails = (d: DeviceView) =>
     ['last seen', d.lastSeenAt],
     ['revoked at', d.revokedAt],
     ['revoked reason', d.revokedReason],
+    ['last state', d.lastState ? `${d.lastState.status} at ${d.lastState.at.toISOString()}` : '-'],
   ]) +
   '\n' +
   table(

@@ -132,6 +132,25 @@ const schema = z.object({
     /** How often revocations made by other processes are looked for. */
     revocationPollMs: intFrom(50, 60_000).default(500),
   }),
+  /** The MQTT device channel (issue 13): aedes on node:tls with the device TLS policy. */
+  mqtt: z.object({
+    /** `off`: no MQTT listener. 8883 is MQTT over TLS's registered port. */
+    port: z
+      .union([z.literal('off'), intFrom(0, 65535)], {
+        error: 'must be a port number (0-65535) or "off"',
+      })
+      .default(8883),
+    /** Largest PUBLISH payload, bytes; a larger one disconnects the client. */
+    maxPayloadBytes: intFrom(64, 64 * 1024 * 1024).default(256 * 1024),
+    /** QoS 1 publishes of one connection read but not yet acknowledged; beyond it reading pauses. */
+    maxInflight: intFrom(1, 10_000).default(16),
+    /** PUBLISH packets one device may send per minute (burst up to this many); 0: no limit. */
+    messagesPerMinute: intFrom(0, 10_000_000).default(600),
+    /** Open MQTT connections one device may have at once. */
+    maxConnectionsPerDevice: intFrom(1, 10_000).default(4),
+    /** How often revocations made by other processes are looked for. */
+    revocationPollMs: intFrom(50, 60_000).default(500),
+  }),
   timeouts: z.object({
     /** Time allowed to receive the request headers. */
     headersMs: intFrom(1000, 3_600_000).default(20_000),
@@ -200,6 +219,7 @@ export interface ConfigOverrides {
   migrate?: boolean;
   adminPort?: string | number;
   adminHost?: string;
+  mqttPort?: string | number;
 }
 
 export function loadConfig(env: Env, overrides: ConfigOverrides = {}): Config {
@@ -252,6 +272,14 @@ export function loadConfig(env: Env, overrides: ConfigOverrides = {}): Config {
       pingIntervalMs: env.FLEETGATE_WS_PING_INTERVAL_MS,
       maxConnectionsPerDevice: env.FLEETGATE_WS_MAX_CONNECTIONS_PER_DEVICE,
       revocationPollMs: env.FLEETGATE_WS_REVOCATION_POLL_MS,
+    },
+    mqtt: {
+      port: overrides.mqttPort ?? (env.FLEETGATE_MQTT_PORT || undefined),
+      maxPayloadBytes: env.FLEETGATE_MQTT_MAX_PAYLOAD_BYTES,
+      maxInflight: env.FLEETGATE_MQTT_MAX_INFLIGHT,
+      messagesPerMinute: env.FLEETGATE_MQTT_MESSAGES_PER_MINUTE,
+      maxConnectionsPerDevice: env.FLEETGATE_MQTT_MAX_CONNECTIONS_PER_DEVICE,
+      revocationPollMs: env.FLEETGATE_MQTT_REVOCATION_POLL_MS,
     },
     timeouts: {
       headersMs: env.FLEETGATE_HEADERS_TIMEOUT_MS,
@@ -384,6 +412,12 @@ const SETTING_NAMES: Record<string, { env: string; flag?: keyof ConfigOverrides;
   'websocket.pingIntervalMs': { env: 'FLEETGATE_WS_PING_INTERVAL_MS' },
   'websocket.maxConnectionsPerDevice': { env: 'FLEETGATE_WS_MAX_CONNECTIONS_PER_DEVICE' },
   'websocket.revocationPollMs': { env: 'FLEETGATE_WS_REVOCATION_POLL_MS' },
+  'mqtt.port': { env: 'FLEETGATE_MQTT_PORT', flag: 'mqttPort', cli: '--mqtt-port' },
+  'mqtt.maxPayloadBytes': { env: 'FLEETGATE_MQTT_MAX_PAYLOAD_BYTES' },
+  'mqtt.maxInflight': { env: 'FLEETGATE_MQTT_MAX_INFLIGHT' },
+  'mqtt.messagesPerMinute': { env: 'FLEETGATE_MQTT_MESSAGES_PER_MINUTE' },
+  'mqtt.maxConnectionsPerDevice': { env: 'FLEETGATE_MQTT_MAX_CONNECTIONS_PER_DEVICE' },
+  'mqtt.revocationPollMs': { env: 'FLEETGATE_MQTT_REVOCATION_POLL_MS' },
   'timeouts.headersMs': { env: 'FLEETGATE_HEADERS_TIMEOUT_MS' },
   'timeouts.requestMs': { env: 'FLEETGATE_REQUEST_TIMEOUT_MS' },
   'timeouts.keepAliveMs': { env: 'FLEETGATE_KEEPALIVE_TIMEOUT_MS' },

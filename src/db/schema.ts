@@ -178,6 +178,14 @@ export interface PointTable {
   value: number;
 }
 
+/** The last state a device published on MQTT (issue 13); one row per device. */
+export interface DeviceStateTable {
+  device_id: number;
+  status: string;
+  state: ColumnType<Record<string, unknown>, string, string>;
+  reported_at: ColumnType<Date, Date | undefined, Date>;
+}
+
 /** Append-only: written in the transaction of the action it records. */
 export interface AuditEventTable {
   id: ColumnType<string, never, never>;
@@ -215,4 +223,5 @@ export interface Database {
   points: PointTable;
   audit_events: AuditEventTable;
   admin_tokens: AdminTokenTable;
+  device_states: DeviceStateTable;
 }

@@ -1,3 +1,4 @@
+import { findDeviceStates, type DeviceState } from './device-state.repository.js';
 import type { Kysely } from 'kysely';
 import { deviceEvents } from './device-events.js';
 import { insertAuditEvent } from '../audit/audit.repository.js';
@@ -73,6 +74,14 @@ export interface DeviceView {
   /** A certificate whose rotation was requested (key proven) and not yet completed. */
   pendingCertificate: CertificateView | null;
   certificates: CertificateView[];
+  /** The last state the device published on MQTT (its `status` and all its fields), or null. */
+  lastState: LastStateView | null;
+}
+
+export interface LastStateView {
+  status: string;
+  state: Record<string, unknown>;
+  at: Date;
 }
 
 export interface DevicePage {
@@ -96,6 +105,10 @@ export async function listDevices(
   );
   const disabled = identity.disabled_at !== null;
   const pending = await Promise.all(page.map((d) => pendingRotationOfDevice(db, d.id)));
+  const states = await findDeviceStates(
+    db,
+    page.map((d) => d.id),
+  );
   return {
     devices: page.map((d, i) =>
       deviceView(
@@ -104,6 +117,7 @@ export async function listDevices(
         disabled,
         certificates.filter((c) => c.device_id === d.id),
         pending[i],
+        states.get(d.id),
       ),
     ),
     nextCursor: more ? String(page[page.length - 1]!.id) : null,
@@ -160,6 +174,7 @@ export async function showDevice(db: Kysely<Database>, fingerprint: string): Pro
     identity.disabled_at !== null,
     certificates,
     await pendingRotationOfDevice(db, device.id),
+    (await findDeviceStates(db, [device.id])).get(device.id),
   );
 }
 
@@ -201,6 +216,7 @@ function deviceView(
   identityDisabled: boolean,
   certificates: CertificateRow[],
   pending: PendingRotationRow | undefined,
+  state: DeviceState | undefined,
 ): DeviceView {
   const views = certificates.map(certificateView);
   const active = views.filter((c) => c.state === 'active');
@@ -232,6 +248,7 @@ function deviceView(
     certificate: active[active.length - 1] ?? null,
     pendingCertificate: pendingView,
     certificates: pendingView ? [...views, pendingView] : views,
+    lastState: state ? { status: state.status, state: state.state, at: state.reportedAt } : null,
   };
 }
 

@@ -63,10 +63,7 @@ export class MessageBatch {
         { limit: limits.maxMessages },
       );
     }
-    if (rawText !== undefined) {
-      assertNoChangedLiteral(rawText);
-      assertNoDuplicateKeys(rawText);
-    }
+    if (rawText !== undefined) assertFaithfulJson(rawText);
     const series = new Map<string, SeriesPoints>();
     messages.forEach((message, index) => {
       const where = Array.isArray(body) ? `message ${index}` : 'the message';
@@ -126,6 +123,15 @@ export class MessageBatch {
     });
     return new MessageBatch(series);
   }
+}
+
+/**
+ * Refuses JSON text whose parse would not say what was sent: a number that
+ * parses to 0 or Infinity, or a key given twice in one object.
+ */
+export function assertFaithfulJson(rawText: string): void {
+  assertNoChangedLiteral(rawText);
+  assertNoDuplicateKeys(rawText);
 }
 
 function timestampOf(

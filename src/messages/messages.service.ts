@@ -8,7 +8,8 @@ import { countUploadedPoints } from '../observability/metrics.js';
 import { takeUploadAllowance, type Throttles } from '../throttle/throttle.service.js';
 import type { CertificateInfo } from '../tls/certificate-info.js';
 import { badRequest } from '../http/app-error.js';
-import { MessageBatch } from './message-batch.js';
+import { assertFaithfulJson, MessageBatch } from './message-batch.js';
+import { seriesPointsInput } from './series-points.js';
 
 export interface MessageDeps {
   db: Kysely<Database>;
@@ -58,6 +59,39 @@ export async function storeMessages(
     deps.ingest,
     device.deviceId,
     batch.inputs(),
+    { maxSeriesPerDevice: limits.maxSeriesPerDevice },
+    () => badRequest('empty_batch', 'the batch holds no points'),
+  );
+  countUploadedPoints(summary);
+  return { summary, rateLimit };
+}
+
+/**
+ * Stores the points of one series sent as JSON (see series-points.ts) with
+ * the same rules as storeMessages: fresh device lookup, upload budget, the
+ * whole batch checked first, one transaction through ingestBatch.
+ */
+export async function storeSeriesPoints(
+  deps: MessageDeps,
+  certificate: CertificateInfo,
+  body: unknown,
+  rawText: string | undefined,
+): Promise<StoredMessages> {
+  const device = await requireActiveCertificate(deps.db, certificate);
+  const rateLimit = takeUploadAllowance(deps.throttles, device.deviceId);
+  const { limits } = deps.config;
+  if (rawText !== undefined) assertFaithfulJson(rawText);
+  const input = seriesPointsInput(body, {
+    maxLineBytes: limits.maxLineBytes,
+    timestampRange: {
+      minEpochMs: limits.minTimestampMs,
+      maxEpochMs: Date.now() + limits.maxClockSkewMs,
+    },
+  });
+  const summary = await ingestBatch(
+    deps.ingest,
+    device.deviceId,
+    [input],
     { maxSeriesPerDevice: limits.maxSeriesPerDevice },
     () => badRequest('empty_batch', 'the batch holds no points'),
   );

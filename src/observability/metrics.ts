@@ -98,6 +98,36 @@ new client.Gauge({
   },
 });
 
+/** Counters of open MQTT connections (one per running broker); summed by the gauge. */
+const mqttConnectionCounters = new Set<() => number>();
+new client.Gauge({
+  name: 'fleetgate_mqtt_connections',
+  help: 'Open MQTT connections of authenticated devices',
+  registers: [registry],
+  collect() {
+    let open = 0;
+    for (const count of mqttConnectionCounters) open += count();
+    this.set(open);
+  },
+});
+
+const mqttPublishes = new client.Counter({
+  name: 'fleetgate_mqtt_publishes_total',
+  help: 'MQTT PUBLISH packets of devices by outcome: ok, or the error code of the refusal',
+  labelNames: ['outcome'] as const,
+  registers: [registry],
+});
+
+/** Reports the open connections of one MQTT broker; returns the unwatch. */
+export function watchMqttConnections(count: () => number): () => void {
+  mqttConnectionCounters.add(count);
+  return () => mqttConnectionCounters.delete(count);
+}
+
+export function countMqttPublish(outcome: string): void {
+  mqttPublishes.inc({ outcome });
+}
+
 /** The PostgreSQL pool to report (the embedded database has no pool); returns the unwatch. */
 export function watchDbPool(pool: pg.Pool): () => void {
   pools.add(pool);

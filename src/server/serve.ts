@@ -15,8 +15,10 @@ import { PointPartitions, startPartitionMaintenance } from '../ingest/partition-
 import { watchDbPool, watchTlsHandshakes } from '../observability/metrics.js';
 import { createServerState } from '../observability/server-state.js';
 import { createThrottles } from '../throttle/throttle.service.js';
+import { startMqttBroker } from '../mqtt/mqtt-broker.js';
 import { attachWebSocketChannel } from '../websocket/websocket-channel.js';
 import { listen, type Listener } from './listener.js';
+import { loadServerTlsMaterial } from './tls-options.js';
 
 export interface RunningServer {
   /** The TCP port, or null when listening on a Unix socket (behind nginx). */
@@ -85,6 +87,19 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     cleanups.push(stop);
     // Runs first (cleanups run in reverse): WebSockets would keep the HTTP server from closing.
     cleanups.push(() => websocket.close());
+    if (config.mqtt.port !== 'off') {
+      const mqtt = await startMqttBroker(
+        { db: database.db, ingest, config, throttles },
+        loadServerTlsMaterial(config, log),
+        log,
+      );
+      // Runs before the HTTP drain: publishes in flight get their PUBACK first.
+      cleanups.push(() => mqtt.close());
+      log.info(
+        { mqttPort: mqtt.port, host: config.host },
+        `MQTT over TLS listening on mqtts://localhost:${mqtt.port}`,
+      );
+    }
     if (admin) await announceAdminToken(database.db, config, log);
     logListening(config, log, { port, socketPath, database, ingest: ingest.method });
     return { port, socketPath, close };

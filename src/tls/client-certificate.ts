@@ -71,3 +71,14 @@ export function peerIntermediates(req: IncomingMessage): Buffer[] | null {
   }
   return out;
 }
+
+/**
+ * The certificate on a TLS socket of another protocol than HTTP (the MQTT
+ * listener), checked like requireClientCertificate's.
+ */
+export function requireSocketCertificate(socket: TLSSocket, now = new Date()): CertificateInfo {
+  const info = certificateOfSocket(socket);
+  if (!info) throw unauthorized('no_client_certificate', 'a client certificate is required');
+  assertAcceptableDeviceCertificate(info, now);
+  return info;
+}
