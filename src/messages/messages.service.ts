@@ -38,7 +38,7 @@ export async function storeMessages(
   rawText: string | undefined,
 ): Promise<StoredMessages> {
   const device = await requireActiveCertificate(deps.db, certificate);
-  const rateLimit = takeUploadAllowance(deps.throttles, device.deviceId);
+  const rateLimit = await takeUploadAllowance(deps.throttles, device.deviceId);
   const { limits } = deps.config;
   const now = Date.now();
   const batch = MessageBatch.from(
