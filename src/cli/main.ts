@@ -455,7 +455,7 @@ program
   .option(
     '--upstream <address>',
     'a fleetgate node (host:port or unix:/path); repeat it for several nodes ' +
-      '(default: this configuration\'s own listener)',
+      "(default: this configuration's own listener)",
     (value: string, previous: string[]) => [...previous, value],
     [] as string[],
   )

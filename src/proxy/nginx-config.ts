@@ -116,9 +116,7 @@ const MULTI_DIRECTIVE = new Set([
 function upstreamServers(config: Config, upstreams: string[]): string {
   for (const upstream of upstreams) {
     if (!/^(unix:\/\S+|(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5})$/.test(upstream)) {
-      throw new Error(
-        `--upstream must be host:port or unix:/path/to/socket, not ${upstream}`,
-      );
+      throw new Error(`--upstream must be host:port or unix:/path/to/socket, not ${upstream}`);
     }
   }
   const servers = upstreams.length > 0 ? upstreams : [upstreamAddress(config)];

@@ -221,10 +221,9 @@ describe('several nodes on one PostgreSQL behind nginx', function () {
     const closed = new Promise<{ code: number; reason: string }>((resolve) =>
       ws.once('close', (code, reason) => resolve({ code, reason: String(reason) })),
     );
-    const revoked = await admins[0]!.post(
-      `/v1/devices/${device.fingerprint}/revoke`,
-      { reason: 'stolen' },
-    );
+    const revoked = await admins[0]!.post(`/v1/devices/${device.fingerprint}/revoke`, {
+      reason: 'stolen',
+    });
     expect(revoked.status, revoked.text).to.equal(200);
     for (const i of [1, 2]) {
       const answer = await uploadVia(i, device, '1700000000000,1\n');
@@ -307,7 +306,11 @@ describe('several nodes on one PostgreSQL behind nginx', function () {
       fs.writeFileSync(path.join(dir, 'device.crt'), device.certPem);
       fs.writeFileSync(path.join(dir, 'device.key'), device.keyPem);
       auth = ['-cert', path.join(dir, 'device.crt'), '-key', path.join(dir, 'device.key')];
-      ca = ['-CAfile', path.join(db.env.FLEETGATE_CERTS_DIR!, 'dev-ca.crt'), '-verify_return_error'];
+      ca = [
+        '-CAfile',
+        path.join(db.env.FLEETGATE_CERTS_DIR!, 'dev-ca.crt'),
+        '-verify_return_error',
+      ];
       const psk = await admins[0]!.identityWithPsk('resumed');
       const client = new DeviceClient(extraNodes[0]!, device);
       const bound = await client.bind(psk);
