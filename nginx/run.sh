@@ -3,7 +3,8 @@
 # foreground, with everything (config, pid, logs, temp files) under one prefix
 # directory: no system-wide configuration is read or changed.
 #
-#   nginx/run.sh [--listen 8443] [--prefix DIR]      (or: npm run nginx -- --listen 8443)
+#   nginx/run.sh [--listen 8443] [--prefix DIR] [--upstream ADDR]...
+#                                                    (or: npm run nginx -- --listen 8443)
 #
 # The configuration is rendered from the same FLEETGATE_* environment the app
 # runs with (see `fleetgate nginx-config`), so limits and the upstream match.
@@ -11,11 +12,13 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 listen=8443
 prefix="${TMPDIR:-/tmp}/fleetgate-nginx-$(id -u)"
+upstreams=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --listen) listen="$2"; shift 2 ;;
     --prefix) prefix="$2"; shift 2 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    --upstream) upstreams+=(--upstream "$2"); shift 2 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) echo "nginx/run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -28,7 +31,7 @@ fi
 
 mkdir -p "$prefix/logs" "$prefix/temp" "$prefix/html"
 prefix="$(cd "$prefix" && pwd)"
-node "$root/bin/fleetgate.js" nginx-config --listen "$listen" --prefix "$prefix" >"$prefix/nginx.conf.new"
+node "$root/bin/fleetgate.js" nginx-config --listen "$listen" --prefix "$prefix" "${upstreams[@]}" >"$prefix/nginx.conf.new"
 mv "$prefix/nginx.conf.new" "$prefix/nginx.conf"
 
 nginx=("$nginx_bin" -p "$prefix/" -c "$prefix/nginx.conf" -e "$prefix/logs/error.log")

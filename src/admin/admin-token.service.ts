@@ -3,7 +3,11 @@ import type { Kysely } from 'kysely';
 import { insertAuditEvent } from '../audit/audit.repository.js';
 import type { Actor } from '../audit/actor.js';
 import type { Database } from '../db/schema.js';
-import { findAdminTokenHash, insertAdminTokenHash } from './admin-token.repository.js';
+import {
+  findAdminTokenHash,
+  insertAdminTokenHash,
+  lockAdminTokenSetup,
+} from './admin-token.repository.js';
 
 /**
  * The admin token is 256 random bits behind a recognisable prefix. Like a PSK
@@ -45,20 +49,28 @@ export async function ensureAdminToken(
 ): Promise<AdminTokenSetup> {
   if (configuredToken) return { source: 'configured' };
   if (await findAdminTokenHash(db)) return { source: 'stored' };
-  const token = await resetAdminToken(db, { kind: 'server', remoteAddress: null });
-  return { source: 'generated', newToken: token };
+  // Several nodes may start together on a fresh database: the first to take
+  // the lock generates the token, the others then find its hash stored.
+  return db.transaction().execute(async (trx) => {
+    await lockAdminTokenSetup(trx);
+    if (await findAdminTokenHash(trx)) return { source: 'stored' as const };
+    const token = await storeNewAdminToken(trx, { kind: 'server', remoteAddress: null });
+    return { source: 'generated' as const, newToken: token };
+  });
 }
 
 /** Replaces the stored token (a lost or leaked one); the old one stops working at once. */
 export async function resetAdminToken(db: Kysely<Database>, actor: Actor): Promise<string> {
+  return db.transaction().execute((trx) => storeNewAdminToken(trx, actor));
+}
+
+async function storeNewAdminToken(trx: Kysely<Database>, actor: Actor): Promise<string> {
   const token = generateAdminToken();
-  await db.transaction().execute(async (trx) => {
-    await insertAdminTokenHash(trx, hashAdminToken(token));
-    await insertAuditEvent(trx, {
-      action: 'admin_token.reset',
-      actor: actor.kind,
-      remoteAddress: actor.remoteAddress,
-    });
+  await insertAdminTokenHash(trx, hashAdminToken(token));
+  await insertAuditEvent(trx, {
+    action: 'admin_token.reset',
+    actor: actor.kind,
+    remoteAddress: actor.remoteAddress,
   });
   return token;
 }

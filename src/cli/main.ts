@@ -525,10 +525,23 @@ program
   )
   .option('--listen <port>', "nginx's public port or address:port", '8443')
   .requiredOption('--prefix <dir>', "directory for nginx's pid file, logs and temp files")
-  .action(async (opts: { listen: string; prefix: string }) => {
+  .option(
+    '--upstream <address>',
+    'a fleetgate node (host:port or unix:/path); repeat it for several nodes ' +
+      "(default: this configuration's own listener)",
+    (value: string, previous: string[]) => [...previous, value],
+    [] as string[],
+  )
+  .action(async (opts: { listen: string; prefix: string; upstream: string[] }) => {
     const config = loadConfig(process.env);
     const { renderNginxConfig } = await lazy.nginxConfig();
-    process.stdout.write(renderNginxConfig(config, opts));
+    process.stdout.write(
+      renderNginxConfig(config, {
+        listen: opts.listen,
+        prefix: opts.prefix,
+        upstreams: opts.upstream,
+      }),
+    );
   });
 
 async function admin(command: string, args: AdminArgs, overrides: ConfigOverrides = {}) {

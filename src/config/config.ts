@@ -42,6 +42,14 @@ const schema = z.object({
         'PostgreSQL only (leave DATABASE_URL unset for the embedded database)',
     })
     .optional(),
+  /**
+   * Redis for the throttle buckets of several nodes (rate-limiter-flexible);
+   * unset: they live in PostgreSQL (or in memory on the embedded database).
+   */
+  redisUrl: z
+    .string()
+    .regex(/^rediss?:\/\/\S+$/i, 'must be a Redis URL such as redis://127.0.0.1:6379')
+    .optional(),
   dataDir: z.string().min(1).default('./data'),
   certsDir: z.string().min(1).default('./certs'),
   tlsCert: z.string().optional(),
@@ -177,7 +185,7 @@ const schema = z.object({
   maxConnections: intFrom(1, 10_000_000).default(4096),
   /** Uploads one device may have in progress at the same time (429 over it). */
   maxConcurrentUploadsPerDevice: intFrom(1, 10_000).default(4),
-  /** Per-process token buckets; 0 turns a limit off. */
+  /** Token buckets shared by every node (PostgreSQL or Redis); 0 turns a limit off. */
   throttle: z.object({
     /** Failed binds one client address may make per window (PSK guessing). */
     bindFailuresPerAddress: intFrom(0, 1_000_000).default(20),
@@ -228,6 +236,7 @@ export function loadConfig(env: Env, overrides: ConfigOverrides = {}): Config {
     port: overrides.port ?? env.FLEETGATE_PORT ?? (behindProxy ? BEHIND_PROXY_PORT : DIRECT_PORT),
     host: overrides.host ?? env.FLEETGATE_HOST ?? (behindProxy ? '127.0.0.1' : undefined),
     databaseUrl: env.DATABASE_URL || undefined,
+    redisUrl: env.FLEETGATE_REDIS_URL || undefined,
     dataDir: env.FLEETGATE_DATA_DIR,
     certsDir: env.FLEETGATE_CERTS_DIR,
     tlsCert: env.FLEETGATE_TLS_CERT || undefined,
@@ -375,6 +384,7 @@ const SETTING_NAMES: Record<string, { env: string; flag?: keyof ConfigOverrides;
   port: { env: 'FLEETGATE_PORT', flag: 'port', cli: '--port' },
   host: { env: 'FLEETGATE_HOST', flag: 'host', cli: '--host' },
   databaseUrl: { env: 'DATABASE_URL' },
+  redisUrl: { env: 'FLEETGATE_REDIS_URL' },
   dataDir: { env: 'FLEETGATE_DATA_DIR' },
   migrateOnStart: { env: '--no-migrate', flag: 'migrate', cli: '--no-migrate' },
   certsDir: { env: 'FLEETGATE_CERTS_DIR' },

@@ -224,4 +224,31 @@ export interface Database {
   audit_events: AuditEventTable;
   admin_tokens: AdminTokenTable;
   device_states: DeviceStateTable;
+  throttle_buckets: ThrottleBucketTable;
+  tls_sessions: TlsSessionTable;
+  tls_ticket_keys: TlsTicketKeyTable;
+}
+
+/** One token bucket of a throttle (UNLOGGED, shared by every node). */
+export interface ThrottleBucketTable {
+  bucket: string;
+  key: string;
+  device_id: number | null;
+  tokens: number;
+  taken: boolean;
+  updated_at: Date;
+}
+
+/** A TLS session for resumption by session ID (UNLOGGED, shared by every node). */
+export interface TlsSessionTable {
+  session_id: Buffer;
+  session: Buffer;
+  expires_at: Date;
+}
+
+/** Session ticket keys in nginx's 48-byte layout; the newest encrypts. */
+export interface TlsTicketKeyTable {
+  id: Generated<number>;
+  key: Buffer;
+  created_at: CreatedAt;
 }

@@ -46,7 +46,9 @@ export async function handleUpload(
     // If anything fails mid-body, the rest of it is not worth reading: answer and close.
     res.setHeader('Connection', 'close');
     releaseDeviceSlot = slots.take('device', device.deviceId);
-    for (const [name, value] of Object.entries(takeUploadAllowance(throttles, device.deviceId))) {
+    for (const [name, value] of Object.entries(
+      await takeUploadAllowance(throttles, device.deviceId),
+    )) {
       res.setHeader(name, value);
     }
     // Only now, with the device known and allowed, may an `Expect: 100-continue` client send.

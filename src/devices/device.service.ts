@@ -147,6 +147,10 @@ export async function listFleetDevices(
     page.map((d) => d.id),
   );
   const pending = await Promise.all(page.map((d) => pendingRotationOfDevice(db, d.id)));
+  const states = await findDeviceStates(
+    db,
+    page.map((d) => d.id),
+  );
   return {
     devices: page.map((d, i) => {
       const identity = identities.get(d.identity_id);
@@ -156,6 +160,7 @@ export async function listFleetDevices(
         identity?.disabled_at !== null && identity?.disabled_at !== undefined,
         certificates.filter((c) => c.device_id === d.id),
         pending[i],
+        states.get(d.id),
       );
     }),
     nextCursor: more ? String(page[page.length - 1]!.id) : null,

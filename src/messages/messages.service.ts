@@ -39,7 +39,7 @@ export async function storeMessages(
   rawText: string | undefined,
 ): Promise<StoredMessages> {
   const device = await requireActiveCertificate(deps.db, certificate);
-  const rateLimit = takeUploadAllowance(deps.throttles, device.deviceId);
+  const rateLimit = await takeUploadAllowance(deps.throttles, device.deviceId);
   const { limits } = deps.config;
   const now = Date.now();
   const batch = MessageBatch.from(
@@ -78,7 +78,7 @@ export async function storeSeriesPoints(
   rawText: string | undefined,
 ): Promise<StoredMessages> {
   const device = await requireActiveCertificate(deps.db, certificate);
-  const rateLimit = takeUploadAllowance(deps.throttles, device.deviceId);
+  const rateLimit = await takeUploadAllowance(deps.throttles, device.deviceId);
   const { limits } = deps.config;
   if (rawText !== undefined) assertFaithfulJson(rawText);
   const input = seriesPointsInput(body, {

@@ -27,6 +27,11 @@ export interface NginxOptions {
   listen: string;
   /** Directory for nginx's pid file, logs and temp files. */
   prefix: string;
+  /**
+   * The fleetgate nodes nginx balances over (`host:port` or `unix:/path`);
+   * empty: this configuration's own listener, the single node.
+   */
+  upstreams?: string[];
 }
 
 /**
@@ -47,7 +52,7 @@ export function renderNginxConfig(config: Config, options: NginxOptions): string
     USER_DIRECTIVE: userDirective(),
     PREFIX: path.resolve(options.prefix),
     LISTEN: options.listen,
-    UPSTREAM: upstreamAddress(config),
+    UPSTREAM_SERVERS: upstreamServers(config, options.upstreams ?? []),
     SERVER_CERTIFICATES: pairs
       .map(
         (pair) => `ssl_certificate ${pair.certPath};\n        ssl_certificate_key ${pair.keyPath};`,
@@ -67,6 +72,7 @@ export function renderNginxConfig(config: Config, options: NginxOptions): string
   };
   const checked = [
     ...Object.entries(values).filter(([name]) => !MULTI_DIRECTIVE.has(name)),
+    ...(options.upstreams ?? []).map((upstream) => ['--upstream', upstream]),
     ...pairs.flatMap((pair) => [
       ['certificate', pair.certPath],
       ['certificate key', pair.keyPath],
@@ -95,7 +101,29 @@ function upstreamAddress(config: Config): string {
 }
 
 /** Placeholders built here from checked values that hold several directives. */
-const MULTI_DIRECTIVE = new Set(['USER_DIRECTIVE', 'SERVER_CERTIFICATES', 'SESSION_TICKETS']);
+const MULTI_DIRECTIVE = new Set([
+  'USER_DIRECTIVE',
+  'SERVER_CERTIFICATES',
+  'SESSION_TICKETS',
+  'UPSTREAM_SERVERS',
+]);
+
+/**
+ * One `server` line per fleetgate node. A node that fails is left out for
+ * ten seconds (nginx's max_fails=1 fail_timeout=10s), so a device's retry
+ * after a node died lands on a living one.
+ */
+function upstreamServers(config: Config, upstreams: string[]): string {
+  for (const upstream of upstreams) {
+    if (!/^(unix:\/\S+|(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5})$/.test(upstream)) {
+      throw new Error(`--upstream must be host:port or unix:/path/to/socket, not ${upstream}`);
+    }
+  }
+  const servers = upstreams.length > 0 ? upstreams : [upstreamAddress(config)];
+  return servers
+    .map((server) => `server ${server} max_fails=1 fail_timeout=10s;`)
+    .join('\n        ');
+}
 
 /**
  * FLEETGATE_TLS_CERT/KEY (and FLEETGATE_TLS_CERT_2/KEY_2) when set, else the

@@ -9,7 +9,13 @@ import { clientErrorHandler } from '../http/error-handler.js';
 import type { Config } from '../config/config.js';
 import { serverTimeouts } from './server-timeouts.js';
 import { ConfigError } from '../config/config.js';
-import { enableResumption, httpsOptions, loadServerTlsMaterial } from './tls-options.js';
+import type { TlsSessionStore } from '../tls/session-store.js';
+import {
+  enableResumption,
+  httpsOptions,
+  loadServerTlsMaterial,
+  type SharedTicketKeys,
+} from './tls-options.js';
 
 export interface Listener {
   server: http.Server | https.Server;
@@ -26,11 +32,22 @@ export interface Listener {
  */
 const BEHIND_PROXY_MAX_HEADER_BYTES = 64 * 1024;
 
+/** Resumption state shared by several nodes (PostgreSQL); without it, this process's own. */
+export interface SharedResumption {
+  sessions: TlsSessionStore;
+  ticketKeys: SharedTicketKeys;
+}
+
 /**
  * Direct mode: HTTPS with client certificates on host:port. Behind nginx:
  * plain HTTP (nginx terminated TLS) on a loopback port or a Unix socket.
  */
-export async function listen(config: Config, app: Express, log: Logger): Promise<Listener> {
+export async function listen(
+  config: Config,
+  app: Express,
+  log: Logger,
+  shared?: SharedResumption,
+): Promise<Listener> {
   let stop = () => {};
   let server: http.Server | https.Server;
   if (config.proxy.mode === 'nginx') {
@@ -40,7 +57,14 @@ export async function listen(config: Config, app: Express, log: Logger): Promise
     );
   } else {
     server = createTlsServer(config, app, log);
-    stop = enableResumption(server as https.Server, config, log).stop;
+    stop = enableResumption(
+      server as https.Server,
+      config,
+      log,
+      shared?.sessions,
+      undefined,
+      shared?.ticketKeys,
+    ).stop;
   }
   // Idle connections cost a file descriptor and memory each: bounded, and closed
   // when no request comes (keepAliveTimeout covers them after the first answer).

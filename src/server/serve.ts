@@ -19,6 +19,7 @@ import { startMqttBroker } from '../mqtt/mqtt-broker.js';
 import { attachWebSocketChannel } from '../websocket/websocket-channel.js';
 import { listen, type Listener } from './listener.js';
 import { loadServerTlsMaterial } from './tls-options.js';
+import { openSharedState } from './shared-state.js';
 
 export interface RunningServer {
   /** The TCP port, or null when listening on a Unix socket (behind nginx). */
@@ -74,9 +75,11 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     // Before the device listener, so its log line comes first (the tests read both).
     const admin = await startAdminListener(database.db, config, log, state);
     if (admin) cleanups.push(admin.close);
-    const throttles = createThrottles(config.throttle);
+    const shared = await openSharedState(config, database, log);
+    cleanups.push(() => shared.close());
+    const throttles = createThrottles(config.throttle, shared.throttleStore);
     const app = createApp({ db: database.db, config, log, ingest, throttles });
-    const { server, port, socketPath, stop } = await listen(config, app, log);
+    const { server, port, socketPath, stop } = await listen(config, app, log, shared.resumption);
     const websocket = attachWebSocketChannel(
       server,
       { db: database.db, ingest, config, throttles },

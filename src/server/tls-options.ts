@@ -6,6 +6,7 @@ import type { Config } from '../config/config.js';
 import { ConfigError } from '../config/config.js';
 import { ensureDevServerCertificates } from '../tls/dev-certificates.js';
 import { MemorySessionStore, type TlsSessionStore } from '../tls/session-store.js';
+import type { TicketKeyPair } from '../tls/shared-tls-state.js';
 import {
   installTicketKeyRing,
   readTicketKeyDir,
@@ -97,6 +98,12 @@ export function httpsOptions(material: ServerTlsMaterial, config: Config): https
   };
 }
 
+/** Ticket keys kept in the database: loaded before the listener starts, then re-read. */
+export interface SharedTicketKeys {
+  initial: TicketKeyPair;
+  reload(): Promise<TicketKeyPair>;
+}
+
 export interface Resumption {
   sessions: TlsSessionStore;
   ticketKeys: TicketKeyRing | null;
@@ -123,8 +130,10 @@ export function enableResumption(
     config.tls.sessionCacheSize,
     config.tls.sessionLifetimeSeconds * 1000,
   ),
-  /** How often FLEETGATE_TLS_TICKET_KEY_DIR is checked for new keys. */
+  /** How often FLEETGATE_TLS_TICKET_KEY_DIR (or the shared keys) is checked for new keys. */
   keyDirCheckMs = 10_000,
+  /** Ticket keys shared by the nodes on one database (used when no key directory is set). */
+  sharedKeys?: SharedTicketKeys,
 ): Resumption {
   server.on('newSession', (id: Buffer, data: Buffer, done: () => void) => {
     store.set(id, data).then(done, (err: unknown) => {
@@ -174,6 +183,28 @@ export function enableResumption(
     };
     reload();
     timers.push(setInterval(reload, keyDirCheckMs));
+  } else if (sharedKeys) {
+    let seen = '';
+    const use = (keys: TicketKeyPair) => {
+      const stamp = [keys.current, keys.previous]
+        .map((key) => (key ? key.name.toString('hex') : '-'))
+        .join(':');
+      if (stamp === seen) return;
+      seen = stamp;
+      ring.replace(keys.current, keys.previous);
+      apply();
+      log.debug('TLS ticket keys loaded from the database');
+    };
+    use(sharedKeys.initial);
+    timers.push(
+      setInterval(() => {
+        sharedKeys
+          .reload()
+          .then(use, (err: unknown) =>
+            log.warn({ err: String(err) }, 'TLS ticket keys: keeping the keys in use'),
+          );
+      }, keyDirCheckMs),
+    );
   } else {
     apply();
     timers.push(

@@ -1,6 +1,8 @@
 import type { Config } from '../config/config.js';
 import { AppError, tooManyRequests } from '../http/app-error.js';
-import { TokenBuckets, type BucketPolicy } from './token-bucket.js';
+import type { BucketPolicy } from './token-bucket.js';
+import { MemoryThrottleStore, type NamedPolicy, type ThrottleStore } from './throttle-store.js';
+import { TokenBuckets } from './token-bucket.js';
 
 /**
  * Brute-force and flood protection for the device endpoint. Failed binds are
@@ -10,21 +12,37 @@ import { TokenBuckets, type BucketPolicy } from './token-bucket.js';
  * database work, so throttled traffic costs almost nothing.
  */
 export interface Throttles {
-  bindFailuresByAddress: TokenBuckets | null;
-  bindFailuresByCertificate: TokenBuckets | null;
-  uploadsByDevice: TokenBuckets | null;
+  store: ThrottleStore;
+  bindFailuresByAddress: NamedPolicy | null;
+  bindFailuresByCertificate: NamedPolicy | null;
+  uploadsByDevice: NamedPolicy | null;
 }
 
-export function createThrottles(config: Config['throttle']): Throttles {
-  const buckets = (capacity: number, windowSeconds: number) =>
-    capacity > 0 ? new TokenBuckets({ capacity, windowMs: windowSeconds * 1000 }) : null;
+/** The limits of `config`, kept in `store` (memory unless the caller shares one). */
+export function createThrottles(
+  config: Config['throttle'],
+  store: ThrottleStore = new MemoryThrottleStore(),
+): Throttles {
+  const policy = (name: string, capacity: number, windowSeconds: number, perDevice = false) =>
+    capacity > 0 ? { name, capacity, windowMs: windowSeconds * 1000, perDevice } : null;
   return {
-    bindFailuresByAddress: buckets(config.bindFailuresPerAddress, config.bindFailureWindowSeconds),
-    bindFailuresByCertificate: buckets(
+    store,
+    bindFailuresByAddress: policy(
+      'bind_failures_by_address',
+      config.bindFailuresPerAddress,
+      config.bindFailureWindowSeconds,
+    ),
+    bindFailuresByCertificate: policy(
+      'bind_failures_by_certificate',
       config.bindFailuresPerCertificate,
       config.bindFailureWindowSeconds,
     ),
-    uploadsByDevice: buckets(config.uploadsPerDevice, config.uploadWindowSeconds),
+    uploadsByDevice: policy(
+      'uploads_by_device',
+      config.uploadsPerDevice,
+      config.uploadWindowSeconds,
+      true,
+    ),
   };
 }
 
@@ -39,14 +57,18 @@ export async function throttledBind<T>(
   fingerprint: string,
   bind: () => Promise<T>,
 ): Promise<T> {
+  const { store } = throttles;
   const taken = [
     [throttles.bindFailuresByAddress, address],
     [throttles.bindFailuresByCertificate, fingerprint],
-  ].filter((entry): entry is [TokenBuckets, string] => entry[0] !== null);
-  for (const [index, [buckets, key]] of taken.entries()) {
-    const state = buckets.take(key);
+  ].filter((entry): entry is [NamedPolicy, string] => entry[0] !== null);
+  const refundAll = (entries: Array<[NamedPolicy, string]>) =>
+    Promise.all(entries.map(([policy, key]) => store.refund(policy, key)));
+  for (const [index, [policy, key]] of taken.entries()) {
+    // A store that cannot answer throws: the bind fails (503), never goes unchecked.
+    const state = await store.take(policy, key);
     if (!state.allowed) {
-      for (const [earlier, earlierKey] of taken.slice(0, index)) earlier.refund(earlierKey);
+      await refundAll(taken.slice(0, index));
       throw tooManyRequests(
         'too_many_failed_binds',
         'too many failed bind attempts from this client; retry later',
@@ -56,13 +78,13 @@ export async function throttledBind<T>(
   }
   try {
     const result = await bind();
-    for (const [buckets, key] of taken) buckets.refund(key);
+    await refundAll(taken);
     return result;
   } catch (err) {
     // Only a refusal of the attempt counts as a failure; the database being
     // down is not the client's fault.
     const refused = err instanceof AppError && err.status >= 400 && err.status < 500;
-    if (!refused) for (const [buckets, key] of taken) buckets.refund(key);
+    if (!refused) await refundAll(taken).catch(() => undefined);
     throw err;
   }
 }
@@ -72,18 +94,18 @@ export async function throttledBind<T>(
  * headers (draft-ietf-httpapi-ratelimit-headers) for the answer; throws 429
  * when the budget is spent.
  */
-export function takeUploadAllowance(
+export async function takeUploadAllowance(
   throttles: Throttles,
   deviceId: number,
-): Record<string, string> {
-  const buckets = throttles.uploadsByDevice;
-  if (!buckets) return {};
-  const state = buckets.take(String(deviceId));
-  const headers = rateLimitHeaders(buckets.policy, state.remaining, state.resetSeconds);
+): Promise<Record<string, string>> {
+  const policy = throttles.uploadsByDevice;
+  if (!policy) return {};
+  const state = await throttles.store.take(policy, String(deviceId));
+  const headers = rateLimitHeaders(policy, state.remaining, state.resetSeconds);
   if (!state.allowed) {
     throw tooManyRequests(
       'upload_rate_limited',
-      `this device may upload ${buckets.policy.capacity} times per ${buckets.policy.windowMs / 1000} s`,
+      `this device may upload ${policy.capacity} times per ${policy.windowMs / 1000} s`,
       state.retryAfterSeconds,
       headers,
     );

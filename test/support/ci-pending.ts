@@ -51,6 +51,16 @@ export const PENDING_ALLOWED: ReadonlyArray<{ title: string; on: Database; why: 
     on: 'embedded',
     why: 'blocks the device row from a second PostgreSQL session; the embedded database has one session',
   },
+  {
+    title: 'several nodes on one PostgreSQL behind nginx *',
+    on: 'embedded',
+    why: 'several nodes share one PostgreSQL server; the embedded database belongs to one process',
+  },
+  {
+    title: 'shared node state on PostgreSQL *',
+    on: 'embedded',
+    why: 'the stores shared by several nodes live in PostgreSQL; the embedded database keeps them in memory',
+  },
 ];
 
 function allows(allowed: { title: string }, title: string): boolean {

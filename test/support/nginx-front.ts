@@ -36,13 +36,18 @@ export interface NginxFront {
  * command (nginx/run.sh, the same as `npm run nginx`) and the app's own
  * environment, on a free port, under a prefix in `workDir`.
  */
-export async function startNginxFront(app: FleetgateProcess, workDir: string): Promise<NginxFront> {
+export async function startNginxFront(
+  app: FleetgateProcess,
+  workDir: string,
+  /** More arguments for nginx/run.sh (`--upstream ADDR` per node). */
+  runArgs: string[] = [],
+): Promise<NginxFront> {
   // nginx cannot listen on port 0 and report the port it got: a free port is
   // picked first, and when another process takes it in between (nginx exits
   // with "Address already in use"), again with another one.
   for (let attempt = 1; ; attempt++) {
     try {
-      return await startNginxFrontOnce(app, workDir, await freePort());
+      return await startNginxFrontOnce(app, workDir, await freePort(), runArgs);
     } catch (err) {
       if (attempt >= 5 || !/Address already in use/.test((err as Error).message)) throw err;
     }
@@ -53,6 +58,7 @@ async function startNginxFrontOnce(
   app: FleetgateProcess,
   workDir: string,
   port: number,
+  runArgs: string[],
 ): Promise<NginxFront> {
   if (!NGINX_BIN) throw new Error('nginx is not installed (apt-get install nginx)');
   const prefix = fs.mkdtempSync(path.join(workDir, 'nginx-'));
@@ -64,7 +70,7 @@ async function startNginxFrontOnce(
   };
   const child = spawn(
     path.join(REPO_ROOT, 'nginx', 'run.sh'),
-    ['--listen', `127.0.0.1:${port}`, '--prefix', prefix],
+    ['--listen', `127.0.0.1:${port}`, '--prefix', prefix, ...runArgs],
     {
       env,
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,0 +1,278 @@
+/**
+ * The stores several nodes share, each tested with two or more "nodes" (own
+ * connection pools, own clients) on one migrated PostgreSQL database.
+ */
+import { expect } from 'chai';
+import { Redis } from 'ioredis';
+import { Kysely, PostgresDialect, sql } from 'kysely';
+import pg from 'pg';
+import { pino } from 'pino';
+import { ensureAdminToken } from '../../src/admin/admin-token.service.js';
+import { startDeviceEventBus } from '../../src/control/device-event-bus.js';
+import { migrateToLatest } from '../../src/db/migrate.js';
+import type { Database } from '../../src/db/schema.js';
+import { deviceEvents } from '../../src/devices/device-events.js';
+import { PostgresThrottleStore } from '../../src/throttle/postgres-throttle-store.js';
+import { RedisThrottleStore } from '../../src/throttle/redis-throttle-store.js';
+import { MemoryThrottleStore, type NamedPolicy } from '../../src/throttle/throttle-store.js';
+import { loadSharedTicketKeys, PostgresSessionStore } from '../../src/tls/shared-tls-state.js';
+import { skipBecause } from '../support/skip.js';
+import {
+  createTestDatabase,
+  queryTestDatabase,
+  type TestDatabase,
+} from '../support/test-database.js';
+
+const REDIS_URL = process.env.FLEETGATE_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const log = pino({ level: 'silent' });
+
+describe('shared node state on PostgreSQL', function () {
+  this.timeout(60_000);
+  let db: TestDatabase;
+  const nodes: Kysely<Database>[] = [];
+  const closers: Array<() => Promise<void> | void> = [];
+
+  /** One more "node": its own pool on the test database. */
+  function node(): Kysely<Database> {
+    const kysely = new Kysely<Database>({
+      dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: db.url, max: 4 }) }),
+    });
+    nodes.push(kysely);
+    return kysely;
+  }
+
+  before(async function () {
+    if (!process.env.DATABASE_URL) {
+      skipBecause(
+        this,
+        'these stores live in PostgreSQL; the embedded database keeps them in memory',
+      );
+    }
+    db = await createTestDatabase();
+    await migrateToLatest(node() as Kysely<unknown>);
+  });
+  after(async () => {
+    for (const close of closers) await close();
+    await Promise.all(nodes.map((kysely) => kysely.destroy()));
+    await db?.drop();
+  });
+
+  const policy = (name: string, capacity: number, windowMs = 3_600_000): NamedPolicy => ({
+    name,
+    capacity,
+    windowMs,
+  });
+
+  it('migrations started by several nodes at once apply once', async () => {
+    const fresh = await createTestDatabase();
+    const pools = Array.from({ length: 4 }, () => new pg.Pool({ connectionString: fresh.url }));
+    try {
+      const runs = await Promise.all(
+        pools.map((pool) =>
+          migrateToLatest(new Kysely<unknown>({ dialect: new PostgresDialect({ pool }) })),
+        ),
+      );
+      const applied = runs.flat().map((result) => result.migrationName);
+      expect(new Set(applied).size, 'each migration applied by one node').to.equal(applied.length);
+      expect(applied.length).to.be.greaterThan(0);
+    } finally {
+      await Promise.all(pools.map((pool) => pool.end()));
+      await fresh.drop();
+    }
+  });
+
+  it('PostgreSQL buckets: concurrent takes from two nodes never overrun the capacity', async () => {
+    const a = new PostgresThrottleStore(node(), log);
+    const b = new PostgresThrottleStore(node(), log);
+    closers.push(
+      () => a.close(),
+      () => b.close(),
+    );
+    const limit = policy('test_concurrent', 5);
+    const results = await Promise.all(
+      Array.from({ length: 24 }, (_, i) => (i % 2 ? a : b).take(limit, 'one-key')),
+    );
+    expect(results.filter((r) => r.allowed)).to.have.length(5);
+    const refused = results.find((r) => !r.allowed)!;
+    expect(refused.remaining).to.equal(0);
+    expect(refused.retryAfterSeconds).to.be.greaterThan(0);
+    await a.refund(limit, 'one-key');
+    expect((await b.take(limit, 'one-key')).allowed, 'the refunded token').to.equal(true);
+    expect((await a.take(limit, 'one-key')).allowed).to.equal(false);
+    expect((await a.take(limit, 'other-key')).allowed, 'keys are separate').to.equal(true);
+  });
+
+  it('PostgreSQL buckets: per-device buckets carry device_id, idle ones are swept', async () => {
+    const store = new PostgresThrottleStore(node(), log);
+    closers.push(() => store.close());
+    const uploads = { ...policy('test_uploads', 3, 1), perDevice: true };
+    await store.take(uploads, '42');
+    const rows = await queryTestDatabase<{ device_id: string }>(
+      db,
+      `select device_id::text from throttle_buckets where bucket = 'test_uploads'`,
+    );
+    expect(rows).to.deep.equal([{ device_id: '42' }]);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(await store.sweep()).to.be.greaterThan(0);
+    const left = await queryTestDatabase(
+      db,
+      `select 1 from throttle_buckets where bucket = 'test_uploads'`,
+    );
+    expect(left).to.have.length(0);
+  });
+
+  describe('Redis buckets', () => {
+    before(async function () {
+      const probe = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0 });
+      probe.on('error', () => undefined);
+      const answered = await probe
+        .connect()
+        .then(() => probe.ping())
+        .then(
+          (pong) => pong === 'PONG',
+          () => false,
+        );
+      probe.disconnect();
+      if (!answered) skipBecause(this, `no Redis at ${REDIS_URL} (apt-get install redis-server)`);
+    });
+
+    it('concurrent takes from two nodes never overrun the capacity; refund gives one back', async () => {
+      const a = RedisThrottleStore.connect(REDIS_URL, new MemoryThrottleStore(), log);
+      const b = RedisThrottleStore.connect(REDIS_URL, new MemoryThrottleStore(), log);
+      closers.push(
+        () => a.close(),
+        () => b.close(),
+      );
+      await Promise.all([waitReady(a), waitReady(b)]);
+      const limit = policy(`test-${process.pid}-${Date.now()}`, 5);
+      const results = await Promise.all(
+        Array.from({ length: 24 }, (_, i) => (i % 2 ? a : b).take(limit, 'one-key')),
+      );
+      expect(results.filter((r) => r.allowed)).to.have.length(5);
+      // A refund gives back a token that was taken (refused takes count in Redis's
+      // fixed window until it ends, so a fresh key shows it).
+      for (let i = 0; i < 5; i++) expect((await a.take(limit, 'fresh')).allowed).to.equal(true);
+      await a.refund(limit, 'fresh');
+      expect((await b.take(limit, 'fresh')).allowed, 'the refunded token').to.equal(true);
+      expect((await a.take(limit, 'fresh')).allowed).to.equal(false);
+    });
+
+    it('Redis down: takes go to the fallback store and are still limited (never open)', async () => {
+      const fallback = new PostgresThrottleStore(node(), log);
+      // Nothing listens on port 1: every Redis call fails at once.
+      const down = RedisThrottleStore.connect('redis://127.0.0.1:1', fallback, log);
+      closers.push(() => down.close());
+      const limit = policy('test_redis_down', 2);
+      const results = [];
+      for (let i = 0; i < 4; i++) results.push((await down.take(limit, 'k')).allowed);
+      expect(results).to.deep.equal([true, true, false, false]);
+      const rows = await queryTestDatabase(
+        db,
+        `select 1 from throttle_buckets where bucket = 'test_redis_down'`,
+      );
+      expect(rows, 'the fallback kept the count in PostgreSQL').to.have.length(1);
+    });
+  });
+
+  it('admin token: nodes setting it up together on an empty database generate one', async () => {
+    const setups = await Promise.all(
+      Array.from({ length: 5 }, () => ensureAdminToken(node(), undefined)),
+    );
+    expect(setups.filter((s) => s.source === 'generated')).to.have.length(1);
+    expect(setups.filter((s) => s.source === 'stored')).to.have.length(4);
+    const rows = await queryTestDatabase(db, 'select 1 from admin_tokens');
+    expect(rows).to.have.length(1);
+  });
+
+  it('TLS sessions saved by one node are found by another; expired ones are not', async () => {
+    const a = new PostgresSessionStore(node(), 60_000, log);
+    const b = new PostgresSessionStore(node(), 60_000, log);
+    const expired = new PostgresSessionStore(node(), -1000, log);
+    closers.push(
+      () => a.close(),
+      () => b.close(),
+      () => expired.close(),
+    );
+    await a.set(Buffer.from('id-1'), Buffer.from('session-1'));
+    expect(await b.get(Buffer.from('id-1'))).to.deep.equal(Buffer.from('session-1'));
+    expect(await b.get(Buffer.from('id-2'))).to.equal(undefined);
+    await expired.set(Buffer.from('id-3'), Buffer.from('session-3'));
+    expect(await a.get(Buffer.from('id-3'))).to.equal(undefined);
+  });
+
+  it('ticket keys: nodes loading together agree on one key; a due rotation keeps the old one as previous', async () => {
+    const loaded = await Promise.all(
+      Array.from({ length: 5 }, () => loadSharedTicketKeys(node(), 3_600_000)),
+    );
+    const names = new Set(loaded.map((keys) => keys.current.name.toString('hex')));
+    expect(names.size).to.equal(1);
+    const rotated = await loadSharedTicketKeys(node(), 0);
+    expect(rotated.current.name.equals(loaded[0]!.current.name)).to.equal(false);
+    expect(rotated.previous?.name.equals(loaded[0]!.current.name)).to.equal(true);
+  });
+
+  it('a revocation made anywhere reaches every node through the device event bus', async () => {
+    const busA = startDeviceEventBus(db.url!, log);
+    const busB = startDeviceEventBus(db.url!, log);
+    closers.push(
+      () => busA.close(),
+      () => busB.close(),
+    );
+    const kysely = node();
+    const identity = await kysely
+      .insertInto('identities')
+      .values({ name: 'bus', disabled_at: null })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    const device = await kysely
+      .insertInto('devices')
+      .values({
+        identity_id: identity.id,
+        psk_id: null,
+        enrolled_by_ca: 'a test CA fingerprint',
+        bound_from: null,
+        last_seen_at: null,
+        revoked_at: null,
+      })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    // Both buses are listening once a notification sent now reaches each of them.
+    const heard: number[] = [];
+    const onRevoked = (deviceId: number) => heard.push(deviceId);
+    deviceEvents.on('revoked', onRevoked);
+    try {
+      for (let attempt = 0; attempt < 100 && heard.length < 2; attempt++) {
+        await sql`select pg_notify('fleetgate_device_events', ${JSON.stringify({ event: 'revoked', deviceId: -1 })})`.execute(
+          kysely,
+        );
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      heard.length = 0;
+      const both = new Promise<void>((resolve) => {
+        const check = (deviceId: number) => {
+          if (heard.filter((id) => id === deviceId && id === Number(device.id)).length === 2) {
+            deviceEvents.off('revoked', check);
+            resolve();
+          }
+        };
+        deviceEvents.on('revoked', check);
+      });
+      await kysely
+        .updateTable('devices')
+        .set({ revoked_at: new Date() })
+        .where('id', '=', device.id)
+        .execute();
+      await both;
+      expect(heard.filter((id) => id === Number(device.id))).to.have.length(2);
+    } finally {
+      deviceEvents.off('revoked', onRevoked);
+    }
+  });
+});
+
+async function waitReady(store: RedisThrottleStore): Promise<void> {
+  const client = (store as unknown as { client: { status: string } }).client;
+  for (let attempt = 0; attempt < 100 && client.status !== 'ready'; attempt++) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
