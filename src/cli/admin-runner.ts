@@ -3,12 +3,21 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
 import { acquireDataDirLock } from '../control/data-dir-lock.js';
-import { runThroughControlSocket } from '../control/control-socket.js';
+import { runThroughControlSocket } from '../control/control-client.js';
 import { liveRunNote } from '../control/run-file.js';
-import { openDatabase } from '../db/connect.js';
-import { migrateToLatest } from '../db/migrate.js';
-import { tokenFromEnvironment } from '../admin/admin-token.service.js';
-import { adminCommands, type AdminArgs } from './admin-commands.js';
+import type { AdminArgs } from './admin-commands.js';
+
+/**
+ * The commands, the database and the migrations are loaded only where this
+ * process runs the command itself: beside a server on the embedded database it
+ * only sends the command through the control socket, and the server checks it.
+ */
+async function commandNamed(command: string) {
+  const { adminCommands } = await import('./admin-commands.js');
+  const run = adminCommands[command];
+  if (!run) throw new Error(`unknown command ${command}`);
+  return run;
+}
 
 /**
  * Runs an admin command against whichever database the configuration names.
@@ -36,11 +45,14 @@ export async function runAdminCommand(
   command: string,
   args: AdminArgs,
 ): Promise<void> {
-  const run = adminCommands[command];
-  if (!run) throw new Error(`unknown command ${command}`);
-  if (command === 'admin-token.reset' && config.admin.token) throw tokenFromEnvironment();
+  if (command === 'admin-token.reset' && config.admin.token) {
+    const { tokenFromEnvironment } = await import('../admin/admin-token.service.js');
+    throw tokenFromEnvironment();
+  }
   const out = process.stdout;
   if (config.databaseUrl) {
+    const run = await commandNamed(command);
+    const { openDatabase } = await import('../db/connect.js');
     const database = await openDatabase(config, log);
     try {
       await run(database.db, args, out);
@@ -61,6 +73,11 @@ export async function runAdminCommand(
     return;
   }
   try {
+    const run = await commandNamed(command);
+    const [{ openDatabase }, { migrateToLatest }] = await Promise.all([
+      import('../db/connect.js'),
+      import('../db/migrate.js'),
+    ]);
     if (!fs.existsSync(path.join(config.dataDir, 'pgdata')) && command !== 'migrate') {
       process.stderr.write(
         `fleetgate: no database in ${config.dataDir} yet: creating an embedded one there ` +
