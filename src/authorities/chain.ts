@@ -165,7 +165,11 @@ export async function verifyChain(
         'chain_invalid',
         `${cert === leaf ? 'the device certificate' : `the CA certificate "${cert.subject}"`} ` +
           `has a critical extension ${unknown.type} that fleetgate does not process, so it must refuse it`,
-        { certificate: cert.subject, reason: 'unknown_critical_extension', extension: unknown.type },
+        {
+          certificate: cert.subject,
+          reason: 'unknown_critical_extension',
+          extension: unknown.type,
+        },
       );
     }
   }

@@ -48,9 +48,7 @@ export async function findDeviceByFingerprint(
         eb
           .selectFrom('device_chain_serials as s')
           .innerJoin('ca_revoked_serials as r', (join) =>
-            join
-              .onRef('r.ca_id', '=', 's.ca_id')
-              .onRef('r.serial_number', '=', 's.serial_number'),
+            join.onRef('r.ca_id', '=', 's.ca_id').onRef('r.serial_number', '=', 's.serial_number'),
           )
           .select('s.serial_number')
           .whereRef('s.device_id', '=', 'd.id')

@@ -89,7 +89,9 @@ describe('revocation by CA CRL on every request', () => {
     state.pki.issue(`${identity}-dev2`, `${identity}-good`);
     const first = await upload(`${identity}-dev1`, [`${identity}-bad`], '1526292559214,1\n');
     expect(first.status, first.text).to.equal(200);
-    expect((await upload(`${identity}-dev2`, [`${identity}-good`], '1526292559214,1\n')).status).to.equal(200);
+    expect(
+      (await upload(`${identity}-dev2`, [`${identity}-good`], '1526292559214,1\n')).status,
+    ).to.equal(200);
 
     state.pki.revoke(`${identity}-bad`, root);
     await ok(['ca', 'crl', identity, state.pki.crl(root)]);

@@ -155,7 +155,9 @@ describe('enrollment: X.509 path validation cases', () => {
 
   it('refuses an unknown critical extension on the device certificate and on an intermediate (chain_invalid, unknown_critical_extension)', async () => {
     const { identity, root } = await trustedRoot();
-    pki.issue(`${identity}-dev`, root, { ext: `${DEVICE}\n1.3.6.1.4.1.55555.1=critical,ASN1:NULL` });
+    pki.issue(`${identity}-dev`, root, {
+      ext: `${DEVICE}\n1.3.6.1.4.1.55555.1=critical,ASN1:NULL`,
+    });
     const onLeaf = await enroll(`${identity}-dev`, []);
     expectRefused(onLeaf, 'chain_invalid', 'unknown_critical_extension');
     expect(onLeaf.json.details.extension).to.equal('1.3.6.1.4.1.55555.1');

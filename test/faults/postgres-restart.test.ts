@@ -7,8 +7,9 @@ import { expect } from 'chai';
 import { buildMultipart, DeviceClient, newDevice, type Answer } from '../support/device-client.js';
 import { BIN, startFleetgate, type FleetgateProcess } from '../support/fleetgate-process.js';
 import { bindDevice, storedPoints } from '../support/stored-points.js';
+import { gate, gatedBody, sessionsInTransaction, waitFor } from '../support/concurrency.js';
 import { skipBecause } from '../support/skip.js';
-import type { TestDatabase } from '../support/test-database.js';
+import { queryTestDatabase, type TestDatabase } from '../support/test-database.js';
 import {
   createThrowawayPostgres,
   findPostgresBinaries,
@@ -22,12 +23,14 @@ function seriesContent(start: number) {
   return Array.from({ length: LINES }, (_, i) => `${start + i},${i}`).join('\n') + '\n';
 }
 
-/** A multipart body sent in two halves; the second waits for `gate`. */
-async function* gatedBody(body: Buffer, gate: Promise<void>) {
-  const half = Math.floor(body.length / 2);
-  yield body.subarray(0, half);
-  await gate;
-  yield body.subarray(half);
+/** Bytes that COPY has received so far, over all sessions of the database (pg_stat_progress_copy). */
+async function copiedBytes(db: TestDatabase): Promise<string> {
+  const [row] = await queryTestDatabase<{ n: string }>(
+    db,
+    `select coalesce(sum(bytes_processed), 0)::text as n from pg_stat_progress_copy
+     where datname = current_database()`,
+  );
+  return row!.n;
 }
 
 describe('faults: Postgres restarted under fleetgate', function () {
@@ -67,15 +70,19 @@ describe('faults: Postgres restarted under fleetgate', function () {
     child.stdout.on('data', (chunk) => (output += String(chunk)));
     child.stderr.on('data', (chunk) => (output += String(chunk)));
     try {
-      for (let i = 0; i < 150 && (output.match(/database unreachable/g) ?? []).length < 2; i++) {
-        await sleep(100);
-      }
+      await waitFor(
+        'two "database unreachable" log lines',
+        () => (output.match(/database unreachable/g) ?? []).length >= 2,
+        15_000,
+      ).catch(() => undefined); // the expectations below say what is missing
       expect(output).to.match(/database unreachable, retrying/);
       expect(output).to.match(/ECONNREFUSED/);
       expect(output).to.not.match(/\n\s+at /);
       expect(child.exitCode).to.equal(null);
       cluster.start();
-      for (let i = 0; i < 300 && !/fleetgate listening/.test(output); i++) await sleep(100);
+      await waitFor('fleetgate listening', () => /fleetgate listening/.test(output), 30_000).catch(
+        () => undefined,
+      );
       expect(output).to.match(/fleetgate listening/);
     } finally {
       child.kill('SIGTERM');
@@ -88,19 +95,43 @@ describe('faults: Postgres restarted under fleetgate', function () {
     const clients = Array.from({ length: 4 }, () => new DeviceClient(server!, newDevice()));
     for (const client of clients) await bindDevice(server!, client, 'fleet');
     const start = Date.now() - 10 * 60_000;
-    let open!: () => void;
-    const gate = new Promise<void>((resolve) => (open = resolve));
+    // Each body is sent in two halves; the second waits for the gate.
+    const secondHalves = gate();
+    let firstHalvesSent = 0;
     const uploads = clients.map((client) => {
       const { body, contentType } = buildMultipart([
         { name: 'temp', content: seriesContent(start) },
       ]);
+      const half = Math.floor(body.length / 2);
       return client
-        .send('POST', gatedBody(body, gate) as unknown as Buffer, { 'content-type': contentType })
+        .send(
+          'POST',
+          gatedBody(body, secondHalves.opened, () => firstHalvesSent++, half) as unknown as Buffer,
+          { 'content-type': contentType },
+        )
         .catch((err: Error) => ({ status: 0, text: err.message }) as Answer);
     });
-    await sleep(1500); // the first halves are in open transactions now
+    // Restart only once every first half is in an open transaction and fleetgate has
+    // passed on all of it: the client has written it, each of the four sessions waits
+    // for fleetgate to send more (pg_stat_activity: ClientRead), and the bytes COPY has
+    // received stop growing. Restarting earlier cuts clients still writing (EPIPE).
+    await waitFor('the four clients to write their first halves', () => firstHalvesSent === 4);
+    let last = '';
+    let steady = 0;
+    await waitFor(
+      'four uploads mid-transaction with all their first halves in PostgreSQL',
+      async () => {
+        const waiting = await sessionsInTransaction(db, { waitingForServer: true });
+        const now = `${waiting}/${await copiedBytes(db)}`;
+        steady = waiting === 4 && now === last ? steady + 1 : 0;
+        last = now;
+        return steady >= 3;
+      },
+      60_000,
+      100,
+    );
     cluster.restart();
-    open();
+    secondHalves.open();
     const answers = await Promise.all(uploads);
     for (const answer of answers) {
       expect(answer.status, `${answer.text}\n${server!.output().slice(-4000)}`).to.equal(503);

@@ -10,7 +10,11 @@ import {
 } from '../support/stored-points.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/**
+ * The pace of a deliberately slow client (what these tests are about), not a
+ * wait for progress: the loops below stop as soon as the server closes.
+ */
+const pace = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('hostile requests', function () {
   this.timeout(120_000);
@@ -92,7 +96,7 @@ describe('hostile requests', function () {
     // 60 header lines, one every 500 ms: 30 s, far beyond the 2 s headers timeout.
     for (let i = 0; i < 60 && open; i++) {
       socket.write(`X-Slow-${i}: x\r\n`);
-      await sleep(500);
+      await pace(500);
     }
     expect(open, 'the server kept a slow-headers client connected').to.equal(false);
     const answer = parseRawAnswer(await closed);
@@ -113,7 +117,7 @@ describe('hostile requests', function () {
     const start = Date.now() - 100_000;
     for (let i = 0; i < 60 && open; i++) {
       socket.write(`${start + i},${i}\n`);
-      await sleep(500);
+      await pace(500);
     }
     expect(open, 'the server kept a slow-body client connected').to.equal(false);
     const answer = parseRawAnswer(await closed);

@@ -5,6 +5,7 @@ import { DeviceClient, newDevice, type TestDevice } from '../support/device-clie
 import { startFleetgate, type FleetgateProcess } from '../support/fleetgate-process.js';
 import { connectRaw, parseRawAnswer, readUntilClosed } from '../support/raw-tls.js';
 import { bindDevice, expectJsonError, storedPoints } from '../support/stored-points.js';
+import { sessionsInTransaction, waitFor } from '../support/concurrency.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -20,6 +21,7 @@ async function trickle(
   series: string,
   everyMs: number,
   untilMs: number,
+  headWritten: () => void = () => undefined,
 ) {
   const socket = await connectRaw(server, device);
   const closed = readUntilClosed(socket);
@@ -31,6 +33,7 @@ async function trickle(
     'POST /device_endpoint HTTP/1.1\r\nHost: localhost\r\n' +
       `Content-Type: multipart/form-data; boundary=${boundary}\r\n` +
       `Content-Length: ${head.length + 100_000}\r\n\r\n${head}`,
+    () => headWritten(),
   );
   let open = true;
   void closed.then(() => (open = false));
@@ -45,6 +48,19 @@ async function trickle(
   const text = await closed;
   await sender;
   return { answer: parseRawAnswer(text), tookMs: Date.now() - started };
+}
+
+/** Whether a new TLS connection gets its handshake done (false: refused or closed). */
+function tlsConnects(server: FleetgateProcess): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const socket = tls.connect({ host: '127.0.0.1', port: server.port, rejectUnauthorized: false });
+    socket.once('secureConnect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+    socket.once('close', () => resolve(false));
+  });
 }
 
 async function timed<T>(work: Promise<T>): Promise<{ value: T; ms: number }> {
@@ -82,6 +98,23 @@ describe('one device must not starve the others', function () {
       FLEETGATE_MAX_CONNECTIONS: '40',
     });
   });
+  /**
+   * Waits until `n` trickled uploads hold the database: on PostgreSQL, `n`
+   * sessions of the server are inside a transaction (pg_stat_activity); the
+   * embedded database has one session and no pool to watch, so there it waits
+   * for their heads to be written.
+   */
+  async function holdingTheDatabase(n: number, headsWritten: () => number) {
+    await waitFor(`${n} trickled uploads to send their heads`, () => headsWritten() >= n);
+    if (db.url) {
+      await waitFor(
+        `${n} uploads inside a transaction (pg_stat_activity)`,
+        async () => (await sessionsInTransaction(db)) >= n,
+        20_000,
+      );
+    }
+  }
+
   after(async () => {
     for (const c of clients) await c.close();
     await server?.stop();
@@ -92,10 +125,11 @@ describe('one device must not starve the others', function () {
     const attacker = await boundClient();
     const accomplice = await boundClient();
     const victim = await boundClient();
+    let heads = 0;
     const trickles = [attacker, attacker, accomplice].map((a) =>
-      trickle(server, a.device, 'slow', 300, 20_000),
+      trickle(server, a.device, 'slow', 300, 20_000, () => heads++),
     );
-    await sleep(300); // the trickles hold every database connection now
+    await holdingTheDatabase(3, () => heads);
     const upload = await timed(
       victim.client.upload([{ name: 'victim', content: `${Date.now()},7\n` }]),
     );
@@ -118,8 +152,11 @@ describe('one device must not starve the others', function () {
   it('caps concurrent uploads per device with 429 too_many_concurrent_uploads', async () => {
     // Two of the three database connections are held; the third serves the device lookup.
     const attacker = await boundClient();
-    const trickles = [0, 1].map(() => trickle(server, attacker.device, 'held', 100, 4_000));
-    await sleep(500);
+    let heads = 0;
+    const trickles = [0, 1].map(() =>
+      trickle(server, attacker.device, 'held', 100, 4_000, () => heads++),
+    );
+    await holdingTheDatabase(2, () => heads);
     const third = await attacker.client.upload([{ name: 'third', content: `${Date.now()},1\n` }]);
     expectJsonError(third, 429, 'too_many_concurrent_uploads');
     expect(Number(third.headers['retry-after'])).to.be.greaterThan(0);
@@ -205,23 +242,15 @@ describe('one device must not starve the others', function () {
       idle.push(socket);
     }
     await Promise.all(idle.map((s) => new Promise((resolve) => s.once('connect', resolve))));
-    await sleep(200);
-    const refused = await new Promise<boolean>((resolve) => {
-      const socket = tls.connect({
-        host: '127.0.0.1',
-        port: server.port,
-        rejectUnauthorized: false,
-      });
-      socket.once('secureConnect', () => {
-        socket.destroy();
-        resolve(false);
-      });
-      socket.once('error', () => resolve(true));
-      socket.once('close', () => resolve(true));
-    });
-    expect(refused, 'the 41st connection was served').to.equal(true);
+    // The server may take a moment to count the 40 it accepted: until then a 41st
+    // still gets in (and leaves again). It must be refused once they are counted.
+    await waitFor(
+      'a 41st connection to be refused',
+      async () => !(await tlsConnects(server)),
+      10_000,
+    );
     for (const socket of idle) socket.destroy();
-    await sleep(300);
+    await waitFor('a new connection to be served again', () => tlsConnects(server), 10_000);
     const { client } = await boundClient();
     expect((await client.send('GET')).status).to.equal(200);
   });

@@ -5,6 +5,7 @@ import { request } from 'undici';
 import { AdminClient, boundDevice } from '../support/admin-client.js';
 import { newDevice, type Answer, type DeviceClient } from '../support/device-client.js';
 import { startFleetgate, type FleetgateProcess } from '../support/fleetgate-process.js';
+import { sessionsInTransaction, waitFor } from '../support/concurrency.js';
 import { storedPoints } from '../support/stored-points.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 
@@ -29,6 +30,19 @@ function slowUpload(client: DeviceClient) {
   });
   return {
     answer,
+    /**
+     * The server is reading the upload: the client has sent what was written
+     * and, on PostgreSQL, the upload's transaction is open (pg_stat_activity).
+     */
+    async inFlight(db: TestDatabase) {
+      await waitFor('the client to send the first 500 lines', () => body.readableLength === 0);
+      if (db.url) {
+        await waitFor(
+          'the upload inside a transaction',
+          async () => (await sessionsInTransaction(db)) >= 1,
+        );
+      }
+    },
     finish() {
       body.write(lines(500, 500));
       body.end(`\r\n--${BOUNDARY}--\r\n`);
@@ -71,10 +85,10 @@ describe('operate: graceful drain on SIGTERM', () => {
     const { server, device, client } = await setUp(db, { FLEETGATE_DRAIN_TIMEOUT_MS: '20000' });
     try {
       const upload = slowUpload(client);
-      await new Promise((resolve) => setTimeout(resolve, 500)); // the server is reading it
+      await upload.inFlight(db);
       const exit = exited(server);
       server.child.kill('SIGTERM');
-      await new Promise((resolve) => setTimeout(resolve, 500));
+      await waitFor('the drain to start', () => /"msg":"draining/.test(server.output()));
 
       const ready = await request(`${server.adminUrl}/readyz`);
       expect(ready.statusCode).to.equal(503);
@@ -101,7 +115,7 @@ describe('operate: graceful drain on SIGTERM', () => {
     const { server, device, client } = await setUp(db, { FLEETGATE_DRAIN_TIMEOUT_MS: '1500' });
     try {
       const upload = slowUpload(client);
-      await new Promise((resolve) => setTimeout(resolve, 500));
+      await upload.inFlight(db);
       const started = Date.now();
       const exit = exited(server);
       server.child.kill('SIGTERM');

@@ -1,0 +1,73 @@
+import { expect } from 'chai';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { AuthorityRow } from '../../src/authorities/authority.repository.js';
+import { verifyChain } from '../../src/authorities/chain.js';
+import { AppError } from '../../src/http/app-error.js';
+import { OpensslPki } from '../support/openssl-ca.js';
+
+/**
+ * verifyChain on its own, for the cases the TLS stack hides from the
+ * end-to-end tests (test/authorities/path-validation.test.ts): OpenSSL does
+ * not link an intermediate without keyCertSign to the leaf, so the app never
+ * sees it there. Certificates made with the openssl CLI.
+ */
+describe('unit: verifyChain', () => {
+  let pki: OpensslPki;
+  before(() => (pki = new OpensslPki(fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-chain-')))));
+  after(() => fs.rmSync(pki.dir, { recursive: true, force: true }));
+
+  const der = (name: string) => {
+    const pem = fs.readFileSync(pki.file(`${name}.crt`), 'utf8');
+    return Buffer.from(pem.replace(/-----[^-]+-----|\s+/g, ''), 'base64');
+  };
+  const anchor = (name: string): AuthorityRow =>
+    ({
+      id: 1,
+      identity_id: 1,
+      fingerprint: '0'.repeat(64),
+      certificate_pem: fs.readFileSync(pki.file(`${name}.crt`), 'utf8'),
+    }) as AuthorityRow;
+  async function refusal(work: Promise<unknown>): Promise<AppError> {
+    try {
+      await work;
+    } catch (err) {
+      expect(err).to.be.instanceOf(AppError);
+      return err as AppError;
+    }
+    throw new Error('the chain was accepted');
+  }
+
+  it('accepts a sound root → intermediate → device chain', async () => {
+    pki.root('ok-root');
+    pki.issue('ok-inter', 'ok-root', {
+      ext: 'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign',
+    });
+    pki.issue('ok-dev', 'ok-inter');
+    const verified = await verifyChain(der('ok-dev'), [der('ok-inter')], [anchor('ok-root')]);
+    expect(verified.path).to.have.length(2);
+  });
+
+  it('refuses an intermediate whose keyUsage lacks keyCertSign: chain_invalid, not_a_ca', async () => {
+    pki.root('ku-root');
+    pki.issue('ku-inter', 'ku-root', {
+      ext: 'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,digitalSignature,cRLSign',
+    });
+    pki.issue('ku-dev', 'ku-inter');
+    const err = await refusal(verifyChain(der('ku-dev'), [der('ku-inter')], [anchor('ku-root')]));
+    expect(err.status).to.equal(403);
+    expect(err.code).to.equal('chain_invalid');
+    expect(err.details).to.include({ reason: 'not_a_ca' });
+    expect(err.message).to.contain('keyCertSign');
+  });
+
+  it('refuses a device certificate signed by another key under its issuer’s name: signature_invalid', async () => {
+    pki.root('sig-root');
+    pki.root('sig-impostor', undefined, 'sig-root');
+    pki.issue('sig-dev', 'sig-impostor');
+    const err = await refusal(verifyChain(der('sig-dev'), [], [anchor('sig-root')]));
+    expect(err.code).to.equal('chain_invalid');
+    expect(err.details).to.include({ reason: 'signature_invalid' });
+  });
+});
