@@ -54,7 +54,10 @@ export class RegistrationCurl {
     return this.as(device, ['-H', 'Content-Type: application/json', '-d', body, this.url()]);
   }
 
-  status(device: DeviceFiles, rid: string): Promise<CurlAnswer> {
+  status(
+    device: DeviceFiles,
+    rid: string,
+  ): Promise<CurlAnswer & { headers: Record<string, string> }> {
     return this.as(device, ['-i', this.url(`/registrations/${rid}/status`)]).then(withHeaders);
   }
 

@@ -115,12 +115,15 @@
     show(
       el('h1', {}, 'Identities'),
       table(
-        ['name', 'status', 'devices', 'PSKs', 'created'],
+        ['name', 'status', 'devices', 'PSKs', 'owner confirmation', 'created'],
         identities.map((i) => [
           el('a', { href: `#/identities/${enc(i.name)}/devices` }, i.name),
           i.status,
           el('a', { href: `#/identities/${enc(i.name)}/devices` }, 'devices'),
           el('a', { href: `#/identities/${enc(i.name)}/psks` }, `${i.psks} PSK(s)`),
+          i.requireConfirmation
+            ? el('a', { href: `#/identities/${enc(i.name)}/registrations` }, 'registrations')
+            : 'off',
           when(i.createdAt),
         ]),
       ),
@@ -429,6 +432,68 @@
     );
   }
 
+  /** Pending registration requests, and the owner's confirmation with PIN and serial digits. */
+  async function registrationsPage(name, message) {
+    const { registrations } = await api('GET', `/v1/identities/${enc(name)}/registrations`);
+    const pin = el('input', { id: 'reg-pin', placeholder: 'PIN (8 characters)', maxlength: 16 });
+    const serial = el('input', {
+      id: 'reg-serial',
+      placeholder: 'last 4 digits of the serial',
+      maxlength: 4,
+    });
+    const outcome = el('div', { id: 'reg-outcome' }, message ? el('p', {}, message) : null);
+    show(
+      el('h1', {}, `Registrations of ${name}`),
+      el(
+        'p',
+        {},
+        "Enter the PIN the device shows and the last 4 hex digits of its certificate's serial number.",
+      ),
+      outcome,
+      el(
+        'form',
+        {
+          id: 'confirm-registration',
+          onsubmit: async (event) => {
+            event.preventDefault();
+            try {
+              const confirmed = await api(
+                'POST',
+                `/v1/identities/${enc(name)}/registrations/confirm`,
+                { pin: pin.value, serialLast4: serial.value },
+              );
+              await registrationsPage(
+                name,
+                `Confirmed request ${confirmed.rid}: the device completes its registration now.`,
+              );
+            } catch (err) {
+              outcome.replaceChildren(el('p', { class: 'error', id: 'reg-error' }, err.message));
+            }
+          },
+        },
+        pin,
+        ' ',
+        serial,
+        ' ',
+        el('button', { type: 'submit' }, 'Confirm'),
+      ),
+      registrations.length === 0
+        ? el('p', { id: 'no-registrations' }, 'No pending requests.')
+        : table(
+            ['request', 'status', 'device', 'from', 'requested', 'expires', 'wrong attempts'],
+            registrations.map((r) => [
+              el('code', {}, r.rid),
+              r.status,
+              el('a', { href: `#/devices/${r.fingerprint}` }, r.fingerprint.slice(0, 16)),
+              r.requestedFrom || '-',
+              when(r.requestedAt),
+              when(new Date(r.expiresOn).toISOString()),
+              r.failedAttempts,
+            ]),
+          ),
+    );
+  }
+
   async function auditPage(params) {
     const query = new URLSearchParams({ limit: '100' });
     for (const key of ['identity', 'fingerprint', 'action', 'cursor']) {
@@ -493,6 +558,8 @@
         await devicesPage(parts[1], params);
       else if (parts[0] === 'identities' && parts[2] === 'psks') await pskPage(parts[1]);
       else if (parts[0] === 'devices' && parts.length === 1) await devicesPage(null, params);
+      else if (parts[0] === 'identities' && parts[2] === 'registrations')
+        await registrationsPage(parts[1]);
       else if (parts[0] === 'devices') await devicePage(parts[1]);
       else if (parts[0] === 'audit') await auditPage(params);
       else show(el('p', {}, 'No such page.'));
