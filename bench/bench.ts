@@ -1,5 +1,6 @@
 import os from 'node:os';
 import { benchBulkIngest } from './bulk-ingest.js';
+import { benchChannels } from './channels.js';
 import { benchMemory } from './memory.js';
 import { benchNewConnections } from './new-connections.js';
 import { benchSleepyDevices } from './sleepy-devices.js';
@@ -14,7 +15,7 @@ import { cpuMeter, printTable, type Row } from './support/measure.js';
 import { withClient } from './support/bench-server.js';
 
 /**
- * `npm run bench [-- --quick]`: items 1 to 4 and 6 of the ingest benchmark against
+ * `npm run bench [-- --quick]`: items 1 to 4, 6 and 7 of the ingest benchmark against
  * the PostgreSQL server of DATABASE_URL, in a database of its own that is
  * dropped at the end. `--quick` runs everything at a tenth of the size;
  * `--items 1,3` runs only those items; `--cpu-prof DIR` profiles the server.
@@ -34,7 +35,9 @@ async function main() {
     const meter = cpuMeter(server.child.pid!, () => backendPids(db.url, db.name));
     const itemsArg = process.argv.indexOf('--items');
     const items =
-      itemsArg >= 0 ? (process.argv[itemsArg + 1] ?? '').split(',') : ['1', '2', '3', '4', '6'];
+      itemsArg >= 0
+        ? (process.argv[itemsArg + 1] ?? '').split(',')
+        : ['1', '2', '3', '4', '6', '7'];
     const step = (item: string, name: string) => {
       if (items.includes(item)) process.stderr.write(`${new Date().toISOString()} ${name}\n`);
       return items.includes(item);
@@ -82,6 +85,24 @@ async function main() {
           meter,
         )),
       );
+    if (step('7', '7 channels')) {
+      // 200 connected devices: the 100 bound ones and 100 more of another identity.
+      const more = await bindDevices(server, 100, 'bench-mqtt');
+      devices.push(...more);
+      const channelDevices = devices.map((d, i) => ({
+        ...d,
+        identity: i < 100 ? 'bench' : 'bench-mqtt',
+      }));
+      rows.push(
+        ...(await benchChannels(
+          server,
+          channelDevices.slice(0, 20),
+          channelDevices,
+          { batch: 100, batchesEach: Math.max(5, 50 * scale) },
+          meter,
+        )),
+      );
+    }
     if (step('4', '4 memory'))
       rows.push(
         ...(await benchMemory(

@@ -75,6 +75,9 @@ export const BENCH_SERVER_ENV = {
   FLEETGATE_DB_ACQUIRE_TIMEOUT_MS: String(600_000),
   FLEETGATE_REQUEST_TIMEOUT_MS: String(3_600_000),
   FLEETGATE_LOG_LEVEL: 'info',
+  // Item 7: MQTT on a free port, no per-minute cap (it measures ingest).
+  FLEETGATE_MQTT_PORT: '0',
+  FLEETGATE_MQTT_MESSAGES_PER_MINUTE: '0',
 };
 
 /** `--cpu-prof DIR` on the bench's command line profiles the server into DIR (see BENCHMARKS.md). */

@@ -17,11 +17,14 @@ import { TokenBuckets } from '../throttle/token-bucket.js';
 import type { CertificateInfo } from '../tls/certificate-info.js';
 import { requireSocketCertificate } from '../tls/client-certificate.js';
 import { answerRequest } from './mqtt-requests.js';
+import { PacketSizeGuard } from './packet-size-guard.js';
 import { classifyPublish, maySubscribe, responseTopic, type TopicOwner } from './mqtt-topics.js';
 
 /** CONNACK return codes of MQTT 3.1.1 (§3.2.2.3). */
 const SERVER_UNAVAILABLE = 3;
 const NOT_AUTHORIZED = 5;
+/** Room for a PUBLISH's topic (up to 65535 bytes) and header next to its payload. */
+const PACKET_OVERHEAD_BYTES = 65_600;
 /** Completed QoS 1 publishes remembered per device, to recognise a DUP retry. */
 const REMEMBERED_PUBLISHES = 256;
 
@@ -274,6 +277,7 @@ export async function startMqttBroker(
     },
     (socket) => {
       socket.on('error', () => undefined);
+      guardPacketSizes(socket, settings.maxPayloadBytes + PACKET_OVERHEAD_BYTES);
       broker.handle(socket);
     },
   );
@@ -306,6 +310,23 @@ export async function startMqttBroker(
       for (const client of all) client.conn.destroy();
       await stopped;
     },
+  };
+}
+
+/**
+ * aedes reads its connection with read(): every chunk passes the guard first,
+ * and a packet declared too large ends the connection before it is buffered.
+ */
+function guardPacketSizes(socket: TLSSocket, max: number): void {
+  const guard = new PacketSizeGuard(max);
+  const read = socket.read.bind(socket);
+  socket.read = (size?: number) => {
+    const chunk: unknown = read(size);
+    if (Buffer.isBuffer(chunk) && !guard.accept(chunk)) {
+      socket.destroy();
+      return null;
+    }
+    return chunk;
   };
 }
 

@@ -2,7 +2,9 @@ import { expect } from 'chai';
 import crypto from 'node:crypto';
 import { spawn } from 'node:child_process';
 import type { MqttClient } from 'mqtt';
+import pg from 'pg';
 import { decryptResponse } from '../../src/mqtt/response-encryption.js';
+import { skipBecause } from '../support/skip.js';
 import { newDevice, type TestDevice } from '../support/device-client.js';
 import { useFixture, uniqueName } from '../support/fixture.js';
 import { countStoredPoints, storedPoints } from '../support/stored-points.js';
@@ -117,6 +119,45 @@ describe('MQTT channel', function () {
     });
     expect(again.data).to.deep.include({ stored: 1, duplicates: 2 });
     expect(await countStoredPoints(fx().db, fx().server, b.device, ['temp'])).to.equal(3);
+  });
+
+  it('sends no PUBACK while the commit cannot happen (PostgreSQL)', async function () {
+    if (!fx().db.url)
+      skipBecause(
+        this,
+        'holds a table lock from a second PostgreSQL session; the embedded database has one',
+      );
+    const b = await bound('held');
+    const s = await session(b);
+    expect(
+      (await ask(b, s, 'points', { id: 0, data: { series: 'h', points: [[T0, 0]] } })).status,
+    ).to.equal(1);
+    const blocker = new pg.Client({ connectionString: fx().db.url });
+    await blocker.connect();
+    try {
+      await blocker.query('begin');
+      await blocker.query('lock table series in access exclusive mode');
+      let acked = false;
+      const puback = s.client
+        .publishAsync(
+          b.req('points'),
+          JSON.stringify({ id: 1, data: { series: 'h', points: [[T0 + 1, 1]] } }),
+          {
+            qos: 1,
+          },
+        )
+        .then(() => (acked = true));
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      expect(acked, 'no PUBACK while the series table is locked').to.equal(false);
+      await blocker.query('rollback');
+      await puback;
+      expect(await storedPoints(fx().db, fx().server, b.device, 'h')).to.deep.equal([
+        [T0, 0],
+        [T0 + 1, 1],
+      ]);
+    } finally {
+      await blocker.end();
+    }
   });
 
   it('refuses a batch whole, with a typed error on the RES topic, storing nothing', async () => {
@@ -298,6 +339,18 @@ describe('MQTT channel', function () {
     large.publish(b.req('points'), `${body(1)}${' '.repeat(5000)}`, { qos: 1 });
     expect(await closedWithin(large, 10_000)).to.equal(true);
     expect(await countStoredPoints(fx().db, fx().server, b.device, ['q'])).to.equal(0);
+  });
+
+  it('ends a connection whose packet declares more than the limit, before reading it', async () => {
+    const b = await bound('declared');
+    const conn = await rawConnection(fx(), b.device);
+    conn.socket.write(connectPacket('big'));
+    await waitForBytes(conn, 4);
+    // A PUBLISH declaring 200 MB, then only a few bytes of it.
+    conn.socket.write(Buffer.from([0x30, 0x80, 0x80, 0xe8, 0x5f, 0x00, 0x01, 0x61]));
+    await conn.closed;
+    const s = await session(b);
+    expect((await ask(b, s, 'time', { id: 1 })).status).to.equal(1);
   });
 
   it('stores a retried (DUP) publish once, even without timestamps', async () => {

@@ -109,8 +109,6 @@ export async function startFleetgate(
 function adminTestEnv(): Record<string, string> {
   return {
     FLEETGATE_ADMIN_PORT: '0',
-    // MQTT tests turn it on (port 0); other servers must not all claim 8883.
-    FLEETGATE_MQTT_PORT: 'off',
     FLEETGATE_ADMIN_TOKEN: `fgadm_test_${crypto.randomBytes(24).toString('base64url')}`,
   };
 }

@@ -39,6 +39,8 @@ export async function createTestDatabase(options: TestDatabaseOptions = {}): Pro
   const base = {
     FLEETGATE_DATA_DIR: path.join(workDir, 'data'),
     FLEETGATE_CERTS_DIR: path.join(workDir, 'certs'),
+    // MQTT tests turn it on (port 0); other servers must not all claim 8883.
+    FLEETGATE_MQTT_PORT: 'off',
   };
   if (!serverUrl) {
     if (options.migrated) {

@@ -1,0 +1,118 @@
+import { expect } from 'chai';
+import crypto from 'node:crypto';
+import { PacketSizeGuard } from '../../src/mqtt/packet-size-guard.js';
+import { classifyPublish, maySubscribe, responseTopic } from '../../src/mqtt/mqtt-topics.js';
+import {
+  decryptResponse,
+  encryptResponse,
+  parseResponseKey,
+} from '../../src/mqtt/response-encryption.js';
+
+const FP = 'a'.repeat(64);
+const owner = { identity: 'acme', deviceNames: [FP, '44:8a:5b:9c:70:93'] };
+
+/** The per-device ACL of issue 13 (seed 001): what a device may publish and subscribe to. */
+describe('MQTT topics and ACL', () => {
+  it('classifies the device own REQ and state topics, by fingerprint or name', () => {
+    expect(classifyPublish(owner, `acme/req/${FP}/points`)).to.deep.equal({
+      kind: 'request',
+      endpoint: 'points',
+      device: FP,
+    });
+    expect(classifyPublish(owner, 'acme/req/44:8a:5b:9c:70:93/time')).to.deep.include({
+      endpoint: 'time',
+    });
+    expect(classifyPublish(owner, `devices/out/acme/${FP}/state`)).to.deep.equal({
+      kind: 'state',
+      device: FP,
+    });
+  });
+
+  it('denies every other publish', () => {
+    for (const topic of [
+      `acme/res/${FP}/points`,
+      `other/req/${FP}/points`,
+      `acme/req/${'b'.repeat(64)}/points`,
+      `acme/req/${FP}/`,
+      `acme/req/${FP}/points/extra`,
+      `acme/req/${FP}`,
+      `devices/out/other/${FP}/state`,
+      `devices/out/acme/${FP}/status`,
+      `/acme/req/${FP}/points`,
+      '$SYS/broker/clients',
+      '',
+    ]) {
+      expect(classifyPublish(owner, topic), topic).to.equal(null);
+    }
+  });
+
+  it('lets a device subscribe to its own RES topics only', () => {
+    expect(maySubscribe(owner, `acme/res/${FP}/+`)).to.equal(true);
+    expect(maySubscribe(owner, `acme/res/${FP}/points`)).to.equal(true);
+    expect(maySubscribe(owner, 'acme/res/44:8a:5b:9c:70:93/+')).to.equal(true);
+    for (const filter of [
+      '#',
+      '+/#',
+      `acme/res/${FP}/#`,
+      'acme/res/+/+',
+      '+/res/+/+',
+      `acme/+/${FP}/+`,
+      `acme/req/${FP}/+`,
+      `other/res/${FP}/+`,
+      `acme/res/${FP}/+/+`,
+      `acme/res/${FP}/po#`,
+      `acme/res/${FP}/`,
+      '$SYS/#',
+      `$share/g/acme/res/${FP}/+`,
+      `devices/out/acme/${FP}/state`,
+    ]) {
+      expect(maySubscribe(owner, filter), filter).to.equal(false);
+    }
+    expect(responseTopic(owner, FP, 'time')).to.equal(`acme/res/${FP}/time`);
+  });
+
+  it('encrypts answers with AES-256-GCM: nonce, ciphertext, tag in base64', () => {
+    const key = crypto.randomBytes(32);
+    const data = encryptResponse(key, { stored: 2 });
+    const raw = Buffer.from(data, 'base64');
+    expect(raw.length).to.equal(12 + JSON.stringify({ stored: 2 }).length + 16);
+    expect(decryptResponse(key, data)).to.deep.equal({ stored: 2 });
+    // Another nonce every time.
+    expect(encryptResponse(key, { stored: 2 })).to.not.equal(data);
+    const tampered = Buffer.from(raw);
+    tampered[14]! ^= 1;
+    expect(() => decryptResponse(key, tampered.toString('base64'))).to.throw();
+    expect(parseResponseKey(key.toString('base64'))).to.deep.equal(key);
+    expect(parseResponseKey(undefined)).to.equal(undefined);
+    for (const bad of ['', 'short', crypto.randomBytes(16).toString('base64'), 42, null]) {
+      expect(() => parseResponseKey(bad), String(bad)).to.throw(/base64 of 32 bytes/);
+    }
+  });
+});
+
+describe('MQTT packet size guard', () => {
+  it('passes packets up to the limit, split anywhere, and refuses a larger declaration', () => {
+    const packet = (length: number) => {
+      const header = [0x30];
+      let n = length;
+      do {
+        let byte = n % 128;
+        n = Math.floor(n / 128);
+        if (n > 0) byte |= 0x80;
+        header.push(byte);
+      } while (n > 0);
+      return Buffer.concat([Buffer.from(header), Buffer.alloc(length, 1)]);
+    };
+    const stream = Buffer.concat([packet(0), packet(100), packet(200), packet(127), packet(128)]);
+    for (const size of [1, 2, 3, 7, stream.length]) {
+      const guard = new PacketSizeGuard(200);
+      for (let i = 0; i < stream.length; i += size) {
+        expect(guard.accept(stream.subarray(i, i + size)), `chunks of ${size}`).to.equal(true);
+      }
+    }
+    expect(new PacketSizeGuard(200).accept(packet(201).subarray(0, 3))).to.equal(false);
+    expect(
+      new PacketSizeGuard(10_000).accept(Buffer.from([0x30, 0xff, 0xff, 0xff, 0xff])),
+    ).to.equal(false);
+  });
+});
