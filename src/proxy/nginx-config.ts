@@ -109,9 +109,9 @@ const MULTI_DIRECTIVE = new Set([
 ]);
 
 /**
- * One `server` line per fleetgate node. A node that fails is left out for
- * ten seconds (nginx's max_fails=1 fail_timeout=10s), so a device's retry
- * after a node died lands on a living one.
+ * One `server` line per fleetgate node. With nginx's defaults (max_fails=1,
+ * fail_timeout=10s) a node that failed is left out for ten seconds, so a
+ * device's retry after a node died lands on a living one.
  */
 function upstreamServers(config: Config, upstreams: string[]): string {
   for (const upstream of upstreams) {
@@ -120,9 +120,7 @@ function upstreamServers(config: Config, upstreams: string[]): string {
     }
   }
   const servers = upstreams.length > 0 ? upstreams : [upstreamAddress(config)];
-  return servers
-    .map((server) => `server ${server} max_fails=1 fail_timeout=10s;`)
-    .join('\n        ');
+  return servers.map((server) => `server ${server};`).join('\n        ');
 }
 
 /**

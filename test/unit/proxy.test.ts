@@ -116,6 +116,23 @@ describe('nginx configuration rendering', () => {
     expect(conf).to.not.match(/\{\{/);
   });
 
+  it('balances over several nodes, one server line per --upstream, and refuses a bad one', () => {
+    const conf = renderNginxConfig(proxied, {
+      listen: '443',
+      prefix: '/var/lib/fg-nginx',
+      upstreams: ['10.0.0.1:8081', 'unix:/run/fleetgate/b.sock', '[::1]:8082'],
+    });
+    expect(conf).to.include(
+      'server 10.0.0.1:8081;\n        server unix:/run/fleetgate/b.sock;\n        server [::1]:8082;',
+    );
+    expect(conf).to.not.include('server unix:/run/fleetgate/app.sock;');
+    for (const bad of ['10.0.0.1', 'unix:relative.sock', '10.0.0.1:8081;evil', 'a b:1']) {
+      expect(() =>
+        renderNginxConfig(proxied, { listen: '443', prefix: '/x', upstreams: [bad] }),
+      ).to.throw(/--upstream/);
+    }
+  });
+
   it('renders both certificates and the same TLS policy as direct mode', () => {
     const keyDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fg-nginx-keys-'));
     try {
