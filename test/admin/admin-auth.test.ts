@@ -205,7 +205,19 @@ describe('admin API: answers match the documented schemas', () => {
     values.caFingerprint = createHash('sha256')
       .update(new X509Certificate(caPem).raw)
       .digest('hex');
+    // Issue 12: a device waiting for its owner, to confirm with its PIN and serial.
+    const policy = await admin.send('PATCH', '/v1/identities/documented', {
+      requireConfirmation: true,
+    });
+    expect(policy.status, policy.text).to.equal(200);
+    const pending = newDevice();
+    const pendingClient = new DeviceClient(server, pending);
+    const started = await pendingClient.bind(psk);
+    await pendingClient.close();
+    expect(started.status, started.text).to.equal(202);
+    const serialLast4 = new X509Certificate(pending.certPem).serialNumber.slice(-4).toLowerCase();
     const bodies: Record<string, unknown> = {
+      '/v1/identities/:name/registrations/confirm': { pin: started.json.pin, serialLast4 },
       '/v1/identities/:name/cas': { certificate: caPem },
       '/v1/identities/:name/crls': { crl: crlPem },
       '/v1/devices/:fingerprint/replace-cert': { certificate: newDevice().certPem },
