@@ -1,5 +1,10 @@
 import { z } from 'zod';
-import { listDevices, revokeDevice, showDevice } from '../devices/device.service.js';
+import {
+  listDevices,
+  listFleetDevices,
+  revokeDevice,
+  showDevice,
+} from '../devices/device.service.js';
 import {
   adminRoute,
   fingerprintParam,
@@ -8,6 +13,13 @@ import {
   MAX_INT4,
 } from './admin-route.js';
 import { Device, DevicePage } from './response-schemas.js';
+
+const deviceCursor = z
+  .string()
+  .regex(/^\d{1,10}$/)
+  .refine((text) => Number(text) <= MAX_INT4, 'is out of range')
+  .optional()
+  .describe('nextCursor of the previous page');
 
 export const deviceRoutes = [
   adminRoute({
@@ -18,12 +30,7 @@ export const deviceRoutes = [
     params: identityNameParam,
     query: z.object({
       limit: limitQuery(1000, 100),
-      cursor: z
-        .string()
-        .regex(/^\d{1,10}$/)
-        .refine((text) => Number(text) <= MAX_INT4, 'is out of range')
-        .optional()
-        .describe('nextCursor of the previous page'),
+      cursor: deviceCursor,
     }),
     response: DevicePage,
     responses: {
@@ -35,6 +42,32 @@ export const deviceRoutes = [
         await listDevices(db, params.name, {
           limit: query.limit,
           after: query.cursor === undefined ? undefined : Number(query.cursor),
+        }),
+      );
+    },
+  }),
+  adminRoute({
+    method: 'get',
+    path: '/v1/devices',
+    summary:
+      'List every device of the fleet, whatever its identity, in binding order: paginated by cursor, optionally only active or revoked ones',
+    tag: 'devices',
+    query: z.object({
+      limit: limitQuery(1000, 100),
+      cursor: deviceCursor,
+      status: z
+        .enum(['active', 'revoked'])
+        .optional()
+        .describe('active: not revoked (a device of a disabled identity counts); revoked: revoked'),
+    }),
+    response: DevicePage,
+    responses: { 200: '`{"devices": [Device], "nextCursor": string | null}`' },
+    async handle({ db }, { query }, _req, res) {
+      res.json(
+        await listFleetDevices(db, {
+          limit: query.limit,
+          after: query.cursor === undefined ? undefined : Number(query.cursor),
+          status: query.status,
         }),
       );
     },

@@ -7,6 +7,7 @@ import type { Database } from '../db/schema.js';
 import { migrateToLatest } from '../db/migrate.js';
 import {
   listDevices,
+  listFleetDevices,
   revokeDevice,
   showDevice,
   type DeviceView,
@@ -186,12 +187,17 @@ export const adminCommands: Record<string, AdminCommand> = {
     let after: number | undefined;
     const all: DeviceView[] = [];
     do {
-      const page = await listDevices(db, str(args, 'identity'), { limit: 1000, after });
+      const page =
+        args.identity === undefined
+          ? await listFleetDevices(db, { limit: 1000, after })
+          : await listDevices(db, str(args, 'identity'), { limit: 1000, after });
       all.push(...page.devices);
       after = page.nextCursor === null ? undefined : Number(page.nextCursor);
     } while (after !== undefined);
     // The API's page shape; the CLI read every page, so there is no next one.
-    await show(out, args, { devices: all, nextCursor: null }, () => deviceRows(all));
+    await show(out, args, { devices: all, nextCursor: null }, () =>
+      deviceRows(all, args.identity === undefined),
+    );
   },
 
   async 'device.show'(db, args, out) {

@@ -206,10 +206,12 @@ devices
     }),
   );
 devices
-  .command('list <identity>')
-  .description("list an identity's devices: certificate, status, bound at, last seen")
+  .command('list [identity]')
+  .description(
+    "list an identity's devices, or without IDENTITY every device of the fleet: certificate, status, bound at, last seen",
+  )
   .option('--json', 'print JSON')
-  .action((name: string, opts: JsonOption) =>
+  .action((name: string | undefined, opts: JsonOption) =>
     admin('devices.list', { identity: name, json: opts.json }),
   );
 

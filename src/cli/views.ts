@@ -66,10 +66,20 @@ export const pskRows = (psks: PskView[]) =>
     ]),
   );
 
-export const deviceRows = (devices: DeviceView[]) =>
+export const deviceRows = (devices: DeviceView[], withIdentity = false) =>
   table(
-    ['FINGERPRINT', 'STATUS', 'SUBJECT', 'SERIAL', 'NOT AFTER', 'BOUND', 'LAST SEEN'],
+    [
+      ...(withIdentity ? ['IDENTITY'] : []),
+      'FINGERPRINT',
+      'STATUS',
+      'SUBJECT',
+      'SERIAL',
+      'NOT AFTER',
+      'BOUND',
+      'LAST SEEN',
+    ],
     devices.map((d) => [
+      ...(withIdentity ? [d.identity] : []),
       d.certificate?.fingerprint,
       d.status,
       d.certificate?.subject,

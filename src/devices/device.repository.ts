@@ -156,6 +156,19 @@ export async function listDevicesOfIdentity(
     .execute();
 }
 
+/** One page of all devices of the fleet, in binding order, after a device id; optionally only live or revoked ones. */
+export async function listDevicesOfFleet(
+  db: Kysely<Database>,
+  afterId: number,
+  limit: number,
+  status?: 'live' | 'revoked',
+): Promise<DeviceRow[]> {
+  let query = db.selectFrom('devices').selectAll().where('id', '>', afterId);
+  if (status === 'live') query = query.where('revoked_at', 'is', null);
+  if (status === 'revoked') query = query.where('revoked_at', 'is not', null);
+  return query.orderBy('id').limit(limit).execute();
+}
+
 export async function listCertificatesOfDevices(
   db: Kysely<Database>,
   deviceIds: readonly number[],

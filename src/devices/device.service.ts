@@ -4,11 +4,16 @@ import { insertAuditEvent } from '../audit/audit.repository.js';
 import type { Actor } from '../audit/actor.js';
 import type { Database } from '../db/schema.js';
 import { badRequest, conflict, notFound } from '../http/app-error.js';
-import { findIdentityById, findIdentityByName } from '../identities/identity.repository.js';
+import {
+  findIdentitiesByIds,
+  findIdentityById,
+  findIdentityByName,
+} from '../identities/identity.repository.js';
 import {
   findDeviceByFingerprint,
   findDeviceById,
   listCertificatesOfDevices,
+  listDevicesOfFleet,
   listDevicesOfIdentity,
   lockDevice,
   markDeviceRevoked,
@@ -101,6 +106,44 @@ export async function listDevices(
         pending[i],
       ),
     ),
+    nextCursor: more ? String(page[page.length - 1]!.id) : null,
+  };
+}
+
+/**
+ * One page of every device of the fleet, whatever its identity: keyset
+ * pagination by device id, so a page costs the same at device 100,000 as at 1.
+ */
+export async function listFleetDevices(
+  db: Kysely<Database>,
+  options: { limit: number; after?: number; status?: 'active' | 'revoked' },
+): Promise<DevicePage> {
+  const status = options.status === 'active' ? 'live' : options.status;
+  const rows = await listDevicesOfFleet(db, options.after ?? 0, options.limit + 1, status);
+  const more = rows.length > options.limit;
+  const page = more ? rows.slice(0, options.limit) : rows;
+  const identities = new Map(
+    (await findIdentitiesByIds(db, [...new Set(page.map((d) => d.identity_id))])).map((i) => [
+      i.id,
+      i,
+    ]),
+  );
+  const certificates = await listCertificatesOfDevices(
+    db,
+    page.map((d) => d.id),
+  );
+  const pending = await Promise.all(page.map((d) => pendingRotationOfDevice(db, d.id)));
+  return {
+    devices: page.map((d, i) => {
+      const identity = identities.get(d.identity_id);
+      return deviceView(
+        d,
+        identity?.name ?? '',
+        identity?.disabled_at !== null && identity?.disabled_at !== undefined,
+        certificates.filter((c) => c.device_id === d.id),
+        pending[i],
+      );
+    }),
     nextCursor: more ? String(page[page.length - 1]!.id) : null,
   };
 }

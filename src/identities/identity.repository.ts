@@ -40,6 +40,14 @@ export async function findIdentityById(
   return db.selectFrom('identities').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
+export async function findIdentitiesByIds(
+  db: Kysely<Database>,
+  ids: readonly number[],
+): Promise<IdentityRow[]> {
+  if (ids.length === 0) return [];
+  return db.selectFrom('identities').selectAll().where('id', 'in', ids).execute();
+}
+
 export async function updateIdentity(
   db: Kysely<Database>,
   id: number,

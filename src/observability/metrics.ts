@@ -57,6 +57,25 @@ const tlsHandshakes = new client.Counter({
   registers: [registry],
 });
 
+const openConnections = new client.Gauge({
+  name: 'fleetgate_open_connections',
+  help: 'Open long-lived device connections by channel (websocket, mqtt)',
+  labelNames: ['channel'] as const,
+  registers: [registry],
+});
+for (const channel of ['websocket', 'mqtt']) openConnections.set({ channel }, 0);
+
+/** A device connection of a long-lived channel opened; call the returned function once when it closes. */
+export function countOpenConnection(channel: 'websocket' | 'mqtt'): () => void {
+  openConnections.inc({ channel });
+  let open = true;
+  return () => {
+    if (!open) return;
+    open = false;
+    openConnections.dec({ channel });
+  };
+}
+
 /** Pools reported by the gauge below; a Set so tests and restarts in one process add up cleanly. */
 const pools = new Set<pg.Pool>();
 new client.Gauge({

@@ -10,6 +10,7 @@ import { findSilencedDevices } from '../devices/device.repository.js';
 import { AppError, badRequest, notFound } from '../http/app-error.js';
 import { toHttpError } from '../http/error-handler.js';
 import { storeMessages, type MessageDeps } from '../messages/messages.service.js';
+import { countOpenConnection } from '../observability/metrics.js';
 import { originAssigner } from '../proxy/request-origin.js';
 import type { CertificateInfo } from '../tls/certificate-info.js';
 import { requireClientCertificate } from '../tls/client-certificate.js';
@@ -123,7 +124,9 @@ export function attachWebSocketChannel(
     set.add(connection);
     ws.on('pong', () => (connection.alive = true));
     ws.on('error', () => undefined);
+    const closed = countOpenConnection('websocket');
     ws.on('close', () => {
+      closed();
       set.delete(connection);
       if (set.size === 0 && byDevice.get(deviceId) === set) byDevice.delete(deviceId);
     });

@@ -54,6 +54,64 @@ describe('admin API: devices, revocation and the audit log', () => {
     expect((await fg.admin.get('/v1/identities/nobody/devices')).status).to.equal(404);
   });
 
+  it('lists every device of the fleet across identities, page by page, and filters by status', async () => {
+    const otherPsk = await fg.admin.identityWithPsk('other-fleet');
+    const other = newDevice({ commonName: 'elsewhere' });
+    await (await boundDevice(fg.server, other, otherPsk)).close();
+
+    const all = await fg.admin.get('/v1/devices?limit=1000');
+    expect(all.status).to.equal(200);
+    const byFp = new Map(
+      all.json.devices.map((d: { certificate: { fingerprint: string }; identity: string }) => [
+        d.certificate.fingerprint,
+        d.identity,
+      ]),
+    );
+    for (const d of devices) expect(byFp.get(d.fingerprint)).to.equal('fleet');
+    expect(byFp.get(other.fingerprint)).to.equal('other-fleet');
+    const ids = all.json.devices.map((d: { id: number }) => d.id);
+    expect(ids).to.deep.equal([...ids].sort((a: number, b: number) => a - b));
+
+    // Walking the pages one device at a time visits each device once, in the same order.
+    const walked: number[] = [];
+    let cursor: string | null = null;
+    do {
+      const page = await fg.admin.get(`/v1/devices?limit=1${cursor ? `&cursor=${cursor}` : ''}`);
+      expect(page.status).to.equal(200);
+      expect(page.json.devices).to.have.length(1);
+      walked.push(page.json.devices[0].id);
+      cursor = page.json.nextCursor;
+    } while (cursor !== null);
+    expect(walked).to.deep.equal(ids);
+
+    const revoked = await fg.admin.post(`/v1/devices/${other.fingerprint}/revoke`, {});
+    expect(revoked.status).to.equal(200);
+    const onlyRevoked = await fg.admin.get('/v1/devices?status=revoked');
+    expect(
+      onlyRevoked.json.devices.map(
+        (d: { certificate: { fingerprint: string } }) => d.certificate.fingerprint,
+      ),
+    ).to.include(other.fingerprint);
+    expect(
+      onlyRevoked.json.devices.every((d: { status: string }) => d.status === 'revoked'),
+    ).to.equal(true);
+    const active = await fg.admin.get('/v1/devices?status=active&limit=1000');
+    expect(
+      active.json.devices.map(
+        (d: { certificate: { fingerprint: string } }) => d.certificate.fingerprint,
+      ),
+    ).not.to.include(other.fingerprint);
+    expect(active.json.devices.every((d: { status: string }) => d.status !== 'revoked')).to.equal(
+      true,
+    );
+
+    for (const bad of ['limit=0', 'limit=1001', 'cursor=x', 'cursor=99999999999', 'status=gone']) {
+      const answer = await fg.admin.get(`/v1/devices?${bad}`);
+      expect(answer.status, bad).to.equal(400);
+      expect(answer.json.code, bad).to.be.a('string');
+    }
+  });
+
   it('shows one device by fingerprint, also in openssl notation', async () => {
     const fp = devices[1]!.fingerprint;
     const answer = await fg.admin.get(`/v1/devices/${fp}`);

@@ -201,6 +201,40 @@ describe('dashboard: end to end in chromium', function () {
     expect(server.adminToken).to.have.length.greaterThan(10);
   });
 
+  it('lists the whole fleet page by page and fills itself as devices bind, without a reload', async () => {
+    const { server } = fixture();
+    const first = await fixture().boundDevice(uniqueName('dash-fleet-a'));
+    const second = await fixture().boundDevice(uniqueName('dash-fleet-b'));
+    await page.goto(`${server.adminUrl}/#/devices?limit=1`);
+    await page.waitForSelector('a.device');
+    const seen: string[] = [];
+    for (;;) {
+      seen.push(...(await page.locator('a.device').allTextContents()));
+      if ((await page.locator('#next').count()) === 0) break;
+      const before = await page.textContent('a.device');
+      await page.click('#next');
+      await page.waitForFunction(
+        (fp) => document.querySelector('a.device')?.textContent !== fp,
+        before,
+      );
+    }
+    expect(seen).to.include(first.device.fingerprint);
+    expect(seen).to.include(second.device.fingerprint);
+    expect(new Set(seen).size).to.equal(seen.length);
+
+    await page.goto(`${server.adminUrl}/#/devices?limit=1000`);
+    await page.waitForSelector(`text=${second.device.fingerprint}`);
+    await page.evaluate(() => {
+      (window as unknown as { marker: number }).marker = 42;
+    });
+    const late = await fixture().boundDevice(uniqueName('dash-fleet-late'));
+    // The list refreshes itself (every 5 s): the new device appears in the same page load.
+    await page.waitForSelector(`text=${late.device.fingerprint}`, { timeout: 30_000 });
+    expect(await page.evaluate(() => (window as unknown as { marker?: number }).marker)).to.equal(
+      42,
+    );
+  });
+
   it('signs out: the cookie no longer opens the API', async () => {
     const { server } = fixture();
     await page.goto(`${server.adminUrl}/#/identities`);

@@ -1,6 +1,7 @@
 import tls from 'node:tls';
 import { expect } from 'chai';
 import { request } from 'undici';
+import WebSocket from 'ws';
 import { AdminClient } from '../support/admin-client.js';
 import { useFixture, uniqueName } from '../support/fixture.js';
 import type { FleetgateProcess } from '../support/fleetgate-process.js';
@@ -117,6 +118,42 @@ describe('operate: GET /metrics', () => {
       expect(after).to.match(/^fleetgate_db_pool_connections\{state="in_use"\} 0/m);
       expect(after).to.match(/^fleetgate_db_pool_connections\{state="waiting"\} 0/m);
     }
+  });
+
+  it('gauges open WebSocket connections: up while open, down once closed', async () => {
+    const { server } = fixture();
+    const { device } = await fixture().boundDevice(uniqueName('metrics-ws'));
+    const before = sample((await scrape(server)).text, 'fleetgate_open_connections', {
+      channel: 'websocket',
+    });
+    expect((await scrape(server)).text).to.match(
+      /^fleetgate_open_connections\{channel="mqtt"\} \d+/m,
+    );
+    const url = `${server.baseUrl.replace(/^https/, 'wss')}/device_endpoint/ws`;
+    const sockets = await Promise.all(
+      [1, 2].map(
+        () =>
+          new Promise<WebSocket>((resolve, reject) => {
+            const ws = new WebSocket(url, {
+              ca: server.caPem,
+              cert: device.certPem,
+              key: device.keyPem,
+            });
+            ws.once('open', () => resolve(ws));
+            ws.once('error', reject);
+          }),
+      ),
+    );
+    const gauge = async () =>
+      sample((await scrape(server)).text, 'fleetgate_open_connections', { channel: 'websocket' });
+    expect(await gauge()).to.equal(before + 2);
+    await Promise.all(
+      sockets.map((ws) => new Promise((resolve) => (ws.once('close', resolve), ws.close()))),
+    );
+    // The server counts the close when its side of the socket closes: wait for it, bounded.
+    for (let i = 0; i < 100 && (await gauge()) !== before; i++)
+      await new Promise((r) => setTimeout(r, 50));
+    expect(await gauge()).to.equal(before);
   });
 
   it('answers /livez and /readyz without a token', async () => {

@@ -130,21 +130,44 @@
     );
   }
 
+  /** One identity's devices, or (name null) every device of the fleet; paginated by the server. */
   async function devicesPage(name, params) {
     const cursor = params.get('cursor');
+    const status = params.get('status');
     const query = new URLSearchParams({ limit: params.get('limit') || '50' });
     if (cursor) query.set('cursor', cursor);
-    const page = await api('GET', `/v1/identities/${enc(name)}/devices?${query}`);
+    if (status && !name) query.set('status', status);
+    const base = name ? `#/identities/${enc(name)}/devices` : '#/devices';
+    const page = await api(
+      'GET',
+      name ? `/v1/identities/${enc(name)}/devices?${query}` : `/v1/devices?${query}`,
+    );
     const next = new URLSearchParams(query);
     if (page.nextCursor) next.set('cursor', page.nextCursor);
+    const first = new URLSearchParams(query);
+    first.delete('cursor');
     show(
-      el('h1', {}, `Devices of ${name}`),
-      el('p', {}, el('a', { href: `#/identities/${enc(name)}/psks` }, 'PSKs of this identity')),
+      el('h1', {}, name ? `Devices of ${name}` : 'All devices'),
+      name
+        ? el('p', {}, el('a', { href: `#/identities/${enc(name)}/psks` }, 'PSKs of this identity'))
+        : el(
+            'p',
+            { id: 'status-filter' },
+            'Show: ',
+            el('a', { href: '#/devices' }, 'all'),
+            ' ',
+            el('a', { href: '#/devices?status=active' }, 'active'),
+            ' ',
+            el('a', { href: '#/devices?status=revoked' }, 'revoked'),
+          ),
       table(
-        ['certificate', 'status', 'last seen', 'bound', 'revoked'],
+        [...(name ? [] : ['identity']), 'certificate', 'status', 'last seen', 'bound', 'revoked'],
         page.devices.map((d) => {
           const fp = d.certificate ? d.certificate.fingerprint : null;
           return [
+            ...(name
+              ? []
+              : [el('a', { href: `#/identities/${enc(d.identity)}/devices` }, d.identity)]),
             fp ? el('a', { href: `#/devices/${fp}`, class: 'device' }, el('code', {}, fp)) : '-',
             d.status,
             when(d.lastSeenAt),
@@ -156,11 +179,9 @@
       el(
         'p',
         {},
-        cursor ? el('a', { href: `#/identities/${enc(name)}/devices` }, 'first page') : null,
+        cursor ? el('a', { href: `${base}?${first}` }, 'first page') : null,
         ' ',
-        page.nextCursor
-          ? el('a', { href: `#/identities/${enc(name)}/devices?${next}`, id: 'next' }, 'next page')
-          : null,
+        page.nextCursor ? el('a', { href: `${base}?${next}`, id: 'next' }, 'next page') : null,
       ),
     );
   }
@@ -538,6 +559,7 @@
       else if (parts[0] === 'identities' && parts[2] === 'psks') await pskPage(parts[1]);
       else if (parts[0] === 'identities' && parts[2] === 'registrations')
         await registrationsPage(parts[1]);
+      else if (parts[0] === 'devices' && parts.length === 1) await devicesPage(null, params);
       else if (parts[0] === 'devices') await devicePage(parts[1]);
       else if (parts[0] === 'audit') await auditPage(params);
       else show(el('p', {}, 'No such page.'));
@@ -553,4 +575,20 @@
   });
   window.addEventListener('hashchange', route);
   route();
+
+  // Lists refresh themselves, so the dashboard fills while devices bind and
+  // upload; never while the operator is typing into a form, nor in a hidden tab.
+  const REFRESH_MS = 5000;
+  window.setInterval(() => {
+    if (!csrf || document.visibilityState !== 'visible') return;
+    const path = (location.hash.slice(1) || '/identities').split('?')[0];
+    const parts = path.split('/').filter(Boolean);
+    const list =
+      (parts[0] === 'identities' && (parts.length === 1 || parts[2] === 'devices')) ||
+      (parts[0] === 'devices' && parts.length === 1) ||
+      parts[0] === 'audit';
+    const typing =
+      document.activeElement && /^(INPUT|SELECT|TEXTAREA)$/.test(document.activeElement.tagName);
+    if (list && !typing) route();
+  }, REFRESH_MS);
 })();
