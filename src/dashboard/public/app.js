@@ -557,9 +557,9 @@
       else if (parts[0] === 'identities' && parts[2] === 'devices')
         await devicesPage(parts[1], params);
       else if (parts[0] === 'identities' && parts[2] === 'psks') await pskPage(parts[1]);
-      else if (parts[0] === 'devices' && parts.length === 1) await devicesPage(null, params);
       else if (parts[0] === 'identities' && parts[2] === 'registrations')
         await registrationsPage(parts[1]);
+      else if (parts[0] === 'devices' && parts.length === 1) await devicesPage(null, params);
       else if (parts[0] === 'devices') await devicePage(parts[1]);
       else if (parts[0] === 'audit') await auditPage(params);
       else show(el('p', {}, 'No such page.'));
