@@ -63,13 +63,11 @@ const validRequest: fc.Arbitrary<Request> = fc
 
 const badRequest: fc.Arbitrary<Request> = fc.oneof(
   fc.string().map((text) => ({ endpoint: 'points', payload: `{${text}`, points: null })),
-  fc
-    .string()
-    .map((text) => ({
-      endpoint: 'messages',
-      payload: text.length ? `[${text}` : '',
-      points: null,
-    })),
+  fc.string().map((text) => ({
+    endpoint: 'messages',
+    payload: text.length ? `[${text}` : '',
+    points: null,
+  })),
   fc.jsonValue().map((value) => ({
     endpoint: 'points',
     payload: JSON.stringify({ id: 'b', data: value }),
