@@ -196,6 +196,8 @@ export function enableResumption(
       log.debug('TLS ticket keys loaded from the database');
     };
     use(sharedKeys.initial);
+    // Re-read at least once per rotation interval: a reload is also what rotates a due key.
+    const everyMs = Math.min(keyDirCheckMs, config.tls.ticketKeyRotationSeconds * 1000);
     timers.push(
       setInterval(() => {
         sharedKeys
@@ -203,7 +205,7 @@ export function enableResumption(
           .then(use, (err: unknown) =>
             log.warn({ err: String(err) }, 'TLS ticket keys: keeping the keys in use'),
           );
-      }, keyDirCheckMs),
+      }, everyMs),
     );
   } else {
     apply();
