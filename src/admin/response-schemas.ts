@@ -61,7 +61,7 @@ export const Device = z
   .object({
     id: z.number().int(),
     identity: z.string(),
-    status: z.enum(['active', 'revoked', 'disabled']),
+    status: z.enum(['active', 'revoked', 'disabled', 'pending_confirmation']),
     pskId: z.number().int().nullable().describe('null for a device enrolled by certificate chain'),
     enrolledByCa: z
       .string()

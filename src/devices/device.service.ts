@@ -61,7 +61,7 @@ export interface CertificateView extends CertificateFields {
 export interface DeviceView {
   id: number;
   identity: string;
-  status: 'active' | 'revoked' | 'disabled';
+  status: 'active' | 'revoked' | 'disabled' | 'pending_confirmation';
   pskId: number | null;
   enrolledByCa: string | null;
   boundAt: Date;
@@ -242,7 +242,13 @@ function deviceView(
   return {
     id: device.id,
     identity,
-    status: device.revoked_at ? 'revoked' : identityDisabled ? 'disabled' : 'active',
+    status: device.revoked_at
+      ? 'revoked'
+      : identityDisabled
+        ? 'disabled'
+        : device.pending_confirmation
+          ? 'pending_confirmation'
+          : 'active',
     pskId: device.psk_id,
     enrolledByCa: device.enrolled_by_ca,
     boundAt: device.bound_at,

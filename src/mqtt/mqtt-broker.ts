@@ -17,7 +17,6 @@ import { TokenBuckets } from '../throttle/token-bucket.js';
 import type { CertificateInfo } from '../tls/certificate-info.js';
 import { requireSocketCertificate } from '../tls/client-certificate.js';
 import { answerRequest } from './mqtt-requests.js';
-import { PacketSizeGuard } from './packet-size-guard.js';
 import { classifyPublish, maySubscribe, responseTopic, type TopicOwner } from './mqtt-topics.js';
 
 /** CONNACK return codes of MQTT 3.1.1 (§3.2.2.3). */
@@ -277,8 +276,7 @@ export async function startMqttBroker(
     },
     (socket) => {
       socket.on('error', () => undefined);
-      guardPacketSizes(socket, settings.maxPayloadBytes + PACKET_OVERHEAD_BYTES);
-      broker.handle(socket);
+      limitPacketLength(broker.handle(socket), maxPacketBytes(settings.maxPayloadBytes), log);
     },
   );
   server.maxConnections = deps.config.maxConnections;
@@ -314,20 +312,46 @@ export async function startMqttBroker(
 }
 
 /**
- * aedes reads its connection with read(): every chunk passes the guard first,
- * and a packet declared too large ends the connection before it is buffered.
+ * The largest MQTT packet read: a payload of the configured limit plus a
+ * topic (at most 65,535 bytes) and headers. A CONNECT (client id, will) fits
+ * in it too.
  */
-function guardPacketSizes(socket: TLSSocket, max: number): void {
-  const guard = new PacketSizeGuard(max);
-  const read = socket.read.bind(socket);
-  socket.read = (size?: number) => {
-    const chunk: unknown = read(size);
-    if (Buffer.isBuffer(chunk) && !guard.accept(chunk)) {
-      socket.destroy();
-      return null;
+export function maxPacketBytes(maxPayloadBytes: number): number {
+  return maxPayloadBytes + PACKET_OVERHEAD_BYTES;
+}
+
+/**
+ * MQTT.js's parser (inside aedes) buffers a packet whole before anything sees
+ * it, up to the 256 MB the remaining-length field can declare, and it does so
+ * before CONNECT is authenticated: any TLS client could make the node hold
+ * hundreds of megabytes per connection. The declared length is checked as
+ * soon as it is read, and a packet over the limit ends the connection.
+ */
+function limitPacketLength(client: Client, maxBytes: number, log: Logger): void {
+  const parser = (client as unknown as { _parser?: PacketParser })._parser;
+  if (!parser || typeof parser._parseLength !== 'function') {
+    // Never serve unbounded reads: an aedes that changed its parser refuses connections.
+    log.error('aedes changed its parser: cannot limit the MQTT packet length, connection closed');
+    client.conn.destroy();
+    return;
+  }
+  const parseLength = parser._parseLength.bind(parser);
+  parser._parseLength = () => {
+    const complete = parseLength();
+    if (complete && parser.packet.length > maxBytes) {
+      log.info({ declared: parser.packet.length, max: maxBytes }, 'MQTT packet too large, closed');
+      countMqttPublish('packet_too_large');
+      client.conn.destroy();
+      return false;
     }
-    return chunk;
+    return complete;
   };
+}
+
+/** The part of mqtt-packet's parser (untyped) the length limit hooks into. */
+interface PacketParser {
+  packet: { length: number };
+  _parseLength(): boolean;
 }
 
 /** aedes' reading switch (untyped): a paused client's socket is not read (TCP backpressure). */

@@ -80,6 +80,9 @@ describe('owner confirmation with a PIN', function () {
     expect(confirmed).to.contain(`confirmed registration ${s.rid}`);
     expect((await dev.status(s.device, s.rid)).json.status).to.equal('PENDING_DEVICE_COMPLETION');
     expect((await dev.upload(s.device)).json.code).to.equal('device_pending_confirmation');
+    // The admin views say so too, until the device completes.
+    const shown = await dev.admin('GET', `/v1/devices/${s.device.fingerprint}`);
+    expect(shown.json.status, shown.text).to.equal('pending_confirmation');
 
     const wrongNonce = await dev.complete(s.device, s.rid, 'f'.repeat(64));
     expect(wrongNonce.status).to.equal(403);
@@ -101,6 +104,9 @@ describe('owner confirmation with a PIN', function () {
     const up = await dev.upload(s.device);
     expect(up.status, up.text).to.equal(200);
     expect(up.json.stored).to.equal(1);
+    expect((await dev.admin('GET', `/v1/devices/${s.device.fingerprint}`)).json.status).to.equal(
+      'active',
+    );
     // A repeat of the completion changes nothing.
     expect((await dev.complete(s.device, s.rid, s.nonce)).json.status).to.equal('REGISTERED');
 

@@ -1,6 +1,5 @@
 import { expect } from 'chai';
 import crypto from 'node:crypto';
-import { PacketSizeGuard } from '../../src/mqtt/packet-size-guard.js';
 import { classifyPublish, maySubscribe, responseTopic } from '../../src/mqtt/mqtt-topics.js';
 import {
   decryptResponse,
@@ -87,32 +86,5 @@ describe('MQTT topics and ACL', () => {
     for (const bad of ['', 'short', crypto.randomBytes(16).toString('base64'), 42, null]) {
       expect(() => parseResponseKey(bad), String(bad)).to.throw(/base64 of 32 bytes/);
     }
-  });
-});
-
-describe('MQTT packet size guard', () => {
-  it('passes packets up to the limit, split anywhere, and refuses a larger declaration', () => {
-    const packet = (length: number) => {
-      const header = [0x30];
-      let n = length;
-      do {
-        let byte = n % 128;
-        n = Math.floor(n / 128);
-        if (n > 0) byte |= 0x80;
-        header.push(byte);
-      } while (n > 0);
-      return Buffer.concat([Buffer.from(header), Buffer.alloc(length, 1)]);
-    };
-    const stream = Buffer.concat([packet(0), packet(100), packet(200), packet(127), packet(128)]);
-    for (const size of [1, 2, 3, 7, stream.length]) {
-      const guard = new PacketSizeGuard(200);
-      for (let i = 0; i < stream.length; i += size) {
-        expect(guard.accept(stream.subarray(i, i + size)), `chunks of ${size}`).to.equal(true);
-      }
-    }
-    expect(new PacketSizeGuard(200).accept(packet(201).subarray(0, 3))).to.equal(false);
-    expect(
-      new PacketSizeGuard(10_000).accept(Buffer.from([0x30, 0xff, 0xff, 0xff, 0xff])),
-    ).to.equal(false);
   });
 });
