@@ -34,7 +34,7 @@ export async function openSharedState(
       ? new PostgresThrottleStore(database.db, log)
       : new MemoryThrottleStore();
   const throttleStore = config.redisUrl
-    ? RedisThrottleStore.connect(config.redisUrl, local, log)
+    ? RedisThrottleStore.connect(config.redisUrl, local, log, redisNamespace(config))
     : local;
   closers.push(() => throttleStore.close());
   let resumption: SharedResumption | undefined;
@@ -65,4 +65,12 @@ export async function openSharedState(
       for (const close of closers.reverse()) await close();
     },
   };
+}
+
+/** `fleetgate:<database name>`: fleets on different databases may share one Redis. */
+function redisNamespace(config: Config): string {
+  const name = config.databaseUrl
+    ? decodeURIComponent(new URL(config.databaseUrl).pathname.slice(1)) || 'postgres'
+    : 'embedded';
+  return `fleetgate:${name}`;
 }

@@ -29,9 +29,16 @@ export class RedisThrottleStore implements ThrottleStore {
     private readonly client: Redis,
     private readonly fallback: ThrottleStore,
     private readonly log: Logger,
+    /** Keeps the keys of fleets (databases) sharing one Redis apart: device IDs repeat across them. */
+    private readonly namespace = 'fleetgate',
   ) {}
 
-  static connect(url: string, fallback: ThrottleStore, log: Logger): RedisThrottleStore {
+  static connect(
+    url: string,
+    fallback: ThrottleStore,
+    log: Logger,
+    namespace = 'fleetgate',
+  ): RedisThrottleStore {
     const client = new Redis(url, {
       // Fail at once while disconnected (the fallback answers) instead of queueing.
       enableOfflineQueue: false,
@@ -39,7 +46,7 @@ export class RedisThrottleStore implements ThrottleStore {
       lazyConnect: false,
     });
     client.on('error', (err: Error) => log.debug({ err: err.message }, 'redis connection error'));
-    return new RedisThrottleStore(client, fallback, log);
+    return new RedisThrottleStore(client, fallback, log, namespace);
   }
 
   async take(policy: NamedPolicy, key: string): Promise<TakeResult> {
@@ -76,7 +83,7 @@ export class RedisThrottleStore implements ThrottleStore {
     if (!limiter) {
       limiter = new RateLimiterRedis({
         storeClient: this.client,
-        keyPrefix: `fleetgate:${policy.name}`,
+        keyPrefix: `${this.namespace}:${policy.name}`,
         points: policy.capacity,
         duration: Math.max(1, Math.ceil(policy.windowMs / 1000)),
         rejectIfRedisNotReady: true,
