@@ -299,3 +299,48 @@ export async function findSilencedDevices(
     .execute();
   return rows.map((row) => row.id);
 }
+
+/**
+ * Of the given certificates, those no longer accepted (what
+ * requireActiveCertificate refuses): the device revoked, its identity
+ * disabled, the certificate retired past its grace period, or a serial of its
+ * chain on its CA's CRL. One query for every open long-lived connection,
+ * which is held by a certificate, not by a device.
+ */
+export async function findRefusedCertificates(
+  db: Kysely<Database>,
+  fingerprints: readonly string[],
+  now = new Date(),
+): Promise<string[]> {
+  if (fingerprints.length === 0) return [];
+  const rows = await db
+    .selectFrom('device_certificates as c')
+    .innerJoin('devices as d', 'd.id', 'c.device_id')
+    .innerJoin('identities as i', 'i.id', 'd.identity_id')
+    .select('c.fingerprint')
+    .where('c.fingerprint', 'in', [...fingerprints])
+    .where((eb) =>
+      eb.or([
+        eb('d.revoked_at', 'is not', null),
+        eb('i.disabled_at', 'is not', null),
+        eb.and([
+          eb('c.state', '=', 'retired'),
+          eb.or([eb('c.retired_at', 'is', null), eb('c.retired_at', '<=', now)]),
+        ]),
+        eb.exists(
+          eb
+            .selectFrom('device_chain_serials as s')
+            .innerJoin('ca_revoked_serials as r', (join) =>
+              join
+                .onRef('r.ca_id', '=', 's.ca_id')
+                .onRef('r.serial_number', '=', 's.serial_number'),
+            )
+            .select('s.serial_number')
+            .whereRef('s.device_id', '=', 'd.id')
+            .whereRef('s.fingerprint', '=', 'c.fingerprint'),
+        ),
+      ]),
+    )
+    .execute();
+  return rows.map((row) => row.fingerprint);
+}

@@ -7,7 +7,7 @@ import { requireActiveCertificate } from '../devices/device-auth.js';
 import { deviceEvents } from '../devices/device-events.js';
 import { findDeviceNames } from '../devices/device-state.repository.js';
 import { recordDeviceState } from '../devices/device-state.service.js';
-import { findSilencedDevices } from '../devices/device.repository.js';
+import { findRefusedCertificates } from '../devices/device.repository.js';
 import { AppError, forbidden } from '../http/app-error.js';
 import { toHttpError } from '../http/error-handler.js';
 import type { MessageDeps } from '../messages/messages.service.js';
@@ -258,12 +258,24 @@ export async function startMqttBroker(
     for (const client of byDevice.get(deviceId) ?? []) client.close();
   };
   deviceEvents.on('revoked', closeDevice);
+  // The NOTIFY bus only carries device revocations; a certificate retired by a
+  // rotation or revoked by its CA's CRL is caught here. A session is held by a
+  // certificate, and a retired one still matches the device's name topics.
   let polling = false;
   const poll = setInterval(() => {
     if (polling || byDevice.size === 0) return;
     polling = true;
-    findSilencedDevices(deps.db, [...byDevice.keys()])
-      .then((silenced) => silenced.forEach(closeDevice))
+    const open = [...byDevice.values()].flatMap((set) => [...set]);
+    const fingerprints = new Set(
+      open.map((client) => sessions.get(client)!.certificate.fingerprint),
+    );
+    findRefusedCertificates(deps.db, [...fingerprints])
+      .then((refused) => {
+        const gone = new Set(refused);
+        for (const client of open) {
+          if (gone.has(sessions.get(client)!.certificate.fingerprint)) client.close();
+        }
+      })
       .catch((err: unknown) => log.debug({ err }, 'MQTT revocation poll failed'))
       .finally(() => (polling = false));
   }, settings.revocationPollMs);

@@ -1,8 +1,14 @@
 import { expect } from 'chai';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import mqtt from 'mqtt';
+import { curl } from '../support/curl.js';
+import { OpensslPki } from '../support/openssl-ca.js';
 import { waitFor } from '../support/concurrency.js';
 import { newDevice } from '../support/device-client.js';
 import { useFixture, uniqueName } from '../support/fixture.js';
-import { connectPacket, rawConnection, waitForBytes } from '../mqtt/mqtt-support.js';
+import { connectPacket, mqttPortOf, rawConnection, waitForBytes } from '../mqtt/mqtt-support.js';
 
 /**
  * Regressions for what the adversarial review of the wave 2 features (owner
@@ -14,6 +20,7 @@ describe('wave 2 review findings', function () {
   const fx = useFixture({
     FLEETGATE_MQTT_PORT: '0',
     FLEETGATE_MQTT_MAX_PAYLOAD_BYTES: '4096',
+    FLEETGATE_MQTT_REVOCATION_POLL_MS: '100',
     // A silent client is not closed for this long: only the packet limit can end these connections.
     FLEETGATE_FIRST_REQUEST_TIMEOUT_MS: '3600000',
   });
@@ -67,5 +74,63 @@ describe('wave 2 review findings', function () {
     await waitFor('the refusal in the log', () =>
       fx().server.output().includes('"declared":67108864'),
     );
+  });
+
+  it('MQTT: disconnects a CA-enrolled device once its CA’s CRL revokes its certificate', async () => {
+    // Requests re-check the certificate, but the open session stayed subscribed to the
+    // device's name topics, where the RES of whichever certificate holds the name arrive.
+    const pki = new OpensslPki(fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-wave2-')));
+    try {
+      const identity = uniqueName('crl-mqtt');
+      const root = `${identity}-root`;
+      pki.root(root);
+      const cli = async (args: string[]) => {
+        const r = await fx().server.cli(args);
+        if (r.code !== 0) throw new Error(`fleetgate ${args.join(' ')}: ${r.stderr}`);
+      };
+      await cli(['identity', 'create', identity]);
+      await cli(['ca', 'trust', identity, pki.file(`${root}.crt`)]);
+      pki.issue(`${identity}-dev`, root, { cn: 'sensor-crl' });
+      const caFile = path.join(pki.dir, 'server-ca.pem');
+      fs.writeFileSync(caFile, fx().server.caPem);
+      const certFile = pki.chainFile(`${identity}-dev`, []);
+      const keyFile = pki.file(`${identity}-dev.key`);
+      const enrolled = await curl([
+        ...['--cacert', caFile, '--cert', certFile, '--key', keyFile],
+        ...['-H', 'Content-Type: application/json', '-d', '{}'],
+        `https://localhost:${fx().server.port}/device_endpoint`,
+      ]);
+      expect(enrolled.status, enrolled.text).to.equal(200);
+
+      const client = await mqtt.connectAsync(`mqtts://localhost:${mqttPortOf(fx())}`, {
+        ca: fx().server.caPem,
+        cert: fs.readFileSync(certFile),
+        key: fs.readFileSync(keyFile),
+        reconnectPeriod: 0,
+        protocolVersion: 4,
+      });
+      const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+      const granted = await client.subscribeAsync(`${identity}/res/sensor-crl/+`, { qos: 1 });
+      expect(granted.map((g) => g.qos)).to.deep.equal([1]);
+
+      pki.revoke(`${identity}-dev`, root);
+      await cli(['ca', 'crl', identity, pki.crl(root)]);
+      await closed;
+      const again = await mqtt
+        .connectAsync(`mqtts://localhost:${mqttPortOf(fx())}`, {
+          ca: fx().server.caPem,
+          cert: fs.readFileSync(certFile),
+          key: fs.readFileSync(keyFile),
+          reconnectPeriod: 0,
+          protocolVersion: 4,
+        })
+        .then(
+          (c) => (c.end(true), null),
+          (e: Error & { code?: number }) => e,
+        );
+      expect(again?.code, 'refused at CONNECT').to.equal(5);
+    } finally {
+      fs.rmSync(pki.dir, { recursive: true, force: true });
+    }
   });
 });
