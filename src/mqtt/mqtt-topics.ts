@@ -50,6 +50,8 @@ export function maySubscribe(owner: TopicOwner, filter: string): boolean {
   const levels = filter.split('/');
   if (levels.length !== 4) return false;
   const [identity, res, device, endpoint] = levels as [string, string, string, string];
+  // A device (or identity) whose name is itself `+` or `#` must not get a wildcard that way.
+  if (/[+#]/.test(identity) || /[+#]/.test(device)) return false;
   if (identity !== owner.identity || res !== 'res' || !owner.deviceNames.includes(device)) {
     return false;
   }

@@ -88,3 +88,15 @@ describe('MQTT topics and ACL', () => {
     }
   });
 });
+
+describe('MQTT subscribe ACL and names that are wildcards', () => {
+  it('refuses a wildcard in the device or identity level even when a name is literally + or #', () => {
+    for (const name of ['+', '#', 'a+b', 'x#']) {
+      const owner = { identity: 'acme', deviceNames: ['f'.repeat(64), name] };
+      expect(maySubscribe(owner, `acme/res/${name}/+`), name).to.equal(false);
+      expect(maySubscribe(owner, `acme/res/${name}/points`), name).to.equal(false);
+      expect(maySubscribe(owner, `acme/res/${'f'.repeat(64)}/+`), name).to.equal(true);
+    }
+    expect(maySubscribe({ identity: '+', deviceNames: ['d'] }, '+/res/d/+')).to.equal(false);
+  });
+});
