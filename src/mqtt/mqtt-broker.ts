@@ -13,7 +13,7 @@ import { toHttpError } from '../http/error-handler.js';
 import type { MessageDeps } from '../messages/messages.service.js';
 import { countMqttPublish, watchMqttConnections } from '../observability/metrics.js';
 import { httpsOptions, type ServerTlsMaterial } from '../server/tls-options.js';
-import { TokenBuckets } from '../throttle/token-bucket.js';
+import type { NamedPolicy } from '../throttle/throttle-store.js';
 import type { CertificateInfo } from '../tls/certificate-info.js';
 import { requireSocketCertificate } from '../tls/client-certificate.js';
 import { answerRequest } from './mqtt-requests.js';
@@ -65,9 +65,15 @@ export async function startMqttBroker(
   /** Will messages accepted at CONNECT (on the device's state topic only). */
   const wills = new WeakSet<object>();
   const completed = new Map<number, Map<string, string>>();
-  const buckets =
+  // In the shared throttle store (PostgreSQL or Redis on a server): N nodes give a device one budget.
+  const messagePolicy: NamedPolicy | null =
     settings.messagesPerMinute > 0
-      ? new TokenBuckets({ capacity: settings.messagesPerMinute, windowMs: 60_000 })
+      ? {
+          name: 'mqtt_messages_by_device',
+          capacity: settings.messagesPerMinute,
+          windowMs: 60_000,
+          perDevice: true,
+        }
       : null;
 
   const broker = await Aedes.createBroker({
@@ -187,7 +193,11 @@ export async function startMqttBroker(
     }
     // Nothing a device publishes is kept for later subscribers.
     packet.retain = false;
-    if (buckets && !isWill && !buckets.take(String(session.deviceId)).allowed) {
+    if (
+      messagePolicy &&
+      !isWill &&
+      !(await deps.throttles.store.take(messagePolicy, String(session.deviceId))).allowed
+    ) {
       countMqttPublish('too_many_requests');
       if (target.kind === 'request') {
         await respond(session, target.device, target.endpoint, {

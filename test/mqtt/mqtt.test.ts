@@ -528,3 +528,31 @@ describe('MQTT channel', function () {
     expect(refused.stderr).to.match(/not authori[sz]ed/i);
   });
 });
+
+describe('MQTT channel: messages per minute', function () {
+  this.timeout(60_000);
+  const fx = useFixture({ FLEETGATE_MQTT_PORT: '0', FLEETGATE_MQTT_MESSAGES_PER_MINUTE: '2' });
+
+  it('answers the message over the budget with 429 on its RES topic and stores nothing from it', async () => {
+    const identity = uniqueName('mqtt-rate');
+    const { device } = await fx().boundDevice(identity);
+    const client = await connectDevice(fx(), device);
+    try {
+      const inbox = new Inbox(client);
+      await client.subscribeAsync(`${identity}/res/${device.fingerprint}/+`, { qos: 1 });
+      const codes: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        await client.publishAsync(
+          `${identity}/req/${device.fingerprint}/points`,
+          JSON.stringify({ id: `r${i}`, data: { series: 'rate', points: [[T0 + i, i]] } }),
+          { qos: 1 },
+        );
+        codes.push((await inbox.next()).json.code);
+      }
+      expect(codes).to.deep.equal([200, 200, 429]);
+      expect(await countStoredPoints(fx().db, fx().server, device, ['rate'])).to.equal(2);
+    } finally {
+      await client.endAsync(true).catch(() => undefined);
+    }
+  });
+});
