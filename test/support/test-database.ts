@@ -55,8 +55,18 @@ export async function createTestDatabase(options: TestDatabaseOptions = {}): Pro
     };
   }
   const name = `fleetgate_test_${crypto.randomBytes(6).toString('hex')}`;
-  const template = options.migrated ? ` template ${await postgresTemplate(serverUrl)}` : '';
-  await withAdmin(serverUrl, (client) => client.query(`create database ${name}${template}`));
+  const create = async () => {
+    const template = options.migrated ? ` template ${await postgresTemplate(serverUrl)}` : '';
+    await withAdmin(serverUrl, (client) => client.query(`create database ${name}${template}`));
+  };
+  try {
+    await create();
+  } catch (err) {
+    // The template is gone (dropped by someone else sharing this server): make it again, once.
+    if (!options.migrated || (err as { code?: string }).code !== '3D000') throw err;
+    postgresTemplateName = undefined;
+    await create();
+  }
   const url = databaseUrl(serverUrl, name);
   return {
     env: { ...base, DATABASE_URL: url },
