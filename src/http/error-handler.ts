@@ -111,6 +111,11 @@ export function clientErrorHandler(log: Logger) {
         'Content-Type: application/json; charset=utf-8\r\n' +
         `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     );
+    // Whatever the client still sends is read and dropped: closing with unread bytes
+    // would make the kernel answer with a reset, which can destroy the answer above
+    // before the client has read it (a 431 to a client still writing its headers).
+    socket.on('data', () => undefined);
+    socket.resume();
     // end() flushes the answer first; a client that never reads it is cut off shortly after.
     setTimeout(() => socket.destroy(), 1000).unref();
   };

@@ -136,9 +136,13 @@ export function enableResumption(
   sharedKeys?: SharedTicketKeys,
 ): Resumption {
   server.on('newSession', (id: Buffer, data: Buffer, done: () => void) => {
-    store.set(id, data).then(done, (err: unknown) => {
+    // The connection goes on at once; the save finishes beside it. Holding the
+    // handshake for a shared (PostgreSQL) store stalled TLS 1.3 connections, and a
+    // client that wrote at once had its answer lost to a reset (a 431 to huge headers).
+    // A session not saved yet only costs a full handshake.
+    done();
+    store.set(id, data).catch((err: unknown) => {
       log.warn({ err: String(err) }, 'TLS session store: could not save a session');
-      done();
     });
   });
   server.on(
