@@ -20,15 +20,17 @@ export async function handleStatus(db: Kysely<Database>, req: Request, res: Resp
     res.status(200).json({ status: 'unbound', ...base });
     return;
   }
-  const status = device.revokedAt
-    ? 'revoked'
-    : certificateRetired(device)
-      ? 'retired'
-      : device.identityDisabledAt
-        ? 'disabled'
-        : device.pendingConfirmation
-          ? 'pending_confirmation'
-          : 'active';
+  // Revoked by an admin, or by a CRL of the CA that admitted it.
+  const status =
+    device.revokedAt || device.revokedByCaSerial
+      ? 'revoked'
+      : certificateRetired(device)
+        ? 'retired'
+        : device.identityDisabledAt
+          ? 'disabled'
+          : device.pendingConfirmation
+            ? 'pending_confirmation'
+            : 'active';
   res.status(200).json({
     status,
     ...base,

@@ -35,7 +35,7 @@ function pkiFor(fx: ReturnType<typeof useFixture>) {
     fs.writeFileSync(file, points);
     return curl([...tls(device, chain), '-F', `temp=@${file};type=text/plain`, url()]);
   };
-  return { state, ok, enroll, upload };
+  return { state, ok, enroll, upload, tls, url };
 }
 
 const INTERMEDIATE =
@@ -49,7 +49,7 @@ const INTERMEDIATE =
  */
 describe('revocation by CA CRL on every request', () => {
   const fx = useFixture({ FLEETGATE_BIND_FAILURES_PER_ADDRESS: '0' });
-  const { state, ok, enroll, upload } = pkiFor(fx);
+  const { state, ok, enroll, upload, tls, url } = pkiFor(fx);
 
   it('refuses the next upload of an enrolled device once its CA’s CRL lists it', async () => {
     const identity = uniqueName('crlreq');
@@ -72,6 +72,8 @@ describe('revocation by CA CRL on every request', () => {
     expect(after.json.error).to.contain('CRL');
     const again = await enroll(`${identity}-dev`, []);
     expect(again.json.code, again.text).to.equal('certificate_revoked_by_ca');
+    const status = await curl([...tls(`${identity}-dev`, []), url()]);
+    expect(status.json.status, status.text).to.equal('revoked');
     // A device its CA did not revoke keeps uploading.
     const other = await upload(`${identity}-other`, [], '1526292559216,3\n');
     expect(other.status, other.text).to.equal(200);
