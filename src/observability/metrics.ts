@@ -57,11 +57,18 @@ const tlsHandshakes = new client.Counter({
   registers: [registry],
 });
 
+/** Counters of open MQTT connections (one per running broker); summed by the gauge. */
+const mqttConnectionCounters = new Set<() => number>();
 const openConnections = new client.Gauge({
   name: 'fleetgate_open_connections',
   help: 'Open long-lived device connections by channel (websocket, mqtt)',
   labelNames: ['channel'] as const,
   registers: [registry],
+  collect() {
+    let open = 0;
+    for (const count of mqttConnectionCounters) open += count();
+    this.set({ channel: 'mqtt' }, open);
+  },
 });
 for (const channel of ['websocket', 'mqtt']) openConnections.set({ channel }, 0);
 
@@ -95,19 +102,6 @@ new client.Gauge({
     this.set({ state: 'in_use' }, inUse);
     this.set({ state: 'idle' }, idle);
     this.set({ state: 'waiting' }, waiting);
-  },
-});
-
-/** Counters of open MQTT connections (one per running broker); summed by the gauge. */
-const mqttConnectionCounters = new Set<() => number>();
-new client.Gauge({
-  name: 'fleetgate_mqtt_connections',
-  help: 'Open MQTT connections of authenticated devices',
-  registers: [registry],
-  collect() {
-    let open = 0;
-    for (const count of mqttConnectionCounters) open += count();
-    this.set(open);
   },
 });
 

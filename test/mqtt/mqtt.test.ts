@@ -77,6 +77,26 @@ describe('MQTT channel', function () {
     return message.json;
   }
 
+  it('counts open MQTT connections in fleetgate_open_connections{channel="mqtt"}', async () => {
+    const gauge = async () => {
+      const text = await (await fetch(`${fx().server.adminUrl}/metrics`)).text();
+      const line = /^fleetgate_open_connections\{channel="mqtt"\} (\d+)/m.exec(text);
+      expect(line, 'the mqtt sample').to.not.equal(null);
+      return Number(line![1]);
+    };
+    const before = await gauge();
+    const b = await bound('gauge');
+    const client = await connectDevice(fx(), b.device);
+    try {
+      expect(await gauge()).to.equal(before + 1);
+    } finally {
+      await client.endAsync(true);
+    }
+    for (let i = 0; i < 100 && (await gauge()) !== before; i++)
+      await new Promise((r) => setTimeout(r, 50));
+    expect(await gauge()).to.equal(before);
+  });
+
   it('refuses an unbound certificate at CONNECT with "not authorized"', async () => {
     const err = await connectDevice(fx(), newDevice()).then(
       () => null,
