@@ -178,13 +178,17 @@ export async function* seriesCsv(
   query: Omit<SeriesQuery, 'limit'>,
 ): AsyncGenerator<string> {
   let cursor = query.cursor;
-  if (query.bucketMs !== null) yield 'bucket_start_ms,count,avg,min,max\n';
+  let first = true;
   for (;;) {
+    // The first page is read before anything is written: a bad query (a cursor of
+    // another shape) is still a 400, not an answer cut off after its first line.
     const { rows, nextCursor } = await querySeries(db, target, {
       ...query,
       cursor,
       limit: STREAM_PAGE,
     });
+    if (first && query.bucketMs !== null) yield 'bucket_start_ms,count,avg,min,max\n';
+    first = false;
     if (rows.length > 0) yield toCsv(rows);
     if (nextCursor === null) return;
     cursor = nextCursor;
