@@ -38,32 +38,21 @@ export async function storeMessages(
   body: unknown,
   rawText: string | undefined,
 ): Promise<StoredMessages> {
-  const device = await requireActiveCertificate(deps.db, certificate);
-  const rateLimit = await takeUploadAllowance(deps.throttles, device.deviceId);
-  const { limits } = deps.config;
-  const now = Date.now();
-  const batch = MessageBatch.from(
-    body,
-    {
-      maxFields: limits.maxMessageFields,
-      maxMessages: limits.maxMessages,
-      timestampRange: {
-        minEpochMs: limits.minTimestampMs,
-        maxEpochMs: now + limits.maxClockSkewMs,
+  return storeForDevice(deps, certificate, (limits, now) =>
+    MessageBatch.from(
+      body,
+      {
+        maxFields: limits.maxMessageFields,
+        maxMessages: limits.maxMessages,
+        timestampRange: {
+          minEpochMs: limits.minTimestampMs,
+          maxEpochMs: now + limits.maxClockSkewMs,
+        },
       },
-    },
-    now,
-    rawText,
+      now,
+      rawText,
+    ).inputs(),
   );
-  const summary = await ingestBatch(
-    deps.ingest,
-    device.deviceId,
-    batch.inputs(),
-    { maxSeriesPerDevice: limits.maxSeriesPerDevice },
-    () => badRequest('empty_batch', 'the batch holds no points'),
-  );
-  countUploadedPoints(summary);
-  return { summary, rateLimit };
 }
 
 /**
@@ -77,21 +66,37 @@ export async function storeSeriesPoints(
   body: unknown,
   rawText: string | undefined,
 ): Promise<StoredMessages> {
+  return storeForDevice(deps, certificate, (limits, now) => {
+    if (rawText !== undefined) assertFaithfulJson(rawText);
+    return [
+      seriesPointsInput(body, {
+        maxLineBytes: limits.maxLineBytes,
+        timestampRange: {
+          minEpochMs: limits.minTimestampMs,
+          maxEpochMs: now + limits.maxClockSkewMs,
+        },
+      }),
+    ];
+  });
+}
+
+/** The rules both share: device looked up afresh, one upload from its budget, then ingestBatch. */
+async function storeForDevice(
+  deps: MessageDeps,
+  certificate: CertificateInfo,
+  inputsOf: (
+    limits: MessageDeps['config']['limits'],
+    now: number,
+  ) => Parameters<typeof ingestBatch>[2],
+): Promise<StoredMessages> {
   const device = await requireActiveCertificate(deps.db, certificate);
   const rateLimit = await takeUploadAllowance(deps.throttles, device.deviceId);
   const { limits } = deps.config;
-  if (rawText !== undefined) assertFaithfulJson(rawText);
-  const input = seriesPointsInput(body, {
-    maxLineBytes: limits.maxLineBytes,
-    timestampRange: {
-      minEpochMs: limits.minTimestampMs,
-      maxEpochMs: Date.now() + limits.maxClockSkewMs,
-    },
-  });
+  const inputs = inputsOf(limits, Date.now());
   const summary = await ingestBatch(
     deps.ingest,
     device.deviceId,
-    [input],
+    inputs,
     { maxSeriesPerDevice: limits.maxSeriesPerDevice },
     () => badRequest('empty_batch', 'the batch holds no points'),
   );

@@ -8,6 +8,7 @@ import { OpensslPki } from '../support/openssl-ca.js';
 import { waitFor } from '../support/concurrency.js';
 import { newDevice } from '../support/device-client.js';
 import { useFixture, uniqueName } from '../support/fixture.js';
+import { remainingLength } from '../mqtt/mqtt-support.js';
 import { connectPacket, mqttPortOf, rawConnection, waitForBytes } from '../mqtt/mqtt-support.js';
 
 /**
@@ -27,14 +28,7 @@ describe('wave 2 review findings', function () {
 
   /** A fixed header declaring `length` bytes of packet body. */
   function header(first: number, length: number): Buffer {
-    const bytes = [first];
-    do {
-      let byte = length % 128;
-      length = Math.floor(length / 128);
-      if (length > 0) byte |= 0x80;
-      bytes.push(byte);
-    } while (length > 0);
-    return Buffer.from(bytes);
+    return Buffer.concat([Buffer.from([first]), remainingLength(length)]);
   }
 
   /** Writes `megabytes` of filler, stopping early when the server closed the connection. */

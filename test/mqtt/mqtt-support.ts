@@ -109,7 +109,8 @@ export function mosquitto(
 
 // --- raw MQTT 3.1.1 packets, for what a well-behaved client never sends ---
 
-function remainingLength(length: number): Buffer {
+/** MQTT's variable-length "remaining length" field. */
+export function remainingLength(length: number): Buffer {
   const bytes: number[] = [];
   do {
     let byte = length % 128;

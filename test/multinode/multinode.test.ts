@@ -4,7 +4,6 @@
  * that node's Unix socket with the certificate header, exactly as nginx
  * forwards them; the rest go through nginx, which spreads them over the nodes.
  */
-import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -34,6 +33,7 @@ import {
   queryTestDatabase,
   type TestDatabase,
 } from '../support/test-database.js';
+import { sClient } from '../support/openssl-client.js';
 
 const REDIS_URL = process.env.FLEETGATE_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
@@ -375,30 +375,4 @@ async function waitForOpenTransaction(db: TestDatabase): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   throw new Error('the upload never opened a transaction');
-}
-
-const GET_STATUS = 'GET /device_endpoint HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n';
-
-/** `openssl s_client` with a status request on stdin; returns all it printed. */
-function sClient(port: number, args: string[]): Promise<string> {
-  return new Promise((resolve) => {
-    const child = spawn('openssl', [
-      's_client',
-      '-connect',
-      `127.0.0.1:${port}`,
-      '-servername',
-      'localhost',
-      '-ign_eof',
-      ...args,
-    ]);
-    let output = '';
-    child.stdout.on('data', (chunk) => (output += String(chunk)));
-    child.stderr.on('data', (chunk) => (output += String(chunk)));
-    child.stdin.end(GET_STATUS);
-    const timer = setTimeout(() => child.kill(), 20_000);
-    child.on('close', () => {
-      clearTimeout(timer);
-      resolve(output);
-    });
-  });
 }

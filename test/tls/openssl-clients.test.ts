@@ -5,39 +5,14 @@
  * -sess_in), and ALPN offers fleetgate does not speak.
  */
 import { skipBecause } from '../support/skip.js';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
 import { REPO_ROOT, startFleetgate, type FleetgateProcess } from '../support/fleetgate-process.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 import { factoryDevice } from './device-stacks.js';
-
-const GET_STATUS = 'GET /device_endpoint HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n';
-
-/** Runs `openssl s_client` with a request on stdin; returns all it printed. */
-function sClient(port: number, args: string[], input = GET_STATUS): Promise<string> {
-  return new Promise((resolve) => {
-    const child = spawn('openssl', [
-      's_client',
-      '-connect',
-      `127.0.0.1:${port}`,
-      '-servername',
-      'localhost',
-      '-ign_eof',
-      ...args,
-    ]);
-    let output = '';
-    child.stdout.on('data', (chunk) => (output += String(chunk)));
-    child.stderr.on('data', (chunk) => (output += String(chunk)));
-    child.stdin.end(input);
-    const timer = setTimeout(() => child.kill(), 20_000);
-    child.on('close', () => {
-      clearTimeout(timer);
-      resolve(output);
-    });
-  });
-}
+import { sClient } from '../support/openssl-client.js';
 
 describe('device TLS policy: openssl s_client and Python clients', function () {
   this.timeout(120_000);
