@@ -109,6 +109,7 @@ async function timeUnnest(
   for (let i = 0; i < points.epochMs.length; i += batch) {
     await insertPointBatch(
       pinned.db,
+      0, // device_id: this bench writes series of no device (points has no foreign key)
       seriesId,
       points.epochMs.slice(i, i + batch),
       points.values.slice(i, i + batch),

@@ -2,6 +2,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FileMigrationProvider, Migrator, sql, type Kysely, type MigrationResult } from 'kysely';
+import { distributeForCitus } from './distribute.js';
 
 /** Compiled migrations sit in dist/migrations, two levels up from dist/src/db. */
 const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations', import.meta.url));
@@ -13,7 +14,10 @@ export function createMigrator(db: Kysely<unknown>): Migrator {
   });
 }
 
-/** Applies every pending migration; throws with the failing migration's name. */
+/**
+ * Applies every pending migration, then, on a Citus cluster, distributes the
+ * tables not distributed yet; throws with the failing migration's name.
+ */
 export async function migrateToLatest(db: Kysely<unknown>): Promise<MigrationResult[]> {
   await ensureMigrationTables(db);
   const { error, results = [] } = await createMigrator(db).migrateToLatest();
@@ -21,6 +25,7 @@ export async function migrateToLatest(db: Kysely<unknown>): Promise<MigrationRes
     const failed = results.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
     throw new Error(`migration ${failed} failed: ${String((error as Error).message ?? error)}`);
   }
+  await distributeForCitus(db);
   return results;
 }
 

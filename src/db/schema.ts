@@ -47,6 +47,15 @@ export interface DeviceTable {
 
 export type CertificateState = 'active' | 'retired';
 
+/**
+ * Keeps a fingerprint unique across every device: device_certificates is keyed
+ * by (fingerprint, device_id), as a table distributed by device must be.
+ */
+export interface CertificateFingerprintTable {
+  fingerprint: string;
+  device_id: number;
+}
+
 export interface DeviceCertificateTable {
   fingerprint: string;
   device_id: number;
@@ -173,6 +182,8 @@ export interface SeriesTable {
 }
 
 export interface PointTable {
+  /** The distribution column on Citus; the series' device. */
+  device_id: number;
   series_id: number;
   ts: Date;
   value: number;
@@ -212,6 +223,7 @@ export interface Database {
   psks: PskTable;
   devices: DeviceTable;
   device_certificates: DeviceCertificateTable;
+  certificate_fingerprints: CertificateFingerprintTable;
   rotation_challenges: RotationChallengeTable;
   pending_rotations: PendingRotationTable;
   certificate_authorities: CertificateAuthorityTable;

@@ -90,6 +90,7 @@ export async function insertDeviceWithCertificate(
     .returning(['id', 'bound_at'])
     .executeTakeFirstOrThrow();
   const cert = device.certificate;
+  await claimFingerprint(db, id, cert.fingerprint);
   await db
     .insertInto('device_certificates')
     .values({
@@ -238,12 +239,30 @@ export type CertificateFields = Pick<
   'fingerprint' | 'subject' | 'issuer' | 'serialNumber' | 'notBefore' | 'notAfter'
 >;
 
+/**
+ * A fingerprint belongs to one device for good. device_certificates is keyed
+ * by (fingerprint, device_id), as a table distributed by device must be, so
+ * this table (distributed by fingerprint on Citus) is what makes a second
+ * device with the same certificate a unique violation (23505), as before.
+ */
+async function claimFingerprint(
+  db: Kysely<Database>,
+  deviceId: number,
+  fingerprint: string,
+): Promise<void> {
+  await db
+    .insertInto('certificate_fingerprints')
+    .values({ fingerprint, device_id: deviceId })
+    .execute();
+}
+
 /** A certificate that completed a rotation joins its device, active from now. */
 export async function insertActiveCertificate(
   db: Kysely<Database>,
   deviceId: number,
   cert: CertificateFields,
 ): Promise<void> {
+  await claimFingerprint(db, deviceId, cert.fingerprint);
   await db
     .insertInto('device_certificates')
     .values({

@@ -73,7 +73,8 @@ export function copyIngest(pool: pg.Pool, partitions: PointPartitions): IngestBa
       return {
         db: pinned.db,
         lockDevice,
-        seriesWriter: (seriesId) => new CopySeriesWriter(pinned, seriesId, created, savepoints),
+        seriesWriter: (seriesId) =>
+          new CopySeriesWriter(pinned, deviceId, seriesId, created, savepoints),
         commit: async () => {
           await pinned.commit();
           created.committed();
@@ -97,6 +98,7 @@ class CopySeriesWriter implements SeriesWriter {
 
   constructor(
     private readonly pinned: PinnedClient,
+    private readonly deviceId: number,
     private readonly seriesId: number,
     private readonly partitions: UploadPartitions,
     private readonly savepoints: { left: number },
@@ -146,7 +148,13 @@ class CopySeriesWriter implements SeriesWriter {
   private async finishUnguarded(): Promise<number> {
     if (this.small) {
       await this.ensurePartitions();
-      return insertPointBatch(this.pinned.db, this.seriesId, this.small.epochMs, this.small.values);
+      return insertPointBatch(
+        this.pinned.db,
+        this.deviceId,
+        this.seriesId,
+        this.small.epochMs,
+        this.small.values,
+      );
     }
     await this.endSegment();
     return this.stored;
@@ -187,9 +195,12 @@ class CopySeriesWriter implements SeriesWriter {
     let stored: number | false = false;
     if (this.savepoints.left > 0) {
       this.savepoints.left--;
-      stored = await insertStagedPointsIfAllNew(this.client, this.seriesId);
+      stored = await insertStagedPointsIfAllNew(this.client, this.deviceId, this.seriesId);
     }
-    this.stored += stored === false ? await insertStagedPoints(this.client, this.seriesId) : stored;
+    this.stored +=
+      stored === false
+        ? await insertStagedPoints(this.client, this.deviceId, this.seriesId)
+        : stored;
     this.segmentPoints = 0;
   }
 

@@ -36,13 +36,14 @@ export async function countSeriesOfDevice(db: Kysely<Database>, deviceId: number
  */
 export async function insertPointBatch(
   db: Kysely<Database>,
+  deviceId: number,
   seriesId: number,
   epochMs: readonly number[],
   values: readonly number[],
 ): Promise<number> {
   const result = await sql`
-    insert into points (series_id, ts, value)
-    select ${seriesId}, timestamptz 'epoch' + u.ms * interval '1 millisecond', u.v
+    insert into points (device_id, series_id, ts, value)
+    select ${deviceId}::int, ${seriesId}::int, timestamptz 'epoch' + u.ms * interval '1 millisecond', u.v
     from unnest(${epochMs}::bigint[], ${values}::float8[]) as u(ms, v)
     on conflict do nothing`.execute(db);
   return Number(result.numAffectedRows ?? 0n);
@@ -118,13 +119,14 @@ export function copyIntoStagingTable(client: pg.ClientBase): CopyStreamQuery {
  */
 export async function insertStagedPointsIfAllNew(
   client: pg.ClientBase,
+  deviceId: number,
   seriesId: number,
 ): Promise<number | false> {
   await client.query('savepoint staged_points');
   try {
     const result = await client.query(
-      'insert into points (series_id, ts, value) select $1, ts, value from points_staging',
-      [seriesId],
+      'insert into points (device_id, series_id, ts, value) select $1, $2, ts, value from points_staging',
+      [deviceId, seriesId],
     );
     await client.query('release savepoint staged_points');
     return result.rowCount ?? 0;
@@ -142,12 +144,16 @@ export async function insertStagedPointsIfAllNew(
  * parallel), so of two points with the same timestamp the first one wins.
  * Returns how many were new.
  */
-export async function insertStagedPoints(client: pg.ClientBase, seriesId: number): Promise<number> {
+export async function insertStagedPoints(
+  client: pg.ClientBase,
+  deviceId: number,
+  seriesId: number,
+): Promise<number> {
   const result = await client.query(
-    `insert into points (series_id, ts, value)
-     select $1, ts, value from points_staging
+    `insert into points (device_id, series_id, ts, value)
+     select $1, $2, ts, value from points_staging
      on conflict do nothing`,
-    [seriesId],
+    [deviceId, seriesId],
   );
   return result.rowCount ?? 0;
 }

@@ -34,7 +34,7 @@ class UnnestUpload implements UploadTransaction {
   constructor(
     readonly db: ControlledTransaction<Database>,
     partitions: PointPartitions,
-    deviceId: number,
+    private readonly deviceId: number,
   ) {
     this.lockDevice = deviceLock(db, deviceId);
     this.created = new UploadPartitions(partitions, db, this.lockDevice);
@@ -48,7 +48,7 @@ class UnnestUpload implements UploadTransaction {
     const flush = async () => {
       if (epochMs.length === 0) return;
       await this.created.ensure(months.take());
-      stored += await insertPointBatch(this.db, seriesId, epochMs, values);
+      stored += await insertPointBatch(this.db, this.deviceId, seriesId, epochMs, values);
       epochMs = [];
       values = [];
     };
