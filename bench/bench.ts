@@ -58,7 +58,7 @@ async function main() {
       );
     if (step('2', '2 small uploads'))
       rows.push(
-        ...(await benchSmallUploads(devices.slice(0, 50), server.baseUrl, 40 * scale, meter)),
+        ...(await benchSmallUploads(db, devices.slice(0, 50), server.baseUrl, 40 * scale, meter)),
       );
     if (step('3', '3 new connections'))
       rows.push(

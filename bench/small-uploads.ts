@@ -1,13 +1,17 @@
 import { request } from 'undici';
 import { csvLines, multipartBody } from './support/bodies.js';
-import type { BoundDevice } from './support/bench-server.js';
+import { pgbenchSmallInserts } from './pgbench-reference.js';
+import type { BenchDatabase, BoundDevice } from './support/bench-server.js';
 import { percentile, rate, seconds, type CpuMeter, type Row } from './support/measure.js';
 
 /**
  * Item 2: every device sends `uploadsEach` files of 100 points one after the
- * other over its own keep-alive connection, all devices at once.
+ * other over its own keep-alive connection, all devices at once; then
+ * `pgbench` with as many clients doing the same as transactions of plain SQL
+ * (see pgbench-reference.ts), in the same database, right after.
  */
 export async function benchSmallUploads(
+  db: BenchDatabase,
   devices: readonly BoundDevice[],
   baseUrl: string,
   uploadsEach: number,
@@ -36,6 +40,13 @@ export async function benchSmallUploads(
   );
   const elapsed = seconds(started);
   const cpuSplit = await cpu();
+  const ours = latencies.length / elapsed;
+  const reference = await pgbenchSmallInserts(db, {
+    clients: devices.length,
+    transactionsEach: uploadsEach,
+    rowsPerTransaction: 100,
+    startMs,
+  });
   latencies.sort((a, b) => a - b);
   const p50 = percentile(latencies, 50);
   const p99 = percentile(latencies, 99);
@@ -43,13 +54,17 @@ export async function benchSmallUploads(
     {
       item: '2 small uploads',
       measure: `uploads/s, ${devices.length} devices x ${uploadsEach} x 100 pts, keep-alive`,
-      value: rate(latencies.length / elapsed),
+      value: rate(ours),
+      reference: `${rate(reference.tps)} tx/s (pgbench, 100-row insert on conflict do nothing)`,
+      ratio: (ours / reference.tps).toFixed(2),
+      target: '>= 0.4',
       cpu: cpuSplit,
     },
     {
       item: '2 small uploads',
       measure: 'latency p50 / p99',
       value: `${p50.toFixed(1)} / ${p99.toFixed(1)} ms`,
+      reference: `${reference.latencyMs.toFixed(1)} ms average (pgbench)`,
       target: 'p99 < 50 ms',
     },
   ];

@@ -4,7 +4,8 @@ import type { FilePart } from './multipart-parts.js';
 import type { TimestampRange } from './point-line.js';
 import { PointScanner, type PointCallback } from './point-scanner.js';
 import { countSeriesOfDevice, createSeries, findSeriesId } from './points.repository.js';
-import type { IngestBackend, UploadTransaction } from './upload-transaction.js';
+import { MonthSet } from './partition-months.js';
+import type { IngestBackend, SeriesWriter, UploadTransaction } from './upload-transaction.js';
 
 export interface SeriesCounts {
   stored: number;
@@ -40,13 +41,21 @@ export interface SeriesInput {
 }
 
 /**
+ * Points of a batch's first series held in memory while the batch may still
+ * be stored by one statement (`IngestBackend.storeSingleSeries`): about 32 KB.
+ */
+const SINGLE_STATEMENT_POINTS = 2000;
+
+/**
  * THE write path of fleetgate: every channel (multipart upload, JSON
  * messages, WebSocket) stores its points through this function. One batch is
  * one transaction: each series is written while its input is still being
  * read, any refusal rolls the whole batch back, so a batch stores all of its
- * new points or none. The transaction opens at the first series, so a client
- * that never sends one holds no database connection. `empty` is the refusal
- * for a batch without any series.
+ * new points or none. The transaction opens once there is something to write,
+ * so a client that never sends a series holds no database connection. The
+ * common batch, one small series the device already has, is held until the
+ * input ends and then stored by one statement, its own transaction (see
+ * single-statement.ts). `empty` is the refusal for a batch without any series.
  */
 export async function ingestBatch(
   backend: IngestBackend,
@@ -60,29 +69,138 @@ export async function ingestBatch(
   const perSeries = new Map<string, SeriesCounts>();
   let stored = 0;
   let duplicates = 0;
+  const count = (name: string, counts: SeriesCounts) => {
+    const total = perSeries.get(name) ?? { stored: 0, duplicates: 0 };
+    perSeries.set(name, total);
+    total.stored += counts.stored;
+    total.duplicates += counts.duplicates;
+    stored += counts.stored;
+    duplicates += counts.duplicates;
+  };
+  // fromEntries defines own properties; it never invokes the __proto__ setter.
+  const summary = () => ({ series: Object.fromEntries(perSeries), stored, duplicates });
   let trx: UploadTransaction | undefined;
+  const open = async () => (trx ??= await backend.begin(deviceId));
+  const writerOf = async (name: string) => {
+    const t = await open();
+    return t.seriesWriter(await seriesOf(t, deviceId, name, options.maxSeriesPerDevice));
+  };
+  const iterator = iteratorOf(inputs);
+  let exhausted = false;
+  const next = async () => {
+    const result = await iterator.next();
+    exhausted = result.done === true;
+    return result;
+  };
   try {
-    for await (const input of inputs) {
-      assertSeriesName(input.name);
-      trx ??= await backend.begin(deviceId);
-      const seriesId = await seriesOf(trx, deviceId, input.name, options.maxSeriesPerDevice);
-      const counts = await ingestSeries(trx, seriesId, input);
-      const total = perSeries.get(input.name) ?? { stored: 0, duplicates: 0 };
-      perSeries.set(input.name, total);
-      total.stored += counts.stored;
-      total.duplicates += counts.duplicates;
-      stored += counts.stored;
-      duplicates += counts.duplicates;
+    let input = await next();
+    if (input.done) throw empty();
+    const first = input.value;
+    assertSeriesName(first.name);
+    const firstResult = await feedFirstSeries(first, () => writerOf(first.name));
+    input = await next();
+    if (firstResult instanceof HeldPoints) {
+      const held = firstResult;
+      if (input.done && backend.storeSingleSeries) {
+        const n = await backend.storeSingleSeries(
+          deviceId,
+          first.name,
+          held.epochMs,
+          held.values,
+          held.months.take(),
+        );
+        if (n !== null) {
+          count(first.name, { stored: n, duplicates: held.size - n });
+          return summary();
+        }
+      }
+      const writer = await writerOf(first.name);
+      held.replay(writer);
+      const n = await writer.finish();
+      count(first.name, { stored: n, duplicates: held.size - n });
+    } else {
+      count(first.name, firstResult);
     }
-    if (!trx) throw empty();
-    await touchLastSeen(trx.db, deviceId);
-    await trx.commit();
-    // fromEntries defines own properties; it never invokes the __proto__ setter.
-    return { series: Object.fromEntries(perSeries), stored, duplicates };
+    while (!input.done) {
+      assertSeriesName(input.value.name);
+      const t = await open();
+      const seriesId = await seriesOf(t, deviceId, input.value.name, options.maxSeriesPerDevice);
+      count(input.value.name, await ingestSeries(t, seriesId, input.value));
+      input = await next();
+    }
+    const t = await open();
+    await touchLastSeen(t.db, deviceId);
+    await t.commit();
+    return summary();
   } catch (err) {
     await trx?.rollback().catch(() => undefined);
+    // As `for await` would on a throw: lets the input's generator clean up.
+    if (!exhausted) await Promise.resolve(iterator.return?.()).catch(() => undefined);
     throw err;
   }
+}
+
+function iteratorOf<T>(inputs: AsyncIterable<T> | Iterable<T>): AsyncIterator<T> | Iterator<T> {
+  return Symbol.asyncIterator in inputs
+    ? inputs[Symbol.asyncIterator]()
+    : (inputs as Iterable<T>)[Symbol.iterator]();
+}
+
+/** The points of a small series, in arrival order, before anything is written. */
+class HeldPoints {
+  readonly epochMs: number[] = [];
+  readonly values: number[] = [];
+  readonly months = new MonthSet();
+
+  get size(): number {
+    return this.epochMs.length;
+  }
+
+  add(epochMs: number, value: number): void {
+    this.epochMs.push(epochMs);
+    this.values.push(value);
+    this.months.add(epochMs);
+  }
+
+  replay(writer: SeriesWriter): void {
+    for (let i = 0; i < this.epochMs.length; i++) writer.add(this.epochMs[i]!, this.values[i]!);
+  }
+}
+
+/**
+ * Reads the first series of a batch: held while it stays within
+ * SINGLE_STATEMENT_POINTS, else written from then on through `startWriting`
+ * as it streams in (the held points first), like every later series.
+ */
+async function feedFirstSeries(
+  input: SeriesInput,
+  startWriting: () => Promise<SeriesWriter>,
+): Promise<HeldPoints | SeriesCounts> {
+  const held = new HeldPoints();
+  const state: { writer: SeriesWriter | undefined } = { writer: undefined };
+  let points: number;
+  try {
+    points = await input.feed(
+      (epochMs, value) =>
+        state.writer ? state.writer.add(epochMs, value) : held.add(epochMs, value),
+      async () => {
+        if (!state.writer) {
+          if (held.size <= SINGLE_STATEMENT_POINTS) return;
+          state.writer = await startWriting();
+          held.replay(state.writer);
+        }
+        await state.writer.flushIfFull();
+      },
+    );
+  } catch (err) {
+    await state.writer?.abort();
+    throw err;
+  } finally {
+    input.release?.();
+  }
+  if (!state.writer) return held;
+  const stored = await state.writer.finish();
+  return { stored, duplicates: points - stored };
 }
 
 /** A multipart upload: one series per file part, its lines parsed as they stream in. */

@@ -49,6 +49,49 @@ export async function insertPointBatch(
   return Number(result.numAffectedRows ?? 0n);
 }
 
+/**
+ * A whole batch of one existing series in one statement, so in a transaction
+ * of its own (autocommit: durable when it returns, all or nothing): looks the
+ * series up by name, inserts the points as `insertPointBatch` does (retries
+ * and repeats skipped, the first one winning) and sets the device's
+ * last-seen time. The update reads the insert's count, so it runs after the
+ * insert: the device row is locked last, as in a transaction of the slow
+ * path, and two uploads of one device never wait for each other in opposite
+ * orders. Returns null and writes nothing when the series does not exist yet
+ * (its creation needs the device lock and the series cap: the caller takes
+ * the transactional path).
+ */
+export async function storeSeriesOfExistingName(
+  db: Kysely<Database>,
+  deviceId: number,
+  name: string,
+  epochMs: readonly number[],
+  values: readonly number[],
+  seenAt: Date,
+): Promise<number | null> {
+  const result = await sql<{ seriesId: number | null; stored: number }>`
+    with s as (
+      select series.id from series where series.device_id = ${deviceId} and series.name = ${name}
+    ), inserted as (
+      insert into points (series_id, ts, value)
+      select (select s.id from s), timestamptz 'epoch' + u.ms * interval '1 millisecond', u.v
+      from unnest(${epochMs}::bigint[], ${values}::float8[]) as u(ms, v)
+      where exists (select from s)
+      on conflict do nothing
+      returning 1
+    ), counted as (
+      select count(*)::int as n from inserted
+    ), touched as (
+      update devices set last_seen_at = ${seenAt}
+      where devices.id = ${deviceId} and exists (select from s) and (select n from counted) >= 0
+      returning 1
+    )
+    select (select s.id from s) as "seriesId", (select n from counted) as stored,
+      (select count(*) from touched) as touched`.execute(db);
+  const row = result.rows[0];
+  return row?.seriesId == null ? null : row.stored;
+}
+
 export interface StoredPoint {
   epochMs: string;
   value: number;

@@ -39,6 +39,19 @@ export interface IngestBackend {
   /** `copy` on a real Postgres, `unnest` on the embedded one. */
   readonly method: 'copy' | 'unnest';
   begin(deviceId: number): Promise<UploadTransaction>;
+  /**
+   * Stores a whole batch made of one small series in one statement, without
+   * BEGIN and COMMIT round trips (see single-statement.ts). Resolves to the
+   * number of new points, or to null having written nothing when the batch
+   * needs the transactional path (a new series, a month without partition).
+   */
+  storeSingleSeries?(
+    deviceId: number,
+    name: string,
+    epochMs: readonly number[],
+    values: readonly number[],
+    months: readonly number[],
+  ): Promise<number | null>;
 }
 
 /** The once-per-upload device lock of `UploadTransaction.lockDevice`. */
