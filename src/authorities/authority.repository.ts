@@ -113,6 +113,17 @@ export async function revokedSerialsAmong(
     .execute();
 }
 
+/** Whether the CA's loaded CRL revokes anything at all. */
+export async function hasRevokedSerials(db: Kysely<Database>, caId: number): Promise<boolean> {
+  const row = await db
+    .selectFrom('ca_revoked_serials')
+    .select('ca_id')
+    .where('ca_id', '=', caId)
+    .limit(1)
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
 /** Records the chain serials of a device's certificate that registered CAs issued (per-request CRL checks). */
 export async function insertDeviceChainSerials(
   db: Kysely<Database>,

@@ -10,6 +10,7 @@ import {
   deleteAuthority,
   findAuthorityByFingerprint,
   insertAuthority,
+  listAllAuthorities,
   listAuthoritiesOfIdentity,
   replaceRevokedSerials,
   type AuthorityRow,
@@ -238,4 +239,13 @@ export async function loadCrl(
       revokedSerials: serials.length,
     };
   });
+}
+
+/**
+ * Every registered CA of every identity as one PEM bundle: what nginx verifies
+ * device chains with behind a proxy (`fleetgate nginx-config` renders it).
+ */
+export async function deviceTrustBundle(db: Kysely<Database>): Promise<string> {
+  const authorities = await listAllAuthorities(db);
+  return authorities.map((a) => `${a.certificate_pem.trim()}\n`).join('');
 }

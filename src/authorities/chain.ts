@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { AppError } from '../http/app-error.js';
 import type { AuthorityRow } from './authority.repository.js';
 import { caProblem, normaliseSerial } from './ca-certificates.js';
@@ -13,6 +14,8 @@ export interface VerifiedChain {
   path: x509.X509Certificate[];
   /** (CA fingerprint, serial) pairs whose revocation must be checked against loaded CRLs. */
   revocationChecks: { issuerCaId: number | null; issuer: x509.X509Certificate; serial: string }[];
+  /** `proxy`: nginx verified the intermediates it did not forward (verifyByProxyVerdict). */
+  verifiedBy: 'fleetgate' | 'proxy';
 }
 
 const refuse = (status: number, code: string, message: string, details?: Record<string, unknown>) =>
@@ -134,60 +137,7 @@ export async function verifyChain(
     throw refuse(403, 'chain_incomplete', `the certificate chain is longer than ${MAX_DEPTH}`);
   }
 
-  // Validity of every certificate, the anchor included.
-  for (const cert of [...path, anchor.cert]) {
-    if (cert.notBefore.getTime() > now.getTime() || cert.notAfter.getTime() < now.getTime()) {
-      const expired = cert.notAfter.getTime() < now.getTime();
-      throw refuse(
-        403,
-        'chain_invalid',
-        `${cert === leaf ? 'the device certificate' : `the CA certificate "${cert.subject}"`} ` +
-          (expired
-            ? `expired on ${cert.notAfter.toISOString()}`
-            : `is not valid before ${cert.notBefore.toISOString()}`),
-        { certificate: cert.subject, reason: expired ? 'expired' : 'not_yet_valid' },
-      );
-    }
-  }
-  const leafBc = leaf.getExtension(x509.BasicConstraintsExtension);
-  if (leafBc?.ca) {
-    throw refuse(403, 'chain_invalid', 'the device certificate is a CA certificate (CA:TRUE)', {
-      certificate: leaf.subject,
-      reason: 'leaf_is_ca',
-    });
-  }
-  // Critical extensions this check does not understand, on every certificate of the path.
-  for (const cert of [...path, anchor.cert]) {
-    const unknown = cert.extensions.find((e) => e.critical && !KNOWN_EXTENSIONS.has(e.type));
-    if (unknown) {
-      throw refuse(
-        403,
-        'chain_invalid',
-        `${cert === leaf ? 'the device certificate' : `the CA certificate "${cert.subject}"`} ` +
-          `has a critical extension ${unknown.type} that fleetgate does not process, so it must refuse it`,
-        {
-          certificate: cert.subject,
-          reason: 'unknown_critical_extension',
-          extension: unknown.type,
-        },
-      );
-    }
-  }
-  // Extended key usage: where a certificate of the path restricts it, TLS client authentication must be allowed.
-  for (const cert of path) {
-    const eku = cert.getExtension(x509.ExtendedKeyUsageExtension);
-    if (!eku) continue;
-    const usages = eku.usages.map(String);
-    if (!usages.includes(CLIENT_AUTH) && !usages.includes(ANY_EXTENDED_KEY_USAGE)) {
-      throw refuse(
-        403,
-        'chain_invalid',
-        `${cert === leaf ? 'the device certificate' : `the CA certificate "${cert.subject}"`} ` +
-          'restricts its extended key usage and does not allow TLS client authentication (clientAuth)',
-        { certificate: cert.subject, reason: 'wrong_extended_key_usage' },
-      );
-    }
-  }
+  checkCertificates(path, anchor.cert, now);
   // Issuers: path[1..] then the anchor. Issuer i has i intermediates below it.
   const issuers = [...path.slice(1), anchor.cert];
   issuers.forEach((issuer, index) => {
@@ -219,5 +169,184 @@ export async function verifyChain(
     issuer: i === path.length - 1 ? anchor.cert : path[i + 1],
     serial: normaliseSerial(cert.serialNumber),
   }));
-  return { anchor: anchor.row, leaf, path, revocationChecks };
+  return { anchor: anchor.row, leaf, path, revocationChecks, verifiedBy: 'fleetgate' };
+}
+
+/**
+ * The checks on the certificates themselves, the same whether fleetgate built
+ * the whole path or nginx verified the part it does not forward: validity of
+ * every certificate (the anchor included), no CA leaf, no critical extension
+ * left unprocessed, and TLS client authentication allowed where restricted.
+ */
+function checkCertificates(
+  path: x509.X509Certificate[],
+  anchorCert: x509.X509Certificate,
+  now: Date,
+): void {
+  const leaf = path[0]!;
+  // Validity of every certificate, the anchor included.
+  for (const cert of [...path, anchorCert]) {
+    if (cert.notBefore.getTime() > now.getTime() || cert.notAfter.getTime() < now.getTime()) {
+      const expired = cert.notAfter.getTime() < now.getTime();
+      throw refuse(
+        403,
+        'chain_invalid',
+        `${cert === leaf ? 'the device certificate' : `the CA certificate "${cert.subject}"`} ` +
+          (expired
+            ? `expired on ${cert.notAfter.toISOString()}`
+            : `is not valid before ${cert.notBefore.toISOString()}`),
+        { certificate: cert.subject, reason: expired ? 'expired' : 'not_yet_valid' },
+      );
+    }
+  }
+  const leafBc = leaf.getExtension(x509.BasicConstraintsExtension);
+  if (leafBc?.ca) {
+    throw refuse(403, 'chain_invalid', 'the device certificate is a CA certificate (CA:TRUE)', {
+      certificate: leaf.subject,
+      reason: 'leaf_is_ca',
+    });
+  }
+  // Critical extensions this check does not understand, on every certificate of the path.
+  for (const cert of [...path, anchorCert]) {
+    const unknown = cert.extensions.find((e) => e.critical && !KNOWN_EXTENSIONS.has(e.type));
+    if (unknown) {
+      throw refuse(
+        403,
+        'chain_invalid',
+        `${cert === leaf ? 'the device certificate' : `the CA certificate "${cert.subject}"`} ` +
+          `has a critical extension ${unknown.type} that fleetgate does not process, so it must refuse it`,
+        {
+          certificate: cert.subject,
+          reason: 'unknown_critical_extension',
+          extension: unknown.type,
+        },
+      );
+    }
+  }
+  // Extended key usage: where a certificate of the path restricts it, TLS client authentication must be allowed.
+  for (const cert of path) {
+    const eku = cert.getExtension(x509.ExtendedKeyUsageExtension);
+    if (!eku) continue;
+    const usages = eku.usages.map(String);
+    if (!usages.includes(CLIENT_AUTH) && !usages.includes(ANY_EXTENDED_KEY_USAGE)) {
+      throw refuse(
+        403,
+        'chain_invalid',
+        `${cert === leaf ? 'the device certificate' : `the CA certificate "${cert.subject}"`} ` +
+          'restricts its extended key usage and does not allow TLS client authentication (clientAuth)',
+        { certificate: cert.subject, reason: 'wrong_extended_key_usage' },
+      );
+    }
+  }
+}
+
+/**
+ * What nginx says about the chain it verified with the CAs `fleetgate
+ * nginx-config` rendered: nginx has no variable for the certificates a device
+ * sends after its own, so behind it only the leaf reaches fleetgate, with this.
+ */
+export interface ProxyVerdict {
+  /** nginx's `$ssl_client_verify`: `SUCCESS`, `FAILED:reason` or `NONE`. */
+  verify: string;
+  /** The trust anchors digest rendered into the configuration nginx runs with. */
+  anchorsDigest: string | null;
+}
+
+/**
+ * The digest `nginx-config` renders beside the CA bundle and fleetgate
+ * recomputes: equal only while nginx verifies with exactly today's CAs.
+ */
+export function trustAnchorsDigest(fingerprints: string[]): string {
+  const sorted = [...new Set(fingerprints.map((f) => f.toLowerCase()))].sort();
+  return createHash('sha256').update(sorted.join('\n')).digest('hex');
+}
+
+/**
+ * Completes what fleetgate could not check itself behind nginx: the device
+ * sent an intermediate that nginx verified but did not forward. nginx's
+ * verdict is believed (the caller takes it from the trusted proxy only) when
+ * it was reached with today's CAs, and it is used only if it names one anchor:
+ * the single registered CA that may have an intermediate below it. With two
+ * or more (of one identity or of several), a chain made under another
+ * identity's CA could pass for this one's, so the device is refused and its
+ * intermediate must be trusted instead. The leaf and the anchor are checked
+ * here as in direct mode; the unseen intermediate was checked by nginx
+ * (signature, validity, CA:TRUE, keyCertSign, path length, purpose).
+ */
+export function verifyByProxyVerdict(
+  leafDer: Buffer,
+  anchors: AuthorityRow[],
+  verdict: ProxyVerdict,
+  incomplete: AppError,
+  now = new Date(),
+): VerifiedChain {
+  const leaf = new x509.X509Certificate(new Uint8Array(leafDer));
+  if (verdict.verify !== 'SUCCESS') throw refusalOfVerdict(verdict.verify, incomplete);
+  if (verdict.anchorsDigest !== trustAnchorsDigest(anchors.map((a) => a.fingerprint))) {
+    throw new AppError(
+      503,
+      'proxy_trust_stale',
+      'nginx verified this chain with another set of CAs than fleetgate trusts now: ' +
+        'the operator must re-render its configuration (fleetgate nginx-config) and reload nginx; retry later',
+      { reason: 'proxy_trust_stale' },
+      { 'Retry-After': '60' },
+    );
+  }
+  const candidates = anchors
+    .map((row) => ({ row, cert: new x509.X509Certificate(row.certificate_pem) }))
+    .filter(({ cert }) => mayHaveIntermediateBelow(cert, now));
+  if (candidates.length !== 1) {
+    throw refuse(
+      403,
+      'chain_incomplete',
+      `behind nginx only the device certificate reaches fleetgate; nginx verified its chain, ` +
+        `but ${candidates.length} trusted CAs could have issued its intermediate "${leaf.issuer}", ` +
+        'so fleetgate cannot tell which identity it belongs to: an administrator must trust ' +
+        'that intermediate CA (fleetgate ca trust)',
+      { missingIssuer: leaf.issuer, reason: 'proxy_anchor_ambiguous' },
+    );
+  }
+  const anchor = candidates[0]!;
+  checkCertificates([leaf], anchor.cert, now);
+  return { anchor: anchor.row, leaf, path: [leaf], revocationChecks: [], verifiedBy: 'proxy' };
+}
+
+/** A CA that OpenSSL would accept above an intermediate: valid, may sign, path length not 0. */
+function mayHaveIntermediateBelow(cert: x509.X509Certificate, now: Date): boolean {
+  if (cert.notBefore.getTime() > now.getTime() || cert.notAfter.getTime() < now.getTime()) {
+    return false;
+  }
+  if (caProblem(cert)) return false;
+  return cert.getExtension(x509.BasicConstraintsExtension)?.pathLength !== 0;
+}
+
+/**
+ * nginx's refusal, as direct mode would word it. OpenSSL reports the last of
+ * its findings; only SUCCESS is ever accepted, the reason only picks the code.
+ */
+function refusalOfVerdict(verify: string, incomplete: AppError): AppError {
+  const reason = verify.startsWith('FAILED:') ? verify.slice('FAILED:'.length) : verify;
+  if (/unable to get (local )?issuer certificate/.test(reason)) return incomplete;
+  if (/self[- ]signed certificate in certificate chain/.test(reason)) {
+    return refuse(
+      403,
+      'ca_untrusted',
+      'the certificate chain ends at a root CA no identity trusts here; ' +
+        'an administrator must register it first (fleetgate ca trust)',
+      { reason: 'ca_untrusted', proxyVerify: reason },
+    );
+  }
+  const expired = /has expired/.test(reason);
+  if (expired || /not yet valid/.test(reason)) {
+    return refuse(
+      403,
+      'chain_invalid',
+      `a CA certificate of the chain ${expired ? 'has expired' : 'is not valid yet'} (nginx: ${reason})`,
+      { reason: expired ? 'expired' : 'not_yet_valid', proxyVerify: reason },
+    );
+  }
+  return refuse(403, 'chain_invalid', `nginx could not verify the certificate chain: ${reason}`, {
+    reason: 'proxy_verify_failed',
+    proxyVerify: reason,
+  });
 }

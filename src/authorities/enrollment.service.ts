@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import type { AuthorityRow } from './authority.repository.js';
 import { insertAuditEvent } from '../audit/audit.repository.js';
 import type { Database } from '../db/schema.js';
 import { isUniqueViolation } from '../db/errors.js';
@@ -12,12 +13,13 @@ import {
 } from '../devices/device.repository.js';
 import { dropPendingRotationsOfCertificate } from '../devices/rotation.service.js';
 import {
+  hasRevokedSerials,
   insertDeviceChainSerials,
   listAllAuthorities,
   revokedSerialsAmong,
 } from './authority.repository.js';
 import { commonNameOf } from './ca-certificates.js';
-import { verifyChain } from './chain.js';
+import { verifyByProxyVerdict, verifyChain, type ProxyVerdict, type VerifiedChain } from './chain.js';
 import {
   activateName,
   findNameForUpdate,
@@ -35,6 +37,8 @@ export interface PresentedChain {
   leafDer: Buffer;
   /** What the device sent after its certificate in the TLS handshake. */
   intermediates: Buffer[];
+  /** Behind a trusted nginx: its verdict on the chain, whose intermediates it does not forward. */
+  proxyVerdict?: ProxyVerdict | null;
 }
 
 export interface EnrollResult {
@@ -75,7 +79,7 @@ export async function enrollByChain(
   const context: EnrollContext = { identityId: null, caFingerprint: null, name: null };
   try {
     const anchors = await listAllAuthorities(db);
-    const verified = await verifyChain(chain.leafDer, chain.intermediates, anchors);
+    const verified = await verifyPresented(db, chain, anchors);
     context.identityId = verified.anchor.identity_id;
     context.caFingerprint = verified.anchor.fingerprint;
     // Revocation: each certificate against the CRL of its issuer, when that issuer is a registered CA.
@@ -115,6 +119,7 @@ export async function enrollByChain(
             remoteAddress,
             chainSerials,
             registration,
+            verified.verifiedBy,
           ),
         );
     try {
@@ -134,12 +139,46 @@ export async function enrollByChain(
         details: {
           code: err.code,
           reason: err.message,
+          ...(err.details?.reason ? { cause: err.details.reason } : {}),
+          ...(chain.proxyVerdict ? { proxyVerify: chain.proxyVerdict.verify } : {}),
           ca: context.caFingerprint,
           name: context.name,
         },
       }).catch(() => undefined);
     }
     throw err;
+  }
+}
+
+/**
+ * The chain checked by fleetgate itself; behind nginx, when the device's
+ * intermediate did not reach it, by nginx's verdict instead. Revocation of
+ * that unseen intermediate cannot be checked here: while its anchor's CRL
+ * revokes anything, such a device is refused rather than let through.
+ */
+async function verifyPresented(
+  db: Kysely<Database>,
+  chain: PresentedChain,
+  anchors: AuthorityRow[],
+): Promise<VerifiedChain> {
+  try {
+    return await verifyChain(chain.leafDer, chain.intermediates, anchors);
+  } catch (err) {
+    const incomplete =
+      err instanceof AppError && err.code === 'chain_incomplete' && err.details?.missingIssuer;
+    if (!incomplete || !chain.proxyVerdict) throw err;
+    const verified = verifyByProxyVerdict(chain.leafDer, anchors, chain.proxyVerdict, err);
+    if (await hasRevokedSerials(db, verified.anchor.id)) {
+      throw new AppError(
+        403,
+        'chain_incomplete',
+        `behind nginx only the device certificate reaches fleetgate, so it cannot check its ` +
+          `intermediate "${verified.leaf.issuer}" against the CRL of "${verified.anchor.subject}", ` +
+          'which revokes certificates: an administrator must trust that intermediate CA (fleetgate ca trust)',
+        { missingIssuer: verified.leaf.issuer, reason: 'revocation_unverifiable' },
+      );
+    }
+    return verified;
   }
 }
 
@@ -152,6 +191,7 @@ async function enrollInTransaction(
   remoteAddress: string | null,
   chainSerials: { caId: number; serialNumber: string }[],
   registration: EnrollRegistration,
+  verifiedBy: 'fleetgate' | 'proxy',
 ): Promise<EnrollResult> {
   const identity = await lockIdentity(trx, identityId);
   if (identity.disabled_at)
@@ -239,6 +279,7 @@ async function enrollInTransaction(
     details: {
       name,
       ca: caFingerprint,
+      verifiedBy,
       subject: certificate.subject,
       serialNumber: certificate.serialNumber,
     },

@@ -2,7 +2,8 @@ import type { IncomingMessage } from 'node:http';
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import { lookUpDevice } from '../devices/device-auth.js';
-import { clientAddressOf } from '../proxy/request-origin.js';
+import { forwardedVerdict } from '../proxy/forwarded-certificate.js';
+import { clientAddressOf, originOf } from '../proxy/request-origin.js';
 import type { CertificateInfo } from '../tls/certificate-info.js';
 import { peerIntermediates } from '../tls/client-certificate.js';
 import { enrollByChain, type EnrollRegistration, type EnrollResult } from './enrollment.service.js';
@@ -26,7 +27,12 @@ export async function enrollOnFirstContact(
   return guard(() =>
     enrollByChain(
       db,
-      { certificate, leafDer: certificate.der, intermediates: peerIntermediates(req) ?? [] },
+      {
+        certificate,
+        leafDer: certificate.der,
+        intermediates: peerIntermediates(req) ?? [],
+        proxyVerdict: originOf(req).kind === 'trusted-proxy' ? forwardedVerdict(req) : null,
+      },
       clientAddressOf(req),
       registration,
     ),

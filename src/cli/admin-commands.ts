@@ -38,6 +38,7 @@ import {
   listAuthorities,
   loadCrl,
   removeAuthority,
+  deviceTrustBundle,
   trustAuthority,
 } from '../authorities/authority.service.js';
 import { replaceDeviceCertificate } from '../authorities/replace-certificate.service.js';
@@ -271,6 +272,11 @@ export const adminCommands: Record<string, AdminCommand> = {
       CLI_ACTOR,
     );
     await writeOut(out, `removed CA ${authority.fingerprint} of ${authority.identity}\n`);
+  },
+
+  /** Every registered CA as PEM (for `fleetgate nginx-config`, which renders nginx's trust bundle). */
+  async 'ca.bundle'(db, _args, out) {
+    await writeOut(out, await deviceTrustBundle(db));
   },
 
   async 'ca.crl'(db, args, out) {

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import type { Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
 import { acquireDataDirLock } from '../control/data-dir-lock.js';
@@ -44,12 +45,12 @@ export async function runAdminCommand(
   log: Logger,
   command: string,
   args: AdminArgs,
+  out: Writable = process.stdout,
 ): Promise<void> {
   if (command === 'admin-token.reset' && config.admin.token) {
     const { tokenFromEnvironment } = await import('../admin/admin-token.service.js');
     throw tokenFromEnvironment();
   }
-  const out = process.stdout;
   if (config.databaseUrl) {
     const run = await commandNamed(command);
     const { openDatabase } = await import('../db/connect.js');

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type cliProgress from 'cli-progress';
 import { Command, InvalidArgumentError } from 'commander';
@@ -521,7 +522,8 @@ program
   .command('nginx-config')
   .description(
     'print an nginx configuration for running behind nginx (FLEETGATE_PROXY_MODE=nginx), ' +
-      'with limits, timeouts and upstream taken from this configuration',
+      'with limits, timeouts and upstream taken from this configuration, and write the ' +
+      'registered device CAs to PREFIX/device-cas.pem (render and reload after ca trust/remove)',
   )
   .option('--listen <port>', "nginx's public port or address:port", '8443')
   .requiredOption('--prefix <dir>', "directory for nginx's pid file, logs and temp files")
@@ -534,12 +536,24 @@ program
   )
   .action(async (opts: { listen: string; prefix: string; upstream: string[] }) => {
     const config = loadConfig(process.env);
-    const { renderNginxConfig } = await lazy.nginxConfig();
+    const [{ renderNginxConfig }, { createLogger }, { runAdminCommand }] = await Promise.all([
+      lazy.nginxConfig(),
+      lazy.logger(),
+      lazy.adminRunner(),
+    ]);
+    // The registered device CAs, from the same database the app uses (through
+    // the running server on the embedded database).
+    const chunks: Buffer[] = [];
+    const collect = new Writable({
+      write: (chunk: Buffer, _encoding, done) => (chunks.push(Buffer.from(chunk)), done()),
+    });
+    await runAdminCommand(config, createLogger(config.logLevel, 2), 'ca.bundle', {}, collect);
     process.stdout.write(
       renderNginxConfig(config, {
         listen: opts.listen,
         prefix: opts.prefix,
         upstreams: opts.upstream,
+        deviceCasPem: Buffer.concat(chunks).toString('utf8'),
       }),
     );
   });

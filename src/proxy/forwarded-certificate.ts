@@ -66,3 +66,25 @@ function parseHeader(headerName: string, header: string): CertificateInfo {
 function invalidHeader(headerName: string, problem: string) {
   return badRequest('invalid_client_cert_header', `the ${headerName} header ${problem}`);
 }
+
+/** nginx's `$ssl_client_verify`, set by the rendered configuration on every request. */
+export const VERIFY_HEADER = 'x-client-verify';
+/** The digest of the CAs that configuration verifies with (see trustAnchorsDigest). */
+export const TRUST_ANCHORS_HEADER = 'x-client-trust-anchors';
+
+/**
+ * nginx's verdict on the device's chain, read only from a trusted proxy (which
+ * always sets both headers, replacing any copy the client sent): null when it
+ * is absent, e.g. a configuration rendered before the headers existed.
+ */
+export function forwardedVerdict(
+  req: IncomingMessage,
+): { verify: string; anchorsDigest: string | null } | null {
+  const verify = req.headersDistinct[VERIFY_HEADER];
+  if (verify?.length !== 1) return null;
+  const digest = req.headersDistinct[TRUST_ANCHORS_HEADER];
+  return {
+    verify: verify[0]!,
+    anchorsDigest: digest?.length === 1 && /^[0-9a-f]{64}$/.test(digest[0]!) ? digest[0]! : null,
+  };
+}

@@ -2,8 +2,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { trustAnchorsDigest } from '../authorities/chain.js';
 import type { Config } from '../config/config.js';
+import { fingerprintOf } from '../tls/certificate-info.js';
 import { ensureDevServerCertificates } from '../tls/dev-certificates.js';
+import { TRUST_ANCHORS_HEADER, VERIFY_HEADER } from './forwarded-certificate.js';
 import { CURRENT_KEY_FILE, ensureTicketKeyDir, PREVIOUS_KEY_FILE } from '../tls/ticket-keys.js';
 import {
   nginxSessionCacheMegabytes,
@@ -32,7 +35,15 @@ export interface NginxOptions {
    * empty: this configuration's own listener, the single node.
    */
   upstreams?: string[];
+  /**
+   * The registered device CAs (PEM bundle) nginx verifies device chains with,
+   * written to `device-cas.pem` in the prefix; empty or absent: none yet.
+   */
+  deviceCasPem?: string;
 }
+
+/** The CA bundle's file name in nginx's prefix directory. */
+export const DEVICE_CAS_FILE = 'device-cas.pem';
 
 /**
  * An nginx configuration derived from fleetgate's own: the body size limit,
@@ -47,6 +58,7 @@ export function renderNginxConfig(config: Config, options: NginxOptions): string
     throw new Error(`--listen must be a port or address:port, not ${options.listen}`);
   }
   const pairs = serverCertificates(config);
+  const deviceCas = deviceCaDirectives(options);
   const tickets = ticketDirectives(config);
   const values: Record<string, string> = {
     USER_DIRECTIVE: userDirective(),
@@ -64,6 +76,10 @@ export function renderNginxConfig(config: Config, options: NginxOptions): string
     SESSION_LIFETIME_S: String(config.tls.sessionLifetimeSeconds),
     SESSION_TICKETS: tickets,
     CERT_HEADER: config.proxy.certHeader,
+    DEVICE_CAS: deviceCas.directives,
+    VERIFY_HEADER,
+    TRUST_ANCHORS_HEADER,
+    TRUST_ANCHORS_DIGEST: deviceCas.digest,
     MAX_BODY_BYTES: String(config.limits.maxUploadBytes),
     HEADERS_TIMEOUT_MS: String(config.timeouts.headersMs),
     REQUEST_TIMEOUT_MS: String(config.timeouts.requestMs),
@@ -78,6 +94,7 @@ export function renderNginxConfig(config: Config, options: NginxOptions): string
       ['certificate key', pair.keyPath],
     ]),
     ['FLEETGATE_TLS_TICKET_KEY_DIR', ticketKeyDirOf(config)],
+    ['device CA bundle', deviceCas.file],
   ];
   for (const [name, value] of checked) {
     // A value that could end an nginx directive would let a setting inject configuration.
@@ -106,7 +123,40 @@ const MULTI_DIRECTIVE = new Set([
   'SERVER_CERTIFICATES',
   'SESSION_TICKETS',
   'UPSTREAM_SERVERS',
+  'DEVICE_CAS',
 ]);
+
+/**
+ * nginx verifies what the device sends after its certificate with the
+ * registered CAs (the app cannot: nginx forwards only the leaf), and forwards
+ * its verdict with the digest of those CAs, so the app notices a bundle that
+ * is older than its CAs. `optional_no_ca` keeps self-signed (PSK) devices
+ * welcome; verify depth 8 is the app's own longest chain.
+ */
+function deviceCaDirectives(options: NginxOptions): {
+  directives: string;
+  digest: string;
+  file: string;
+} {
+  const pem = options.deviceCasPem ?? '';
+  const file = path.join(path.resolve(options.prefix), DEVICE_CAS_FILE);
+  const fingerprints = pemBlocks(pem).map((der) => fingerprintOf(der));
+  const digest = trustAnchorsDigest(fingerprints);
+  if (fingerprints.length === 0) {
+    return { directives: '# No device CA is registered yet (fleetgate ca trust).', digest, file };
+  }
+  fs.writeFileSync(file, pem);
+  return {
+    directives: `ssl_trusted_certificate ${file};\n        ssl_verify_depth 8;`,
+    digest,
+    file,
+  };
+}
+
+function pemBlocks(pem: string): Buffer[] {
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? [];
+  return blocks.map((block) => Buffer.from(block.replace(/-----[A-Z ]+-----|\s/g, ''), 'base64'));
+}
 
 /**
  * One `server` line per fleetgate node. With nginx's defaults (max_fails=1,
