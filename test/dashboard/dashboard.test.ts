@@ -1,37 +1,17 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
+import { launchChromium } from '../support/chromium.js';
 import { useFixture, uniqueName } from '../support/fixture.js';
 import { REPO_ROOT } from '../support/fleetgate-process.js';
 
-/** Debian's chromium (CI installs the `chromium` package with apt-get). */
-const CHROMIUM = process.env.FLEETGATE_CHROMIUM ?? '/usr/bin/chromium';
 /** The screenshot is kept here as a test artifact. */
 const ARTIFACTS = path.join(REPO_ROOT, 'test-artifacts');
 
 /** 2000 points one second apart from an instant aligned to 5 s: 400 buckets of 5 s. */
 const T0 = 1_700_000_000_000;
 const POINTS = 2000;
-
-async function launch(): Promise<{ context: BrowserContext; dir: string }> {
-  if (!fs.existsSync(CHROMIUM))
-    throw new Error(`${CHROMIUM} is missing: apt-get install chromium (as .ci/run does)`);
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-chromium-'));
-  const context = await chromium.launchPersistentContext(dir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-    ],
-  });
-  return { context, dir };
-}
 
 /** Non-transparent pixels of the plot's canvas: more than the axes means lines were drawn. */
 function inkedPixels(page: Page): Promise<number> {
@@ -53,7 +33,7 @@ describe('dashboard: end to end in chromium', function () {
   let page: Page;
 
   before(async () => {
-    ({ context, dir } = await launch());
+    ({ context, dir } = await launchChromium());
     page = context.pages()[0] ?? (await context.newPage());
   });
   after(async () => {

@@ -33,6 +33,19 @@
   }
 
   const when = (iso) => (iso ? new Date(iso).toISOString().replace('.000Z', 'Z') : '-');
+
+  /** A device's last published state (MQTT), as text: its status and when. */
+  const lastStateText = (s) => (s ? `${s.status} (${when(s.at)})` : '-');
+
+  /** The other fields of the last state, as JSON text in a <code> (never parsed as HTML). */
+  function lastStateFields(s) {
+    if (!s) return '-';
+    const fields = { ...s.state };
+    delete fields.status;
+    return Object.keys(fields).length === 0
+      ? '-'
+      : el('code', { id: 'device-state-fields' }, JSON.stringify(fields));
+  }
   const enc = encodeURIComponent;
 
   class ApiError extends Error {
@@ -161,7 +174,15 @@
             el('a', { href: '#/devices?status=revoked' }, 'revoked'),
           ),
       table(
-        [...(name ? [] : ['identity']), 'certificate', 'status', 'last seen', 'bound', 'revoked'],
+        [
+          ...(name ? [] : ['identity']),
+          'certificate',
+          'status',
+          'last seen',
+          'last state',
+          'bound',
+          'revoked',
+        ],
         page.devices.map((d) => {
           const fp = d.certificate ? d.certificate.fingerprint : null;
           return [
@@ -171,6 +192,7 @@
             fp ? el('a', { href: `#/devices/${fp}`, class: 'device' }, el('code', {}, fp)) : '-',
             d.status,
             when(d.lastSeenAt),
+            el('span', { class: 'last-state' }, lastStateText(d.lastState)),
             when(d.boundAt),
             d.revokedAt ? `${when(d.revokedAt)} ${d.revokedReason || ''}` : '-',
           ];
@@ -238,7 +260,12 @@
             'bound',
             `${when(device.boundAt)} from ${device.boundFrom || '-'} (PSK ${device.pskId})`,
           ],
-          ['last seen', when(device.lastSeenAt)],
+          ['last seen', el('span', { id: 'device-last-seen' }, when(device.lastSeenAt))],
+          ['last state', el('span', { id: 'device-state' }, lastStateText(device.lastState))],
+          [
+            'state fields',
+            el('span', { id: 'device-state-box' }, lastStateFields(device.lastState)),
+          ],
           [
             'revoked',
             device.revokedAt ? `${when(device.revokedAt)} ${device.revokedReason || ''}` : '-',
@@ -272,6 +299,20 @@
     );
     const first = series.find((s) => s.points > 0);
     if (first) await plot(fingerprint, first, plotBox, plotInfo);
+  }
+
+  /**
+   * Refreshes the live cells of a device's page (status, last seen, last state)
+   * in place, so the plot and a half-typed revocation reason stay as they are.
+   */
+  async function refreshDevice(fingerprint) {
+    const device = await api('GET', `/v1/devices/${enc(fingerprint)}`);
+    const cell = (id) => document.getElementById(id);
+    if (!cell('device-state')) return;
+    cell('device-status').textContent = device.status;
+    cell('device-last-seen').textContent = when(device.lastSeenAt);
+    cell('device-state').textContent = lastStateText(device.lastState);
+    cell('device-state-box').replaceChildren(lastStateFields(device.lastState));
   }
 
   /** Target: about this many buckets across the visible range. */
@@ -578,6 +619,7 @@
 
   // Lists refresh themselves, so the dashboard fills while devices bind and
   // upload; never while the operator is typing into a form, nor in a hidden tab.
+  // A device's page refreshes its status, last seen and last state in place.
   const REFRESH_MS = 5000;
   window.setInterval(() => {
     if (!csrf || document.visibilityState !== 'visible') return;
@@ -590,5 +632,7 @@
     const typing =
       document.activeElement && /^(INPUT|SELECT|TEXTAREA)$/.test(document.activeElement.tagName);
     if (list && !typing) route();
+    else if (parts[0] === 'devices' && parts.length === 2)
+      refreshDevice(decodeURIComponent(parts[1])).catch(() => undefined);
   }, REFRESH_MS);
 })();

@@ -1,0 +1,38 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+
+/** Debian's chromium (CI installs the `chromium` package with apt-get). */
+export const CHROMIUM = process.env.FLEETGATE_CHROMIUM ?? '/usr/bin/chromium';
+
+/**
+ * Headless chromium with a fresh user-data dir, no sandbox and no background
+ * networking: the dashboard must work on a machine with no internet.
+ */
+export async function launchChromium(): Promise<{ context: BrowserContext; dir: string }> {
+  if (!fs.existsSync(CHROMIUM))
+    throw new Error(`${CHROMIUM} is missing: apt-get install chromium (as .ci/run does)`);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-chromium-'));
+  const context = await chromium.launchPersistentContext(dir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+    ],
+  });
+  return { context, dir };
+}
+
+/** Signs the page in to the dashboard at `adminUrl` with the admin token. */
+export async function signIn(page: Page, adminUrl: string, token: string): Promise<void> {
+  await page.goto(`${adminUrl}/`);
+  await page.waitForSelector('#signin');
+  await page.fill('#token', token);
+  await page.click('#signin button[type=submit]');
+  await page.waitForSelector('#nav:not([hidden])');
+}
