@@ -16,7 +16,7 @@ import {
   listAllAuthorities,
   revokedSerialsAmong,
 } from './authority.repository.js';
-import { commonNameOf } from './ca-certificates.js';
+import { deviceNameOf } from './ca-certificates.js';
 import { verifyChain } from './chain.js';
 import {
   activateName,
@@ -94,7 +94,7 @@ export async function enrollByChain(
         );
       }
     }
-    const name = commonNameOf(verified.leaf);
+    const name = deviceNameOf(verified.leaf);
     if (!name) {
       throw forbidden(
         'device_name_missing',
