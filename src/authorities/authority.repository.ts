@@ -43,6 +43,26 @@ export async function findAuthorityByFingerprint(
     .executeTakeFirst();
 }
 
+/**
+ * The anchors with this subject, the subject locked for the transaction: a
+ * CA re-issued with the same name and key is the same issuer to a chain, so
+ * two identities trusting it at once must take turns.
+ */
+export async function lockAuthoritiesWithSubject(
+  db: Kysely<Database>,
+  subject: string,
+): Promise<AuthorityRow[]> {
+  await sql`select pg_advisory_xact_lock(hashtext(${'fleetgate.ca_subject:' + subject}))`.execute(
+    db,
+  );
+  return db
+    .selectFrom('certificate_authorities')
+    .selectAll()
+    .where('subject', '=', subject)
+    .orderBy('id')
+    .execute();
+}
+
 export async function listAuthoritiesOfIdentity(
   db: Kysely<Database>,
   identityId: number,

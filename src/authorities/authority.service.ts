@@ -12,10 +12,17 @@ import {
   insertAuthority,
   listAllAuthorities,
   listAuthoritiesOfIdentity,
+  lockAuthoritiesWithSubject,
   replaceRevokedSerials,
   type AuthorityRow,
 } from './authority.repository.js';
-import { caProblem, normaliseSerial, parseCertificate, summarize } from './ca-certificates.js';
+import {
+  caProblem,
+  normaliseSerial,
+  parseCertificate,
+  samePublicKey,
+  summarize,
+} from './ca-certificates.js';
 import { x509 } from './x509.js';
 
 export interface AuthorityView {
@@ -94,6 +101,13 @@ export async function trustAuthority(
       if (existing) {
         if (existing.identity_id !== identity.id) throw belongsElsewhere();
         return { status: 'exists' as const, authority: view(existing, identity.name) };
+      }
+      // The same CA re-issued (same name and key, another fingerprint) signs the same
+      // devices: trusted by a second identity, its devices would land in whichever came first.
+      for (const twin of await lockAuthoritiesWithSubject(trx, summary.subject)) {
+        if (twin.identity_id !== identity.id && samePublicKey(twin.certificate_pem, cert)) {
+          throw belongsElsewhere();
+        }
       }
       const row = await insertAuthority(trx, {
         identityId: identity.id,

@@ -1,6 +1,7 @@
 import { randomBytes, webcrypto } from 'node:crypto';
 import { badRequest } from '../http/app-error.js';
 import { fingerprintOf } from '../tls/certificate-info.js';
+import { normaliseMac } from './mac-address.js';
 import { x509 } from './x509.js';
 
 const EC_P256 = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
@@ -166,7 +167,28 @@ export function normaliseSerial(hex: string): string {
   return hex.toLowerCase().replace(/^0+(?=.)/, '');
 }
 
+/** Whether a stored CA certificate (PEM) and `cert` carry the same public key. */
+export function samePublicKey(pem: string, cert: x509.X509Certificate): boolean {
+  const other = new x509.X509Certificate(pem);
+  return Buffer.from(other.publicKey.rawData).equals(Buffer.from(cert.publicKey.rawData));
+}
+
 export function commonNameOf(cert: x509.X509Certificate): string | null {
   const values = cert.subjectName.getField('CN');
   return values.length === 1 ? values[0] : null;
+}
+
+/**
+ * A device's name from its certificate: the subject CN, a MAC address in its
+ * one written form (`44:8A:5B:9C:70:93` and `448a5b9c7093` are one device, as
+ * in a MAC file), so a second certificate cannot take a MAC under another case.
+ */
+export function deviceNameOf(cert: x509.X509Certificate): string | null {
+  const cn = commonNameOf(cert);
+  return cn === null ? null : sameDeviceName(cn);
+}
+
+/** A stored or typed name in the form names are compared in. */
+export function sameDeviceName(name: string): string {
+  return normaliseMac(name) ?? name;
 }

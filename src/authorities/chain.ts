@@ -88,8 +88,19 @@ export async function verifyChain(
     let badSignature = false;
     for (const candidate of anchorCerts) {
       if (await signedBy(current, candidate.cert)) {
-        anchor = candidate;
-        break;
+        // A CA re-issued with the same name and key, trusted by two identities (stored
+        // before trust refused it): the chain could go either way, so it goes nowhere.
+        if (anchor && anchor.row.identity_id !== candidate.row.identity_id) {
+          throw refuse(
+            403,
+            'chain_invalid',
+            `"${current.subject}" is signed by a CA whose name and key more than one identity trusts; ` +
+              'an administrator must remove one of them (fleetgate ca remove)',
+            { certificate: current.subject, reason: 'ambiguous_anchor' },
+          );
+        }
+        anchor ??= candidate;
+        continue;
       }
       if (namedBy(current, candidate.cert)) badSignature = true;
     }

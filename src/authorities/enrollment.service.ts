@@ -18,7 +18,7 @@ import {
   listAllAuthorities,
   revokedSerialsAmong,
 } from './authority.repository.js';
-import { commonNameOf } from './ca-certificates.js';
+import { deviceNameOf } from './ca-certificates.js';
 import { verifyByProxyVerdict, verifyChain, type ProxyVerdict, type VerifiedChain } from './chain.js';
 import {
   activateName,
@@ -98,7 +98,7 @@ export async function enrollByChain(
         );
       }
     }
-    const name = commonNameOf(verified.leaf);
+    const name = deviceNameOf(verified.leaf);
     if (!name) {
       throw forbidden(
         'device_name_missing',

@@ -13,7 +13,7 @@ import { dropRotationsOfDevice } from '../devices/rotation.service.js';
 import { badRequest, conflict } from '../http/app-error.js';
 import { inspectCertificate, parsePemCertificate } from '../tls/certificate-info.js';
 import { assertAcceptableDeviceCertificate } from '../tls/device-certificate-policy.js';
-import { commonNameOf, parseCertificate } from './ca-certificates.js';
+import { deviceNameOf, parseCertificate, sameDeviceName } from './ca-certificates.js';
 import { findNameOfDevice } from './device-name.repository.js';
 
 /**
@@ -44,8 +44,8 @@ export async function replaceDeviceCertificate(
     }
     const name = await findNameOfDevice(trx, device.id);
     if (name) {
-      const cn = commonNameOf(parseCertificate(pem));
-      if (cn !== name.name) {
+      const cn = deviceNameOf(parseCertificate(pem));
+      if (cn !== sameDeviceName(name.name)) {
         throw badRequest(
           'device_name_mismatch',
           `the device is named ${name.name}; the new certificate's CN is ${cn ?? 'missing'}`,

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -69,5 +70,49 @@ describe('unit: verifyChain', () => {
     const err = await refusal(verifyChain(der('sig-dev'), [], [anchor('sig-root')]));
     expect(err.code).to.equal('chain_invalid');
     expect(err.details).to.include({ reason: 'signature_invalid' });
+  });
+
+  // Go crypto/x509 TestPathBuilding (re-issued roots): two certificates of one CA
+  // (same name and key) stored as anchors of two identities, as databases from
+  // before the trust-time check may hold. The chain must not pick one silently.
+  it('refuses a chain whose issuer is an anchor of two identities under two certificates: ambiguous_anchor', async () => {
+    pki.root('twin-root');
+    fs.writeFileSync(
+      pki.file('twin.cnf'),
+      '[req]\ndistinguished_name=dn\n[dn]\n[v3]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n',
+    );
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-new',
+        '-key',
+        'twin-root.key',
+        '-subj',
+        '/CN=twin-root',
+        '-days',
+        '99',
+        '-set_serial',
+        '7',
+        '-config',
+        'twin.cnf',
+        '-extensions',
+        'v3',
+        '-out',
+        'twin-again.crt',
+      ],
+      { cwd: pki.dir, stdio: 'pipe' },
+    );
+    pki.issue('twin-dev', 'twin-root');
+    const first = anchor('twin-root');
+    const second = { ...anchor('twin-again'), id: 2, identity_id: 2 } as AuthorityRow;
+    const err = await refusal(verifyChain(der('twin-dev'), [], [first, second]));
+    expect(err.code).to.equal('chain_invalid');
+    expect(err.details).to.include({ reason: 'ambiguous_anchor' });
+    // Both certificates with one identity: a renewal, the chain is fine.
+    const renewed = { ...second, identity_id: 1 } as AuthorityRow;
+    const verified = await verifyChain(der('twin-dev'), [], [first, renewed]);
+    expect(verified.anchor.identity_id).to.equal(1);
   });
 });
