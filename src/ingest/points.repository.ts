@@ -73,8 +73,8 @@ export async function storeSeriesOfExistingName(
     with s as (
       select series.id from series where series.device_id = ${deviceId} and series.name = ${name}
     ), inserted as (
-      insert into points (series_id, ts, value)
-      select (select s.id from s), timestamptz 'epoch' + u.ms * interval '1 millisecond', u.v
+      insert into points (device_id, series_id, ts, value)
+      select ${deviceId}::int, (select s.id from s), timestamptz 'epoch' + u.ms * interval '1 millisecond', u.v
       from unnest(${epochMs}::bigint[], ${values}::float8[]) as u(ms, v)
       where exists (select from s)
       on conflict do nothing
