@@ -27,6 +27,15 @@ describe('fleetgate on a Citus cluster', function () {
     await citusCluster();
   });
   const fg = useFleetgate({}, createCitusTestDatabase);
+  afterEach(function () {
+    // A failure on Citus is usually a refused distributed query: show the server's errors.
+    if (this.currentTest?.state !== 'failed') return;
+    const errors = fg.server
+      .output()
+      .split('\n')
+      .filter((l) => l.includes('"level":50'));
+    console.error(errors.slice(-3).join('\n').slice(0, 3000));
+  });
   const sql = <R extends Record<string, unknown>>(text: string, values: unknown[] = []) =>
     query<R>(fg.db.url!, text, values);
 
