@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { benchBulkIngest } from './bulk-ingest.js';
 import { benchChannels } from './channels.js';
+import { benchCitusComparison } from './citus.js';
 import { benchMemory } from './memory.js';
 import { benchNewConnections } from './new-connections.js';
 import { benchSleepyDevices } from './sleepy-devices.js';
@@ -18,11 +19,22 @@ import { withClient } from './support/bench-server.js';
  * `npm run bench [-- --quick]`: items 1 to 4, 6 and 7 of the ingest benchmark against
  * the PostgreSQL server of DATABASE_URL, in a database of its own that is
  * dropped at the end. `--quick` runs everything at a tenth of the size;
- * `--items 1,3` runs only those items; `--cpu-prof DIR` profiles the server.
+ * `--items 1,3` runs only those items; `--cpu-prof DIR` profiles the server;
+ * `--citus` runs the small-upload item on one PostgreSQL and on a 3-node Citus
+ * cluster instead (bench/citus.ts).
  */
 async function main() {
   const quick = process.argv.includes('--quick');
   const scale = quick ? 0.1 : 1;
+  if (process.argv.includes('--citus')) {
+    const cpu = os.cpus();
+    printTable(
+      `small uploads on one PostgreSQL and on a 3-node Citus cluster, one run: ` +
+        `${cpu.length} x ${cpu[0]?.model ?? 'cpu'}, node ${process.version}, ${new Date().toISOString()}`,
+      await benchCitusComparison(quick),
+    );
+    return;
+  }
   const db = await createBenchDatabase();
   const server = await startBenchServer(db).catch(async (err: unknown) => {
     await db.drop();

@@ -16,9 +16,9 @@ import { sql, type Kysely } from 'kysely';
 export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`alter table points add column if not exists device_id integer`.execute(db);
   await sql`
-    update points p set device_id = s.device_id
-    from series s
-    where s.id = p.series_id and p.device_id is null`.execute(db);
+    update points p set device_id = coalesce(
+      (select s.device_id from series s where s.id = p.series_id), 0)
+    where p.device_id is null`.execute(db);
 
   await sql`
     create table if not exists certificate_fingerprints (

@@ -18,15 +18,16 @@ import { sql, type Kysely } from 'kysely';
  *   its device.
  *
  * Points that a node of the previous version wrote since the expand step (no
- * device_id) are filled first.
+ * device_id) are filled first; a point of no series (unreachable by any read;
+ * only written by hand) gets device 0 and is kept.
  *
  * Frozen in time: never import application code here.
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`
-    update points p set device_id = s.device_id
-    from series s
-    where s.id = p.series_id and p.device_id is null`.execute(db);
+    update points p set device_id = coalesce(
+      (select s.device_id from series s where s.id = p.series_id), 0)
+    where p.device_id is null`.execute(db);
   await sql`alter table points alter column device_id set not null`.execute(db);
   await sql`alter table points drop constraint points_pkey`.execute(db);
   await sql`alter table points add constraint points_pkey primary key (series_id, ts, device_id)`.execute(

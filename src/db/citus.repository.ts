@@ -88,3 +88,19 @@ export async function createDistributedTable(
 export async function lockMigrations(db: Kysely<unknown>): Promise<void> {
   await sql`select pg_advisory_xact_lock(hashtext('fleetgate.migrations'))`.execute(db);
 }
+
+/**
+ * Multi-shard statements over one connection per worker, in every session of
+ * this database (and in this one, which may be a pooled connection opened
+ * before). Otherwise a transaction that read many shards in parallel (a
+ * certificate looked up by fingerprint) may not then write a reference table
+ * (a PSK's use count): Citus refuses with "cannot modify table ... because
+ * there was a parallel operation on a distributed table".
+ */
+export async function useSequentialShardAccessByDefault(db: Kysely<unknown>): Promise<void> {
+  const { rows } = await sql<{ name: string }>`select current_database() as name`.execute(db);
+  await sql`alter database ${sql.id(rows[0]!.name)} set citus.multi_shard_modify_mode to 'sequential'`.execute(
+    db,
+  );
+  await sql`set citus.multi_shard_modify_mode to 'sequential'`.execute(db);
+}

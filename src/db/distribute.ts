@@ -10,6 +10,7 @@ import {
   listCitusTables,
   listForeignKeys,
   lockMigrations,
+  useSequentialShardAccessByDefault,
   useSequentialShardModifications,
 } from './citus.repository.js';
 
@@ -75,6 +76,7 @@ export async function distributeForCitus(db: Kysely<unknown>): Promise<string[]>
     const all = [...REFERENCE_TABLES, 'devices', ...DEVICE_TABLES, FINGERPRINT_TABLE];
     const present = await existingTables(trx, all);
     const todo = all.filter((t) => present.has(t) && !known.has(t));
+    await useSequentialShardAccessByDefault(trx);
     if (todo.length === 0) return [];
     await useSequentialShardModifications(trx);
     // Citus refuses to distribute a table tied by foreign keys to plain tables

@@ -130,11 +130,21 @@ export async function findPendingRotationByCompletionHash(
   hash: Buffer,
   lock: boolean,
 ): Promise<PendingRotationOfDevice | undefined> {
+  // The device first, then the lock on its shard: Citus locks rows only in a
+  // query that names the distribution column (one shard).
+  const found = await db
+    .selectFrom('pending_rotations')
+    .select('device_id')
+    .where('completion_hash', '=', hash)
+    .executeTakeFirst();
+  if (!found) return undefined;
   const query = db
     .selectFrom('pending_rotations as p')
     .innerJoin('devices as d', 'd.id', 'p.device_id')
     .selectAll('p')
     .select('d.identity_id')
+    .where('p.device_id', '=', found.device_id)
+    .where('d.id', '=', found.device_id)
     .where('p.completion_hash', '=', hash);
   return (lock ? query.forUpdate('p') : query).executeTakeFirst();
 }

@@ -1,4 +1,4 @@
-import type { Kysely, Selectable, Updateable } from 'kysely';
+import { sql, type Kysely, type Selectable, type Updateable } from 'kysely';
 import type { Database, IdentityTable } from '../db/schema.js';
 
 export type IdentityRow = Selectable<IdentityTable>;
@@ -67,27 +67,36 @@ export interface IdentityCounts extends IdentityRow {
   psks: number;
 }
 
-/** Identities with their device and PSK counts; one name, or all in name order. */
+/**
+ * Identities with their device and PSK counts; one name, or all in name order.
+ * The device counts come from one grouped subquery joined on identity, not a
+ * subquery per identity: on Citus (devices distributed, identities a reference
+ * table) a correlated subquery over devices is refused, a grouped one is not.
+ */
 export async function listIdentitiesWithCounts(
   db: Kysely<Database>,
   name?: string,
 ): Promise<IdentityCounts[]> {
+  let counts = db
+    .selectFrom('devices as d')
+    .select([
+      'd.identity_id',
+      sql<string>`count(*) filter (where d.revoked_at is null)`.as('devices'),
+      sql<string>`count(*) filter (where d.revoked_at is not null)`.as('revokedDevices'),
+    ])
+    .groupBy('d.identity_id');
+  if (name !== undefined) {
+    counts = counts.where('d.identity_id', 'in', (eb) =>
+      eb.selectFrom('identities').select('id').where('name', '=', name),
+    );
+  }
   let query = db
     .selectFrom('identities as i')
+    .leftJoin(counts.as('dc'), 'dc.identity_id', 'i.id')
     .selectAll('i')
     .select((eb) => [
-      eb
-        .selectFrom('devices as d')
-        .select(eb.fn.countAll<string>().as('n'))
-        .whereRef('d.identity_id', '=', 'i.id')
-        .where('d.revoked_at', 'is', null)
-        .as('devices'),
-      eb
-        .selectFrom('devices as d')
-        .select(eb.fn.countAll<string>().as('n'))
-        .whereRef('d.identity_id', '=', 'i.id')
-        .where('d.revoked_at', 'is not', null)
-        .as('revokedDevices'),
+      sql<string>`coalesce(dc.devices, 0)`.as('devices'),
+      sql<string>`coalesce(dc."revokedDevices", 0)`.as('revokedDevices'),
       eb
         .selectFrom('psks as p')
         .select(eb.fn.countAll<string>().as('n'))

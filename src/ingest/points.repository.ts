@@ -28,6 +28,19 @@ export async function countSeriesOfDevice(db: Kysely<Database>, deviceId: number
 }
 
 /**
+ * On Citus an INSERT ... SELECT from a function or a temp table runs "pull to
+ * coordinator" and reports the rows it read, not those it inserted, so there
+ * the inserts count what RETURNING gives back. Set once at start (serve.ts).
+ */
+let countByReturning = false;
+export function countPointInsertsByReturning(on: boolean): void {
+  countByReturning = on;
+}
+const returningClause = () => (countByReturning ? ' returning 1' : '');
+const insertedCount = (result: { rowCount: number | null; rows: unknown[] }) =>
+  countByReturning ? result.rows.length : (result.rowCount ?? 0);
+
+/**
  * Inserts one batch of a series' points; points already stored (a retried
  * upload) or repeated within the batch are skipped, the first one winning.
  * Timestamps travel as integer milliseconds and are converted in SQL with
@@ -45,8 +58,8 @@ export async function insertPointBatch(
     insert into points (device_id, series_id, ts, value)
     select ${deviceId}::int, ${seriesId}::int, timestamptz 'epoch' + u.ms * interval '1 millisecond', u.v
     from unnest(${epochMs}::bigint[], ${values}::float8[]) as u(ms, v)
-    on conflict do nothing`.execute(db);
-  return Number(result.numAffectedRows ?? 0n);
+    on conflict do nothing${sql.raw(returningClause())}`.execute(db);
+  return countByReturning ? result.rows.length : Number(result.numAffectedRows ?? 0n);
 }
 
 /**
@@ -168,11 +181,11 @@ export async function insertStagedPointsIfAllNew(
   await client.query('savepoint staged_points');
   try {
     const result = await client.query(
-      'insert into points (device_id, series_id, ts, value) select $1, $2, ts, value from points_staging',
+      `insert into points (device_id, series_id, ts, value) select $1, $2, ts, value from points_staging${returningClause()}`,
       [deviceId, seriesId],
     );
     await client.query('release savepoint staged_points');
-    return result.rowCount ?? 0;
+    return insertedCount(result);
   } catch (err) {
     if (!isUniqueViolation(err)) throw err;
     await client.query('rollback to savepoint staged_points');
@@ -195,8 +208,8 @@ export async function insertStagedPoints(
   const result = await client.query(
     `insert into points (device_id, series_id, ts, value)
      select $1, $2, ts, value from points_staging
-     on conflict do nothing`,
+     on conflict do nothing${returningClause()}`,
     [deviceId, seriesId],
   );
-  return result.rowCount ?? 0;
+  return insertedCount(result);
 }

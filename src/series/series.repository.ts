@@ -48,14 +48,12 @@ export async function listSeriesStats(
     firstEpochMs: string;
     lastEpochMs: string;
   }>`
-    select s.id as "seriesId", st.points::text as points,
-      (extract(epoch from st.first) * 1000)::bigint::text as "firstEpochMs",
-      (extract(epoch from st.last) * 1000)::bigint::text as "lastEpochMs"
-    from unnest(${page.map((s) => s.id)}::int[]) as s(id)
-    cross join lateral (
-      select count(*) as points, min(p.ts) as first, max(p.ts) as last
-      from points p where p.series_id = s.id
-    ) st`.execute(db);
+    select p.series_id as "seriesId", count(*)::text as points,
+      (extract(epoch from min(p.ts)) * 1000)::bigint::text as "firstEpochMs",
+      (extract(epoch from max(p.ts)) * 1000)::bigint::text as "lastEpochMs"
+    from points p
+    where p.series_id = any(${page.map((s) => s.id)}::int[])
+    group by p.series_id`.execute(db);
   const bySeries = new Map(stats.rows.map((r) => [r.seriesId, r]));
   return page.map((s) => {
     const found = bySeries.get(s.id);

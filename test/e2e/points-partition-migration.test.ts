@@ -48,9 +48,8 @@ describe('points partitioning migration', function () {
     expect(names).to.include.members(['points_1970_01', 'points_2021_03', 'points_2021_04']);
     // The primary key still skips a point that is already stored.
     const again = await sql`
-      insert into points values (1, '2021-04-01 00:00:00+00', 9) on conflict do nothing`.execute(
-      database.db,
-    );
+      insert into points (series_id, ts, value, device_id)
+      values (1, '2021-04-01 00:00:00+00', 9, 0) on conflict do nothing`.execute(database.db);
     expect(Number(again.numAffectedRows)).to.equal(0);
 
     // Down to just before the partitioning, whatever migrations came after it.

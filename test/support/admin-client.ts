@@ -91,10 +91,13 @@ export interface FleetgateFixture {
  * Registers mocha hooks that give the enclosing suite its own database, a
  * running fleetgate and an admin client, and tear all three down afterwards.
  */
-export function useFleetgate(env: Record<string, string> = {}): FleetgateFixture {
+export function useFleetgate(
+  env: Record<string, string> = {},
+  createDatabase: () => Promise<TestDatabase> = () => createTestDatabase({ migrated: true }),
+): FleetgateFixture {
   const fixture = {} as FleetgateFixture;
   before(async () => {
-    fixture.db = await createTestDatabase({ migrated: true });
+    fixture.db = await createDatabase();
     fixture.server = await startFleetgate(fixture.db, env);
     fixture.admin = new AdminClient(fixture.server);
   });

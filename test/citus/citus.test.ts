@@ -1,0 +1,254 @@
+import { expect } from 'chai';
+import { boundDevice, useFleetgate } from '../support/admin-client.js';
+import {
+  citusCluster,
+  citusUnavailable,
+  createCitusTestDatabase,
+  query,
+} from '../support/citus-cluster.js';
+import { DeviceClient, newDevice } from '../support/device-client.js';
+import { completeRotation, opensslKeyPair, proveRotation } from '../support/rotation.js';
+import { skipBecause } from '../support/skip.js';
+
+const lines = (from: number, n: number, step = 1000) =>
+  Array.from({ length: n }, (_, i) => `${from + i * step},${i}`).join('\n');
+
+/**
+ * fleetgate on a real Citus cluster (a coordinator and two workers): the
+ * schema is distributed by `fleetgate migrate`, and the device paths work
+ * with rows that live on the workers.
+ */
+describe('fleetgate on a Citus cluster', function () {
+  this.timeout(180_000);
+  before(async function () {
+    this.timeout(180_000);
+    const why = await citusUnavailable();
+    if (why) skipBecause(this, why);
+    await citusCluster();
+  });
+  const fg = useFleetgate({}, createCitusTestDatabase);
+  afterEach(function () {
+    // A failure on Citus is usually a refused distributed query: show the server's errors.
+    if (this.currentTest?.state !== 'failed') return;
+    const errors = fg.server
+      .output()
+      .split('\n')
+      .filter((l) => l.includes('"level":50'));
+    console.error(errors.slice(-3).join('\n').slice(0, 3000));
+  });
+  const sql = <R extends Record<string, unknown>>(text: string, values: unknown[] = []) =>
+    query<R>(fg.db.url!, text, values);
+
+  it('migrate distributed the fleet tables by device, colocated, and the small ones as reference tables', async () => {
+    const rows = await sql<{
+      name: string;
+      method: string;
+      column: string | null;
+      colocation: number;
+    }>(
+      `select logicalrelid::text as name, partmethod as method,
+              column_to_column_name(logicalrelid, partkey) as column, colocationid as colocation
+       from pg_dist_partition where logicalrelid::text not like 'points\\_2%' order by 1`,
+    );
+    const byName = Object.fromEntries(rows.map((r) => [r.name, r]));
+    for (const t of [
+      'identities',
+      'psks',
+      'certificate_authorities',
+      'ca_revoked_serials',
+      'device_names',
+    ]) {
+      expect(byName[t]?.method, t).to.equal('n');
+    }
+    const devices = byName.devices!;
+    expect(devices).to.include({ method: 'h', column: 'id' });
+    for (const t of [
+      'device_certificates',
+      'series',
+      'points',
+      'rotation_challenges',
+      'pending_rotations',
+      'registrations',
+      'device_states',
+      'device_chain_serials',
+    ]) {
+      expect(byName[t], t).to.include({
+        method: 'h',
+        column: 'device_id',
+        colocation: devices.colocation,
+      });
+    }
+    expect(byName.certificate_fingerprints).to.include({ method: 'h', column: 'fingerprint' });
+    expect(byName.audit_events, 'audit_events stays on the coordinator').to.equal(undefined);
+    // Month partitions of points are distributed with their parent.
+    const months = await sql<{ n: string }>(
+      "select count(*) as n from pg_dist_partition where logicalrelid::text ~ '^points_\\d{4}_\\d{2}$'",
+    );
+    expect(Number(months[0]!.n)).to.be.greaterThan(0);
+    // Running migrate again distributes nothing twice and fails on nothing.
+    expect((await fg.server.cli(['migrate'])).code).to.equal(0);
+  });
+
+  it('walks through the README: identity, PSK, bind, upload, export; the points live on the workers', async () => {
+    expect((await fg.server.cli(['identity', 'create', 'walk'])).code).to.equal(0);
+    const psk = (
+      await fg.server.cli(['psk', 'issue', 'walk', '--max-devices', '10'])
+    ).stdout.trim();
+    const device = newDevice();
+    const client = await boundDevice(fg.server, device, psk);
+    try {
+      const upload = await client.upload([
+        { name: 'hr_measurement', content: lines(1_526_292_559_000, 3) },
+      ]);
+      expect(upload.status, upload.text).to.equal(200);
+      expect(upload.json).to.deep.include({ stored: 3, duplicates: 0 });
+      const again = await client.upload([
+        { name: 'hr_measurement', content: lines(1_526_292_559_000, 3) },
+      ]);
+      expect(again.json).to.deep.include({ stored: 0, duplicates: 3 });
+      const exported = await fg.server.cli(['export', device.fingerprint, 'hr_measurement']);
+      expect(exported.stdout.trim().split('\n')).to.deep.equal(
+        lines(1_526_292_559_000, 3).split('\n'),
+      );
+      // The coordinator holds no point: they are in the shards on the workers.
+      const [{ id }] = await sql<{ id: number }>(
+        'select device_id as id from device_certificates where fingerprint = $1',
+        [device.fingerprint],
+      );
+      const placement = await sql<{ port: number }>(
+        `select nodeport as port from citus_shards
+         where table_name = 'points_1998_05'::regclass
+           and shardid = get_shard_id_for_distribution_column('points_1998_05', $1::int)`,
+        [id],
+      ).catch(async () =>
+        sql<{ port: number }>(
+          `select p.nodeport as port from pg_dist_shard s join pg_dist_placement pl using (shardid)
+           join pg_dist_node p using (groupid)
+           where s.shardid = get_shard_id_for_distribution_column('points', $1::int)`,
+          [id],
+        ),
+      );
+      const workerPorts = (await citusCluster()).nodes.slice(1).map((n) => n.port);
+      expect(workerPorts).to.include(placement[0]!.port);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('binds exactly the identity device limit when devices bind at once, and never moves a certificate', async () => {
+    const limit = 4;
+    await fg.admin.post('/v1/identities', { name: 'capped', maxDevices: limit });
+    const psks = await Promise.all([1, 2].map(() => fg.admin.issuePsk('capped')));
+    const clients = Array.from({ length: 10 }, () => new DeviceClient(fg.server, newDevice()));
+    try {
+      await Promise.all(clients.map((c) => c.send('GET')));
+      const answers = await Promise.all(clients.map((c, i) => c.bind(psks[i % psks.length])));
+      const bound = answers.filter((a) => a.status === 200);
+      expect(bound).to.have.length(limit);
+      for (const refused of answers.filter((a) => a.status !== 200)) {
+        expect(refused.status, refused.text).to.equal(403);
+        expect(refused.json.code).to.equal('identity_device_limit');
+      }
+      expect((await fg.admin.get('/v1/identities/capped')).json).to.deep.include({
+        devices: limit,
+      });
+      // A bound certificate stays with its identity: another identity's PSK cannot take it.
+      const other = await fg.admin.identityWithPsk('thief');
+      const taken = clients[answers.findIndex((a) => a.status === 200)]!;
+      const steal = await taken.bind(other);
+      expect(steal.status, steal.text).to.be.within(400, 499);
+      const fingerprints = await sql<{ n: string }>(
+        'select count(*) as n from certificate_fingerprints',
+      );
+      const certificates = await sql<{ n: string }>(
+        'select count(*) as n from device_certificates',
+      );
+      expect(fingerprints[0]!.n).to.equal(certificates[0]!.n);
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+    }
+  });
+
+  it('stores a large upload through COPY once, also when it is retried and repeats timestamps', async () => {
+    const client = await boundDevice(
+      fg.server,
+      newDevice(),
+      await fg.admin.identityWithPsk('copy'),
+    );
+    try {
+      const n = 30_000;
+      // Two points share a timestamp: the first one wins.
+      const content = `${lines(1_700_000_000_000, n, 10)}\n1700000000000,99`;
+      const first = await client.upload([{ name: 'big', content }]);
+      expect(first.status, first.text).to.equal(200);
+      expect(first.json).to.deep.include({ stored: n, duplicates: 1 });
+      const retry = await client.upload([{ name: 'big', content }]);
+      expect(retry.json).to.deep.include({ stored: 0, duplicates: n + 1 });
+      const [row] = await sql<{ n: string; v: number }>(
+        "select count(*) as n, min(value) filter (where ts = to_timestamp(1700000000)) as v from points p join series s on s.id = p.series_id and s.device_id = p.device_id where s.name = 'big'",
+      );
+      expect(Number(row!.n)).to.equal(n);
+      expect(row!.v).to.equal(0);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('answers queries and buckets from the shards', async () => {
+    const device = newDevice();
+    const client = await boundDevice(fg.server, device, await fg.admin.identityWithPsk('readers'));
+    try {
+      const B = 1_700_000_040_000;
+      const content = [`${B - 1},100`, `${B},1`, `${B + 30_000},2`, `${B + 60_000},10.5`].join(
+        '\n',
+      );
+      expect((await client.upload([{ name: 'temp', content }])).status).to.equal(200);
+      const base = `/v1/devices/${device.fingerprint}`;
+      const series = (await fg.admin.get(`${base}/series`)).json.series;
+      expect(series).to.have.length(1);
+      expect(series[0]).to.deep.include({ name: 'temp', points: 4 });
+      const range = await fg.admin.get(`${base}/points?series=temp&from=${B}&to=${B + 60_000}`);
+      expect(range.status, range.text).to.equal(200);
+      expect(range.json.points.map((p: { t: number }) => p.t)).to.deep.equal([B, B + 30_000]);
+      const buckets = await fg.admin.get(
+        `${base}/points?series=temp&from=${B - 60_000}&to=${B + 120_000}&bucket=1m`,
+      );
+      expect(buckets.status, buckets.text).to.equal(200);
+      expect(
+        buckets.json.buckets.map((b: { t: number; count: number }) => [b.t, b.count]),
+      ).to.deep.equal([
+        [B - 60_000, 1],
+        [B, 2],
+        [B + 60_000, 1],
+      ]);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('rotates a certificate and refuses a revoked device', async () => {
+    const psk = await fg.admin.identityWithPsk('rotating');
+    const oldCert = opensslKeyPair('ec', 'meter-1');
+    const nextCert = opensslKeyPair('ec', 'meter-1');
+    const oldClient = await boundDevice(fg.server, oldCert, psk);
+    const newClient = new DeviceClient(fg.server, nextCert);
+    try {
+      const rotation = await proveRotation(oldClient, oldCert, nextCert);
+      expect(rotation.status, rotation.text).to.equal(202);
+      const done = await completeRotation(newClient, rotation.json.completionSecret);
+      expect(done.status, done.text).to.equal(200);
+      const upload = await newClient.upload([
+        { name: 'temp', content: lines(1_700_000_000_000, 2) },
+      ]);
+      expect(upload.status, upload.text).to.equal(200);
+      const revoked = await fg.admin.post(`/v1/devices/${nextCert.fingerprint}/revoke`, {});
+      expect(revoked.status, revoked.text).to.equal(200);
+      const refused = await newClient.upload([
+        { name: 'temp', content: lines(1_700_000_100_000, 1) },
+      ]);
+      expect(refused.status).to.equal(403);
+    } finally {
+      await Promise.all([oldClient.close(), newClient.close()]);
+    }
+  });
+});
