@@ -59,7 +59,7 @@ async function run(
     devices = await bindDevices(server, 50);
     const uploads = devices.length * uploadsEach;
     const meter = perNodeMeter(server.child.pid!, nodes, uploads);
-    const rows = await benchSmallUploads(devices, server.baseUrl, uploadsEach, meter);
+    const rows = await benchSmallUploads(db, devices, server.baseUrl, uploadsEach, meter);
     return rows.map((r) => ({ ...r, item: `${r.item} (${label})` }));
   } finally {
     await Promise.all(devices.map((d) => d.client.close()));

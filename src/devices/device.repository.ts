@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Selectable } from 'kysely';
+import { CompiledQuery, sql, type Kysely, type Selectable } from 'kysely';
 import type { CertificateInfo } from '../tls/certificate-info.js';
 import type {
   CertificateState,
@@ -27,11 +27,8 @@ export interface DeviceByCertificate {
   pendingConfirmation: boolean;
 }
 
-export async function findDeviceByFingerprint(
-  db: Kysely<Database>,
-  fingerprint: string,
-): Promise<DeviceByCertificate | undefined> {
-  const row = await db
+function deviceByFingerprintQuery(db: Kysely<Database>, fingerprint: string) {
+  return db
     .selectFrom('device_certificates as c')
     .innerJoin('devices as d', 'd.id', 'c.device_id')
     .innerJoin('identities as i', 'i.id', 'd.identity_id')
@@ -57,9 +54,31 @@ export async function findDeviceByFingerprint(
           .as('revokedByCaSerial'),
       'd.pending_confirmation as pendingConfirmation',
     ])
-    .where('c.fingerprint', '=', fingerprint)
-    .executeTakeFirst();
-  return row;
+    .where('c.fingerprint', '=', fingerprint);
+}
+
+/** Stands for the fingerprint in the compiled query; never a real (hex) fingerprint. */
+const FINGERPRINT_SLOT = '\u0000fingerprint';
+let deviceByFingerprint: CompiledQuery<DeviceByCertificate> | undefined;
+
+/**
+ * Asked on every request of a device. The query is compiled once (every
+ * database here speaks the same Postgres dialect): building and compiling it
+ * with kysely cost more server CPU than the rest of a small upload's SQL.
+ */
+export async function findDeviceByFingerprint(
+  db: Kysely<Database>,
+  fingerprint: string,
+): Promise<DeviceByCertificate | undefined> {
+  deviceByFingerprint ??= deviceByFingerprintQuery(db, FINGERPRINT_SLOT).compile();
+  const { sql: text, parameters } = deviceByFingerprint;
+  const result = await db.executeQuery<DeviceByCertificate>(
+    CompiledQuery.raw(
+      text,
+      parameters.map((p) => (p === FINGERPRINT_SLOT ? fingerprint : p)),
+    ),
+  );
+  return result.rows[0];
 }
 
 export interface NewDevice {

@@ -18,7 +18,7 @@ export function createIngestBackend(
   const backend = database.pool
     ? copyIngest(database.pool, partitions)
     : unnestIngest(database.db, partitions);
-  return withSingleStatementBatches(backend, database.db, partitions);
+  return withSingleStatementBatches(backend, database.pool ?? database.db, partitions);
 }
 
 const MONTH_MS = 28 * 24 * 3600 * 1000;

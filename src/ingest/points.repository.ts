@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely';
+import { CompiledQuery, sql, type Kysely } from 'kysely';
 import type pg from 'pg';
 import { from as copyFrom, type CopyStreamQuery } from 'pg-copy-streams';
 import { isUniqueViolation } from '../db/errors.js';
@@ -75,35 +75,48 @@ export async function insertPointBatch(
  * the transactional path).
  */
 export async function storeSeriesOfExistingName(
-  db: Kysely<Database>,
+  db: Kysely<Database> | pg.Pool,
   deviceId: number,
   name: string,
   epochMs: readonly number[],
   values: readonly number[],
   seenAt: Date,
 ): Promise<number | null> {
-  const result = await sql<{ seriesId: number | null; stored: number }>`
-    with s as (
-      select series.id from series where series.device_id = ${deviceId} and series.name = ${name}
-    ), inserted as (
-      insert into points (device_id, series_id, ts, value)
-      select ${deviceId}::int, (select s.id from s), timestamptz 'epoch' + u.ms * interval '1 millisecond', u.v
-      from unnest(${epochMs}::bigint[], ${values}::float8[]) as u(ms, v)
-      where exists (select from s)
-      on conflict do nothing
-      returning 1
-    ), counted as (
-      select count(*)::int as n from inserted
-    ), touched as (
-      update devices set last_seen_at = ${seenAt}
-      where devices.id = ${deviceId} and exists (select from s) and (select n from counted) >= 0
-      returning 1
-    )
-    select (select s.id from s) as "seriesId", (select n from counted) as stored,
-      (select count(*) from touched) as touched`.execute(db);
-  const row = result.rows[0];
+  const parameters = [deviceId, name, epochMs, values, seenAt];
+  // On a pg pool, a named statement: parsed and planned once per connection.
+  const rows =
+    'executeQuery' in db
+      ? (await db.executeQuery(CompiledQuery.raw(STORE_SERIES_OF_EXISTING_NAME, parameters))).rows
+      : (
+          await db.query({
+            name: 'fleetgate_store_series_of_existing_name',
+            text: STORE_SERIES_OF_EXISTING_NAME,
+            values: parameters,
+          })
+        ).rows;
+  const row = rows[0] as { seriesId: number | null; stored: number } | undefined;
   return row?.seriesId == null ? null : row.stored;
 }
+
+const STORE_SERIES_OF_EXISTING_NAME = `
+  with s as (
+    select series.id from series where series.device_id = $1 and series.name = $2
+  ), inserted as (
+    insert into points (device_id, series_id, ts, value)
+    select $1::int, (select s.id from s), timestamptz 'epoch' + u.ms * interval '1 millisecond', u.v
+    from unnest($3::bigint[], $4::float8[]) as u(ms, v)
+    where exists (select from s)
+    on conflict do nothing
+    returning 1
+  ), counted as (
+    select count(*)::int as n from inserted
+  ), touched as (
+    update devices set last_seen_at = $5
+    where devices.id = $1 and exists (select from s) and (select n from counted) >= 0
+    returning 1
+  )
+  select (select s.id from s) as "seriesId", (select n from counted) as stored,
+    (select count(*)::int from touched) as touched`;
 
 export interface StoredPoint {
   epochMs: string;

@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import type pg from 'pg';
 import type { Database } from '../db/schema.js';
 import type { PointPartitions } from './partition-months.js';
 import { storeSeriesOfExistingName } from './points.repository.js';
@@ -14,7 +15,8 @@ import type { IngestBackend } from './upload-transaction.js';
  */
 export function withSingleStatementBatches(
   backend: IngestBackend,
-  db: Kysely<Database>,
+  /** The pool itself on a real Postgres, for a named (prepared) statement. */
+  db: Kysely<Database> | pg.Pool,
   partitions: PointPartitions,
 ): IngestBackend {
   return {
