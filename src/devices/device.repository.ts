@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Selectable } from 'kysely';
+import { sql, type CompiledQuery, type Kysely, type Selectable } from 'kysely';
 import type { CertificateInfo } from '../tls/certificate-info.js';
 import type {
   CertificateState,
@@ -31,7 +31,29 @@ export async function findDeviceByFingerprint(
   db: Kysely<Database>,
   fingerprint: string,
 ): Promise<DeviceByCertificate | undefined> {
-  const row = await db
+  // Asked on every request of every device: the query (with its CRL subquery) is
+  // built once per database handle, and only the fingerprint changes.
+  let compiled = compiledLookups.get(db);
+  if (!compiled) {
+    compiled = deviceByFingerprint(db, FINGERPRINT_SLOT).compile();
+    compiledLookups.set(db, compiled);
+  }
+  const slot = compiled.parameters.indexOf(FINGERPRINT_SLOT);
+  if (slot < 0 || compiled.parameters.lastIndexOf(FINGERPRINT_SLOT) !== slot) {
+    return deviceByFingerprint(db, fingerprint).executeTakeFirst();
+  }
+  const parameters = [...compiled.parameters];
+  parameters[slot] = fingerprint;
+  const result = await db.executeQuery<DeviceByCertificate>({ ...compiled, parameters });
+  return result.rows[0];
+}
+
+/** Stands for the fingerprint in the compiled lookup (never a real one: not hex). */
+const FINGERPRINT_SLOT = 'fingerprint-slot:not-a-fingerprint';
+const compiledLookups = new WeakMap<Kysely<Database>, CompiledQuery<DeviceByCertificate>>();
+
+function deviceByFingerprint(db: Kysely<Database>, fingerprint: string) {
+  return db
     .selectFrom('device_certificates as c')
     .innerJoin('devices as d', 'd.id', 'c.device_id')
     .innerJoin('identities as i', 'i.id', 'd.identity_id')
@@ -57,9 +79,7 @@ export async function findDeviceByFingerprint(
           .as('revokedByCaSerial'),
       'd.pending_confirmation as pendingConfirmation',
     ])
-    .where('c.fingerprint', '=', fingerprint)
-    .executeTakeFirst();
-  return row;
+    .where('c.fingerprint', '=', fingerprint);
 }
 
 export interface NewDevice {
