@@ -1,13 +1,15 @@
 import { execFile, spawn } from 'node:child_process';
+import { constants } from 'node:crypto';
 import fs from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
+import tls from 'node:tls';
 import { promisify } from 'node:util';
 import { DeviceClient, withFingerprint, type TestDevice } from '../test/support/device-client.js';
 import type { FleetgateProcess } from '../test/support/fleetgate-process.js';
 import { csvLines, multipartBody } from './support/bodies.js';
 import type { BoundDevice } from './support/bench-server.js';
-import { rate, seconds, type CpuMeter, type Row } from './support/measure.js';
+import { cpuSnapshot, rate, seconds, type CpuMeter, type Row } from './support/measure.js';
 
 const run = promisify(execFile);
 
@@ -15,7 +17,12 @@ const run = promisify(execFile);
  * Item 6, sleepy devices: a device that wakes up, uploads on a new connection
  * and sleeps. (a) Uploads on a new connection that resumes the previous TLS
  * session, against `openssl s_time -reuse` (bare resumed handshakes) with the
- * same certificate and server. (b) Full-handshake uploads with an ECDSA P-256
+ * same certificate and server, and against bare resumed handshakes of Node's
+ * own TLS client (the client kind of the uploads); next to them, what a
+ * resumed connection costs with a status request only (certificate and device
+ * checked, no ingest) and uploads resumed by session ID (tickets off, as many
+ * embedded builds). Each row also gives the server's CPU per connection, which
+ * is what bounds the ratio. (b) Full-handshake uploads with an ECDSA P-256
  * device and server certificate next to RSA 2048, side by side in one run.
  */
 export async function benchSleepyDevices(
@@ -33,28 +40,59 @@ export async function benchSleepyDevices(
   const rsa = rsaAll[0]!;
   const rows: Row[] = [];
 
-  const resumedCpu = await meter();
-  const resumed = await uploads(server, rsaAll, options, 'resumed');
-  const resumedCpuSplit = await resumedCpu();
-  const bareCpu = await meter();
-  const bare = await opensslResumedHandshakes(server.port, rsa, workDir, options);
-  const bareCpuSplit = await bareCpu();
+  const pid = server.child.pid!;
+  const serverMs = (before: number, count: number) =>
+    `${((1000 * (cpuSnapshot(pid, []).server - before)) / count).toFixed(1)} ms`;
+  const measured = async <T extends { rate: number; count: number }>(work: () => Promise<T>) => {
+    const cpu = await meter();
+    const before = cpuSnapshot(pid, []).server;
+    const result = await work();
+    return { ...result, serverCpu: serverMs(before, result.count), cpu: await cpu() };
+  };
+  const resumed = await measured(() => uploads(server, rsaAll, options, 'resumed'));
+  const bare = await measured(() => opensslResumedHandshakes(server.port, rsa, workDir, options));
+  const nodeBare = await measured(() => nodeResumed(server, rsaAll, options, 'bare'));
+  const status = await measured(() => nodeResumed(server, rsaAll, options, 'status'));
+  const bySessionId = await measured(() => uploads(server, rsaAll, options, 'session-id'));
   rows.push(
     {
       item: '6 sleepy devices',
-      measure: `uploads/s, each on a new connection resuming the last session, ${options.workers} devices at once (${resumed.reusedShare} resumed)`,
+      measure: `uploads/s, each on a new connection resuming the last session (ticket), ${options.workers} devices at once (${resumed.reusedShare} resumed; server CPU ${resumed.serverCpu} each)`,
       value: rate(resumed.rate),
-      reference: `${rate(bare)} (openssl s_time -reuse)`,
-      ratio: (resumed.rate / bare).toFixed(2),
+      reference: `${rate(bare.rate)} (openssl s_time -reuse)`,
+      ratio: (resumed.rate / bare.rate).toFixed(2),
       target: '>= 0.5',
-      cpu: resumedCpuSplit,
+      cpu: resumed.cpu,
     },
     {
       item: '6 sleepy devices',
-      measure: `bare resumed handshakes/s, ${options.workers} openssl s_time -reuse for ${options.handshakeSeconds} s`,
+      measure: `bare resumed handshakes/s, ${options.workers} openssl s_time -reuse for ${options.handshakeSeconds} s (server CPU ${bare.serverCpu} each)`,
       value: '',
-      reference: rate(bare),
-      cpu: bareCpuSplit,
+      reference: rate(bare.rate),
+      cpu: bare.cpu,
+    },
+    {
+      item: '6 sleepy devices',
+      measure: `the same uploads against bare resumed handshakes of the same client kind (Node tls, ${options.workers} at once; server CPU ${nodeBare.serverCpu} each)`,
+      value: rate(resumed.rate),
+      reference: `${rate(nodeBare.rate)} (Node, connect resumed + close)`,
+      ratio: (resumed.rate / nodeBare.rate).toFixed(2),
+      cpu: nodeBare.cpu,
+    },
+    {
+      item: '6 sleepy devices',
+      measure: `resumed connection with a status request only (certificate and device checked, no ingest), ${options.workers} at once (server CPU ${status.serverCpu} each)`,
+      value: rate(status.rate),
+      reference: '',
+      cpu: status.cpu,
+    },
+    {
+      item: '6 sleepy devices',
+      measure: `uploads/s resuming by session ID (client tickets off), ${options.workers} devices at once (${bySessionId.reusedShare} resumed; server CPU ${bySessionId.serverCpu} each)`,
+      value: rate(bySessionId.rate),
+      reference: `${rate(bare.rate)} (openssl s_time -reuse)`,
+      ratio: (bySessionId.rate / bare.rate).toFixed(2),
+      cpu: bySessionId.cpu,
     },
   );
   for (const [label, device] of [
@@ -113,12 +151,14 @@ async function boundEcdsaDevice(
   return device;
 }
 
+type Mode = 'resumed' | 'session-id' | 'ecdsa' | 'rsa';
+
 async function uploads(
   server: FleetgateProcess,
   devices: readonly TestDevice[],
   options: { workers: number; uploads: number },
-  mode: 'resumed' | 'ecdsa' | 'rsa',
-): Promise<{ rate: number; reusedShare: string }> {
+  mode: Mode,
+): Promise<{ rate: number; count: number; reusedShare: string }> {
   // Each mode writes series of its own, so the same timestamps never collide.
   const startMs = Date.now() - 30 * 24 * 3600 * 1000;
   let next = 0;
@@ -130,7 +170,7 @@ async function uploads(
       // connection; the agent keeps the TLS session (the device's saved session).
       const agent = new https.Agent({
         keepAlive: false,
-        maxCachedSessions: mode === 'resumed' ? 1 : 0,
+        maxCachedSessions: mode === 'resumed' || mode === 'session-id' ? 1 : 0,
       });
       while (next < options.uploads) {
         const n = next++;
@@ -146,6 +186,7 @@ async function uploads(
   );
   return {
     rate: options.uploads / seconds(started),
+    count: options.uploads,
     reusedShare: `${Math.round((100 * reused) / options.uploads)} %`,
   };
 }
@@ -156,7 +197,7 @@ function upload(
   agent: https.Agent,
   body: Buffer,
   contentType: string,
-  mode: 'resumed' | 'ecdsa' | 'rsa',
+  mode: Mode,
 ): Promise<boolean> {
   return new Promise((resolve, reject) => {
     const req = https.request(
@@ -173,6 +214,8 @@ function upload(
         maxVersion: 'TLSv1.2',
         ...(mode === 'ecdsa' ? { ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256' } : {}),
         ...(mode === 'rsa' ? { ciphers: 'ECDHE-RSA-AES128-GCM-SHA256' } : {}),
+        // A device whose TLS stack has tickets turned off resumes by session ID.
+        ...(mode === 'session-id' ? { secureOptions: constants.SSL_OP_NO_TICKET } : {}),
         headers: {
           'content-type': contentType,
           'content-length': body.length,
@@ -200,7 +243,7 @@ async function opensslResumedHandshakes(
   device: TestDevice,
   workDir: string,
   options: { workers: number; handshakeSeconds: number },
-): Promise<number> {
+): Promise<{ rate: number; count: number }> {
   const cert = path.join(workDir, 'sleepy-device.crt');
   const key = path.join(workDir, 'sleepy-device.key');
   fs.writeFileSync(cert, device.certPem);
@@ -235,5 +278,71 @@ async function opensslResumedHandshakes(
         }),
     ),
   );
-  return counts.reduce((a, b) => a + b, 0) / seconds(started);
+  const count = counts.reduce((a, b) => a + b, 0);
+  return { rate: count / seconds(started), count };
+}
+
+/**
+ * Node's TLS client on new connections resuming the last session, one device
+ * per worker: `bare` connects and closes (what `openssl s_time -reuse` does),
+ * `status` sends `GET /device_endpoint` (the device is looked up, nothing is
+ * stored) and reads the answer.
+ */
+async function nodeResumed(
+  server: FleetgateProcess,
+  devices: readonly TestDevice[],
+  options: { workers: number; uploads: number },
+  mode: 'bare' | 'status',
+): Promise<{ rate: number; count: number }> {
+  let next = 0;
+  const started = process.hrtime.bigint();
+  await Promise.all(
+    Array.from({ length: options.workers }, async (_, w) => {
+      const device = devices[w % devices.length]!;
+      let session: Buffer | undefined;
+      while (next < options.uploads) {
+        next++;
+        session = await resumedConnection(server, device, session, mode);
+      }
+    }),
+  );
+  return { rate: options.uploads / seconds(started), count: options.uploads };
+}
+
+function resumedConnection(
+  server: FleetgateProcess,
+  device: TestDevice,
+  session: Buffer | undefined,
+  mode: 'bare' | 'status',
+): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    let latest = session;
+    let answer = '';
+    const socket = tls.connect({
+      host: '127.0.0.1',
+      servername: 'localhost',
+      port: server.port,
+      ca: server.caPem,
+      cert: device.certPem,
+      key: device.keyPem,
+      maxVersion: 'TLSv1.2',
+      ...(session ? { session } : {}),
+    });
+    socket.on('session', (saved: Buffer) => (latest = saved));
+    socket.on('secureConnect', () => {
+      if (mode === 'bare') socket.end();
+      else
+        socket.write(
+          'GET /device_endpoint HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n',
+        );
+    });
+    socket.on('data', (chunk: Buffer) => (answer += String(chunk)));
+    socket.on('end', () => {
+      socket.end();
+      if (mode === 'status' && !answer.startsWith('HTTP/1.1 200'))
+        reject(new Error(`status answer: ${answer.slice(0, 200)}`));
+      else resolve(latest);
+    });
+    socket.on('error', reject);
+  });
 }

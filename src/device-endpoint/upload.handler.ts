@@ -3,7 +3,7 @@ import type { Kysely } from 'kysely';
 import type { Config } from '../config/config.js';
 import type { Database } from '../db/schema.js';
 import { enrollOnFirstContact } from '../authorities/first-contact.js';
-import { requireActiveDevice } from '../devices/device-auth.js';
+import { lookUpDevice, requireActive } from '../devices/device-auth.js';
 import { bodyGuardOptions, guardBody } from '../http/body-guard.js';
 import { continueIfExpected } from '../http/expect-continue.js';
 import { ingestUpload } from '../ingest/ingest.service.js';
@@ -38,11 +38,22 @@ export async function handleUpload(
   try {
     // A device chained to a trusted CA enrolls with its first upload, in this same call;
     // a refused enrollment uses up the same failure budget as a refused bind.
+    // One lookup serves both the enrollment check and the device check; only a
+    // certificate that was just enrolled is looked up again.
     const certificate = requireClientCertificate(req);
-    await enrollOnFirstContact(db, req, certificate, false, (attempt) =>
-      throttledBind(throttles, clientAddressOf(req) ?? 'unknown', certificate.fingerprint, attempt),
-    );
-    const { device } = await requireActiveDevice(db, req);
+    let found = await lookUpDevice(db, certificate);
+    if (!found) {
+      const enrolled = await enrollOnFirstContact(db, req, certificate, false, (attempt) =>
+        throttledBind(
+          throttles,
+          clientAddressOf(req) ?? 'unknown',
+          certificate.fingerprint,
+          attempt,
+        ),
+      );
+      if (enrolled) found = await lookUpDevice(db, certificate);
+    }
+    const device = requireActive(found);
     // If anything fails mid-body, the rest of it is not worth reading: answer and close.
     res.setHeader('Connection', 'close');
     releaseDeviceSlot = slots.take('device', device.deviceId);

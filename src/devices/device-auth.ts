@@ -56,7 +56,11 @@ export async function requireActiveCertificate(
   db: Kysely<Database>,
   certificate: CertificateInfo,
 ): Promise<DeviceByCertificate> {
-  const device = await lookUpDevice(db, certificate);
+  return requireActive(await lookUpDevice(db, certificate));
+}
+
+/** The device of a lookup made on this request, if active; else requireActiveCertificate's 403. */
+export function requireActive(device: DeviceByCertificate | undefined): DeviceByCertificate {
   if (!device)
     throw forbidden('certificate_not_bound', 'this certificate is not bound to an identity');
   if (device.revokedAt) throw forbidden('device_revoked', 'this device has been revoked');

@@ -1,4 +1,4 @@
-import { CompiledQuery, sql, type Kysely, type Selectable } from 'kysely';
+import { sql, type CompiledQuery, type Kysely, type Selectable } from 'kysely';
 import type { CertificateInfo } from '../tls/certificate-info.js';
 import type {
   CertificateState,
@@ -27,7 +27,32 @@ export interface DeviceByCertificate {
   pendingConfirmation: boolean;
 }
 
-function deviceByFingerprintQuery(db: Kysely<Database>, fingerprint: string) {
+export async function findDeviceByFingerprint(
+  db: Kysely<Database>,
+  fingerprint: string,
+): Promise<DeviceByCertificate | undefined> {
+  // Asked on every request of every device: the query (with its CRL subquery) is
+  // built once per database handle, and only the fingerprint changes.
+  let compiled = compiledLookups.get(db);
+  if (!compiled) {
+    compiled = deviceByFingerprint(db, FINGERPRINT_SLOT).compile();
+    compiledLookups.set(db, compiled);
+  }
+  const slot = compiled.parameters.indexOf(FINGERPRINT_SLOT);
+  if (slot < 0 || compiled.parameters.lastIndexOf(FINGERPRINT_SLOT) !== slot) {
+    return deviceByFingerprint(db, fingerprint).executeTakeFirst();
+  }
+  const parameters = [...compiled.parameters];
+  parameters[slot] = fingerprint;
+  const result = await db.executeQuery<DeviceByCertificate>({ ...compiled, parameters });
+  return result.rows[0];
+}
+
+/** Stands for the fingerprint in the compiled lookup (never a real one: not hex). */
+const FINGERPRINT_SLOT = 'fingerprint-slot:not-a-fingerprint';
+const compiledLookups = new WeakMap<Kysely<Database>, CompiledQuery<DeviceByCertificate>>();
+
+function deviceByFingerprint(db: Kysely<Database>, fingerprint: string) {
   return db
     .selectFrom('device_certificates as c')
     .innerJoin('devices as d', 'd.id', 'c.device_id')
@@ -55,30 +80,6 @@ function deviceByFingerprintQuery(db: Kysely<Database>, fingerprint: string) {
       'd.pending_confirmation as pendingConfirmation',
     ])
     .where('c.fingerprint', '=', fingerprint);
-}
-
-/** Stands for the fingerprint in the compiled query; never a real (hex) fingerprint. */
-const FINGERPRINT_SLOT = '\u0000fingerprint';
-let deviceByFingerprint: CompiledQuery<DeviceByCertificate> | undefined;
-
-/**
- * Asked on every request of a device. The query is compiled once (every
- * database here speaks the same Postgres dialect): building and compiling it
- * with kysely cost more server CPU than the rest of a small upload's SQL.
- */
-export async function findDeviceByFingerprint(
-  db: Kysely<Database>,
-  fingerprint: string,
-): Promise<DeviceByCertificate | undefined> {
-  deviceByFingerprint ??= deviceByFingerprintQuery(db, FINGERPRINT_SLOT).compile();
-  const { sql: text, parameters } = deviceByFingerprint;
-  const result = await db.executeQuery<DeviceByCertificate>(
-    CompiledQuery.raw(
-      text,
-      parameters.map((p) => (p === FINGERPRINT_SLOT ? fingerprint : p)),
-    ),
-  );
-  return result.rows[0];
 }
 
 export interface NewDevice {

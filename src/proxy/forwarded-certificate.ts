@@ -1,11 +1,8 @@
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { AppError, badRequest } from '../http/app-error.js';
-import {
-  inspectCertificate,
-  parsePemCertificate,
-  type CertificateInfo,
-} from '../tls/certificate-info.js';
+import { inspectCertificateCached } from '../tls/certificate-cache.js';
+import { decodePemCertificate, type CertificateInfo } from '../tls/certificate-info.js';
 
 /**
  * A device certificate is at most a few KB of DER; URL-escaped PEM grows it by
@@ -55,7 +52,7 @@ function parseHeader(headerName: string, header: string): CertificateInfo {
     throw invalidHeader(headerName, 'is not valid URL-escaped text');
   }
   try {
-    return inspectCertificate(parsePemCertificate(pem));
+    return inspectCertificateCached(decodePemCertificate(pem));
   } catch (err) {
     if (err instanceof AppError)
       throw invalidHeader(headerName, `does not hold a certificate: ${err.message}`);

@@ -5,7 +5,11 @@ import type { DatabaseHandle } from '../db/connect.js';
 import { PostgresThrottleStore } from '../throttle/postgres-throttle-store.js';
 import { RedisThrottleStore } from '../throttle/redis-throttle-store.js';
 import { MemoryThrottleStore, type ThrottleStore } from '../throttle/throttle-store.js';
-import { MemorySessionStore } from '../tls/session-store.js';
+import {
+  LayeredSessionStore,
+  MemorySessionStore,
+  type TlsSessionStore,
+} from '../tls/session-store.js';
 import { loadSharedTicketKeys, PostgresSessionStore } from '../tls/shared-tls-state.js';
 import type { SharedResumption } from './listener.js';
 
@@ -43,12 +47,17 @@ export async function openSharedState(
     closers.push(() => bus.close());
     if (config.proxy.mode === 'off') {
       const lifetimeMs = config.tls.sessionLifetimeSeconds * 1000;
-      // FLEETGATE_TLS_SESSION_CACHE_SIZE=0 keeps resumption by session ID off.
-      const sessions =
-        config.tls.sessionCacheSize === 0
-          ? new MemorySessionStore(0, lifetimeMs)
-          : new PostgresSessionStore(database.db, lifetimeMs, log);
-      if (sessions instanceof PostgresSessionStore) closers.push(() => sessions.close());
+      // FLEETGATE_TLS_SESSION_CACHE_SIZE=0 keeps resumption by session ID off. Else
+      // PostgreSQL shares the sessions, with this node's own in memory in front.
+      let sessions: TlsSessionStore = new MemorySessionStore(0, lifetimeMs);
+      if (config.tls.sessionCacheSize > 0) {
+        const shared = new PostgresSessionStore(database.db, lifetimeMs, log);
+        closers.push(() => shared.close());
+        sessions = new LayeredSessionStore(
+          new MemorySessionStore(config.tls.sessionCacheSize, lifetimeMs),
+          shared,
+        );
+      }
       const rotationMs = config.tls.ticketKeyRotationSeconds * 1000;
       const reload = () => loadSharedTicketKeys(database.db, rotationMs);
       resumption = { sessions, ticketKeys: { initial: await reload(), reload } };

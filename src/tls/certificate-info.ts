@@ -60,6 +60,16 @@ export function inspectCertificate(der: Buffer): CertificateInfo {
 }
 
 export function parsePemCertificate(pem: string): Buffer {
+  const der = decodePemCertificate(pem);
+  parseDer(der);
+  return der;
+}
+
+/**
+ * The DER bytes of exactly one PEM CERTIFICATE block, not parsed yet
+ * (inspectCertificate parses them, and refuses them as parsePemCertificate would).
+ */
+export function decodePemCertificate(pem: string): Buffer {
   // Any other block (a private key pasted alongside, a chain) means the caller sent something
   // other than the one certificate we were asked to read, so refuse rather than guess.
   const blocks = [...pem.matchAll(/-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/g)];
@@ -72,9 +82,7 @@ export function parsePemCertificate(pem: string): Buffer {
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(body) || body.length % 4 !== 0) {
     throw malformed('PEM certificate body is not valid base64');
   }
-  const der = Buffer.from(body, 'base64');
-  parseDer(der);
-  return der;
+  return Buffer.from(body, 'base64');
 }
 
 function parseDer(der: Buffer): X509Certificate {

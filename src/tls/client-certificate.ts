@@ -3,13 +3,16 @@ import type { TLSSocket } from 'node:tls';
 import { unauthorized } from '../http/app-error.js';
 import { forwardedCertificate } from '../proxy/forwarded-certificate.js';
 import { originOf } from '../proxy/request-origin.js';
-import { inspectCertificate, type CertificateInfo } from './certificate-info.js';
+import { inspectCertificateCached } from './certificate-cache.js';
+import type { CertificateInfo } from './certificate-info.js';
 import { assertAcceptableDeviceCertificate } from './device-certificate-policy.js';
 
 /**
  * Parsed certificates per TLS connection. Renegotiation is disabled on the
  * server, so a connection's peer certificate cannot change; keep-alive
- * requests then skip re-parsing. Validity is still checked on every request.
+ * requests then skip re-parsing, and a new connection with a certificate seen
+ * lately (a sleepy device resuming) reuses its inspection. Validity is still
+ * checked on every request.
  */
 const inspected = new WeakMap<object, CertificateInfo | null>();
 
@@ -18,7 +21,7 @@ function certificateOfSocket(socket: TLSSocket): CertificateInfo | null {
   const peer =
     typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate(false) : null;
   const der = peer && Buffer.isBuffer(peer.raw) && peer.raw.length > 0 ? peer.raw : null;
-  const info = der ? inspectCertificate(der) : null;
+  const info = der ? inspectCertificateCached(der) : null;
   inspected.set(socket, info);
   return info;
 }

@@ -52,3 +52,33 @@ export class MemorySessionStore implements TlsSessionStore {
     return Promise.resolve();
   }
 }
+
+/**
+ * A store shared by several nodes (PostgreSQL) with this node's own sessions
+ * in front. A device that comes back to the node it last talked to (the usual
+ * case, and the only one with one node) resumes without a database round trip;
+ * one that lands on another node is found in the shared store, and that node
+ * keeps it in front from then on. A saved session never changes, so the copy in
+ * front cannot go stale; the front is bounded like any MemorySessionStore, and
+ * OpenSSL checks the session's own lifetime on every resumption. Nothing about
+ * the device is in the session: it is looked up on every request.
+ */
+export class LayeredSessionStore implements TlsSessionStore {
+  constructor(
+    private readonly near: TlsSessionStore,
+    private readonly far: TlsSessionStore,
+  ) {}
+
+  async get(id: Buffer): Promise<Buffer | undefined> {
+    const near = await this.near.get(id);
+    if (near) return near;
+    const far = await this.far.get(id);
+    if (far) await this.near.set(id, far);
+    return far;
+  }
+
+  async set(id: Buffer, session: Buffer): Promise<void> {
+    await this.near.set(id, session);
+    await this.far.set(id, session);
+  }
+}

@@ -1,6 +1,10 @@
 import { expect } from 'chai';
 import { ConfigError, loadConfig } from '../../src/config/config.js';
-import { MemorySessionStore } from '../../src/tls/session-store.js';
+import {
+  LayeredSessionStore,
+  MemorySessionStore,
+  type TlsSessionStore,
+} from '../../src/tls/session-store.js';
 import { parseTicketKey, TicketKeyRing } from '../../src/tls/ticket-keys.js';
 
 const id = (n: number) => Buffer.from([n]);
@@ -33,6 +37,54 @@ describe('TLS session cache (resumption by session ID)', () => {
     const store = new MemorySessionStore(0, 60_000);
     await store.set(id(1), Buffer.from('one'));
     expect(await store.get(id(1))).to.equal(undefined);
+  });
+});
+
+describe('TLS sessions of this node in front of the shared store', () => {
+  /** The shared store, counting its reads. */
+  const shared = () => {
+    const store = new MemorySessionStore(100, 60_000);
+    const counted = {
+      reads: 0,
+      get(sid: Buffer) {
+        counted.reads++;
+        return store.get(sid);
+      },
+      set: (sid: Buffer, session: Buffer) => store.set(sid, session),
+    } satisfies TlsSessionStore & { reads: number };
+    return counted;
+  };
+
+  it('saves to both and resumes its own sessions without reading the shared store', async () => {
+    const far = shared();
+    const node = new LayeredSessionStore(new MemorySessionStore(10, 60_000), far);
+    await node.set(id(1), Buffer.from('one'));
+    expect(String(await far.get(id(1)))).to.equal('one');
+    far.reads = 0;
+    expect(String(await node.get(id(1)))).to.equal('one');
+    expect(far.reads).to.equal(0);
+  });
+
+  it("finds another node's session in the shared store, then keeps it in front", async () => {
+    const far = shared();
+    const a = new LayeredSessionStore(new MemorySessionStore(10, 60_000), far);
+    const b = new LayeredSessionStore(new MemorySessionStore(10, 60_000), far);
+    await a.set(id(2), Buffer.from('two'));
+    far.reads = 0;
+    expect(String(await b.get(id(2)))).to.equal('two');
+    expect(String(await b.get(id(2)))).to.equal('two');
+    expect(far.reads).to.equal(1);
+    expect(await b.get(id(3))).to.equal(undefined);
+  });
+
+  it('is bounded in front like any session cache: an evicted session is read again', async () => {
+    const far = shared();
+    const node = new LayeredSessionStore(new MemorySessionStore(1, 60_000), far);
+    await node.set(id(1), Buffer.from('one'));
+    await node.set(id(2), Buffer.from('two'));
+    far.reads = 0;
+    expect(String(await node.get(id(1)))).to.equal('one');
+    expect(far.reads).to.equal(1);
   });
 });
 

@@ -10,6 +10,7 @@ import {
   inspectCertificate,
   parsePemCertificate,
 } from '../../src/tls/certificate-info.js';
+import { inspectCertificateCached } from '../../src/tls/certificate-cache.js';
 import { assertAcceptableDeviceCertificate } from '../../src/tls/device-certificate-policy.js';
 import {
   createCaSignedDeviceCertificate,
@@ -97,6 +98,39 @@ describe('tls certificates', function () {
       const info = inspectCertificate(derOf(createCaSignedDeviceCertificate(ca).certPem));
       expect(info.selfSigned).to.equal(false);
       expect(info.issuer).to.equal('CN=fleetgate development CA');
+    });
+  });
+
+  describe('certificate inspections kept across connections', () => {
+    it('gives the same inspection for the same bytes, a new one for other bytes', () => {
+      const der = derOf(createSelfSignedDeviceCertificate().certPem);
+      const first = inspectCertificateCached(der);
+      expect(first).to.deep.equal(inspectCertificate(der));
+      // A copy of the bytes (a new connection presenting the same certificate) hits.
+      expect(inspectCertificateCached(Buffer.from(der))).to.equal(first);
+      expect(Object.isFrozen(first)).to.equal(true);
+      const other = derOf(createSelfSignedDeviceCertificate().certPem);
+      expect(inspectCertificateCached(other).fingerprint).to.equal(fingerprintOf(other));
+    });
+
+    it('keeps nothing for bytes that do not parse: they are refused every time', () => {
+      const der = derOf(createSelfSignedDeviceCertificate().certPem);
+      const padded = Buffer.concat([der, Buffer.from([0, 0, 0])]);
+      for (let i = 0; i < 2; i++) {
+        expectAppError(() => inspectCertificateCached(padded), 400, 'malformed_certificate');
+      }
+    });
+
+    it('still refuses an expired certificate on each check (dates are not cached away)', () => {
+      const info = inspectCertificateCached(derOf(createSelfSignedDeviceCertificate().certPem));
+      expect(() => assertAcceptableDeviceCertificate(info)).not.to.throw();
+      const later = new Date(info.notAfter.getTime() + DAY_MS);
+      expectAppError(
+        () => assertAcceptableDeviceCertificate(info, later),
+        401,
+        'certificate_expired',
+      );
+      expect(inspectCertificateCached(Buffer.from(info.der))).to.equal(info);
     });
   });
 
