@@ -150,6 +150,27 @@ describe('enrollment by certificate chain behind nginx', function () {
     pki.issue('stranger-inter', 'stranger-root', { ext: INTERMEDIATE });
     pki.issue('stranger-dev', 'stranger-inter');
     await refusal('stranger-dev', ['stranger-inter'], 'chain_incomplete');
+    // nginx replaces a verdict the device sends itself.
+    const digest = fs.readFileSync(path.join(front.nginx.prefix, 'nginx.conf'), 'utf8');
+    const spoofed = await curl([
+      '--cacert',
+      front.nginx.caPath,
+      '--cert',
+      pki.chainFile('stranger-dev', ['stranger-inter']),
+      '--key',
+      pki.file('stranger-dev.key'),
+      '-H',
+      'X-Client-Verify: SUCCESS',
+      '-H',
+      `X-Client-Trust-Anchors: ${/x-client-trust-anchors ([0-9a-f]{64})/.exec(digest)![1]}`,
+      '-H',
+      'Content-Type: application/json',
+      '-d',
+      '{}',
+      `${front.nginx.baseUrl}/device_endpoint`,
+    ]);
+    expect(spoofed.status, spoofed.text).to.equal(403);
+    expect(spoofed.json.code).to.equal('chain_incomplete');
     const untrusted = await refusal(
       'stranger-dev',
       ['stranger-inter', 'stranger-root'],
