@@ -7,7 +7,10 @@ import { expect } from 'chai';
 import { ConfigError, loadConfig } from '../../src/config/config.js';
 import { AppError } from '../../src/http/app-error.js';
 import { forwardedCertificate } from '../../src/proxy/forwarded-certificate.js';
+import { trustAnchorsDigest } from '../../src/authorities/chain.js';
 import { renderNginxConfig } from '../../src/proxy/nginx-config.js';
+import { fingerprintOf } from '../../src/tls/certificate-info.js';
+import { ensureDevServerCertificates } from '../../src/tls/dev-certificates.js';
 import { TLS12_AEAD_CIPHERS, TLS13_CIPHERSUITES } from '../../src/tls/tls-policy.js';
 import { newDevice } from '../support/device-client.js';
 
@@ -114,6 +117,28 @@ describe('nginx configuration rendering', () => {
     expect(conf).to.include('proxy_request_buffering off;');
     expect(conf).to.include('ssl_certificate /etc/fg/server.crt;');
     expect(conf).to.not.match(/\{\{/);
+  });
+
+  it('writes the device CAs to the prefix for nginx to verify chains with, and their digest', () => {
+    const prefix = fs.mkdtempSync(path.join(os.tmpdir(), 'fg-nginx-cas-'));
+    try {
+      const none = renderNginxConfig(proxied, { listen: '443', prefix });
+      expect(none).to.not.include('ssl_trusted_certificate');
+      expect(none).to.include(`proxy_set_header x-client-trust-anchors ${trustAnchorsDigest([])};`);
+      const ca = ensureDevServerCertificates(path.join(prefix, 'certs'));
+      const pem = fs.readFileSync(ca.caPath, 'utf8');
+      const conf = renderNginxConfig(proxied, { listen: '443', prefix, deviceCasPem: pem });
+      expect(conf).to.include(`ssl_trusted_certificate ${path.join(prefix, 'device-cas.pem')};`);
+      expect(conf).to.include('ssl_verify_depth 8;');
+      expect(conf).to.include('proxy_set_header x-client-verify $ssl_client_verify;');
+      const der = Buffer.from(pem.replace(/-----[^-]+-----|\s+/g, ''), 'base64');
+      expect(conf).to.include(
+        `proxy_set_header x-client-trust-anchors ${trustAnchorsDigest([fingerprintOf(der)])};`,
+      );
+      expect(fs.readFileSync(path.join(prefix, 'device-cas.pem'), 'utf8')).to.equal(pem);
+    } finally {
+      fs.rmSync(prefix, { recursive: true, force: true });
+    }
   });
 
   it('balances over several nodes, one server line per --upstream, and refuses a bad one', () => {
