@@ -12,9 +12,11 @@ import {
   insertAuthority,
   listAllAuthorities,
   listAuthoritiesOfIdentity,
+  proxyTrustKey,
   replaceRevokedSerials,
   type AuthorityRow,
 } from './authority.repository.js';
+import { trustAnchorsDigest } from './chain.js';
 import { caProblem, normaliseSerial, parseCertificate, summarize } from './ca-certificates.js';
 import { x509 } from './x509.js';
 
@@ -243,9 +245,18 @@ export async function loadCrl(
 
 /**
  * Every registered CA of every identity as one PEM bundle: what nginx verifies
- * device chains with behind a proxy (`fleetgate nginx-config` renders it).
+ * device chains with behind a proxy (`fleetgate nginx-config` renders it), and
+ * the keyed digest nginx forwards with its verdict.
  */
-export async function deviceTrustBundle(db: Kysely<Database>): Promise<string> {
+export async function deviceTrustBundle(
+  db: Kysely<Database>,
+): Promise<{ pem: string; digest: string }> {
   const authorities = await listAllAuthorities(db);
-  return authorities.map((a) => `${a.certificate_pem.trim()}\n`).join('');
+  return {
+    pem: authorities.map((a) => `${a.certificate_pem.trim()}\n`).join(''),
+    digest: trustAnchorsDigest(
+      await proxyTrustKey(db),
+      authorities.map((a) => a.fingerprint),
+    ),
+  };
 }

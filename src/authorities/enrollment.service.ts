@@ -15,11 +15,13 @@ import { dropPendingRotationsOfCertificate } from '../devices/rotation.service.j
 import {
   hasRevokedSerials,
   insertDeviceChainSerials,
+  proxyTrustKey,
   listAllAuthorities,
   revokedSerialsAmong,
 } from './authority.repository.js';
 import { commonNameOf } from './ca-certificates.js';
 import {
+  trustAnchorsDigest,
   verifyByProxyVerdict,
   verifyChain,
   type ProxyVerdict,
@@ -84,7 +86,7 @@ export async function enrollByChain(
   const context: EnrollContext = { identityId: null, caFingerprint: null, name: null };
   try {
     const anchors = await listAllAuthorities(db);
-    const verified = await verifyPresented(chain, anchors);
+    const verified = await verifyPresented(db, chain, anchors);
     context.identityId = verified.anchor.identity_id;
     context.caFingerprint = verified.anchor.fingerprint;
     await refuseUnverifiableRevocation(db, verified);
@@ -161,6 +163,7 @@ export async function enrollByChain(
  * intermediate did not reach it, by nginx's verdict instead.
  */
 async function verifyPresented(
+  db: Kysely<Database>,
   chain: PresentedChain,
   anchors: AuthorityRow[],
 ): Promise<VerifiedChain> {
@@ -170,7 +173,11 @@ async function verifyPresented(
     const incomplete =
       err instanceof AppError && err.code === 'chain_incomplete' && err.details?.missingIssuer;
     if (!incomplete || !chain.proxyVerdict) throw err;
-    return verifyByProxyVerdict(chain.leafDer, anchors, chain.proxyVerdict, err);
+    const expected = trustAnchorsDigest(
+      await proxyTrustKey(db),
+      anchors.map((a) => a.fingerprint),
+    );
+    return verifyByProxyVerdict(chain.leafDer, anchors, chain.proxyVerdict, expected, err);
   }
 }
 

@@ -85,12 +85,18 @@ describe('unit: verifyChain', () => {
       fingerprint: String(id).repeat(64).slice(0, 64),
     });
     const incomplete = new AppError(403, 'chain_incomplete', 'no issuer', { missingIssuer: 'x' });
-    const digestOf = (rows: AuthorityRow[]) => trustAnchorsDigest(rows.map((r) => r.fingerprint));
+    const key = Buffer.alloc(32, 7);
+    const digestOf = (rows: AuthorityRow[]) =>
+      trustAnchorsDigest(
+        key,
+        rows.map((r) => r.fingerprint),
+      );
     const verdictOn = (rows: AuthorityRow[], verify = 'SUCCESS') =>
       verifyByProxyVerdict(
         der('pv-dev'),
         rows,
         { verify, anchorsDigest: digestOf(rows) },
+        digestOf(rows),
         incomplete,
       );
     const codeOf = (work: () => unknown) => {
@@ -132,6 +138,7 @@ describe('unit: verifyChain', () => {
             der('pv-dev'),
             rows,
             { verify: 'SUCCESS', anchorsDigest: digestOf([...rows, row('pv-other', 3)]) },
+            digestOf(rows),
             incomplete,
           ),
         ),
@@ -142,6 +149,19 @@ describe('unit: verifyChain', () => {
             der('pv-dev'),
             rows,
             { verify: 'SUCCESS', anchorsDigest: null },
+            digestOf(rows),
+            incomplete,
+          ),
+        ),
+      ).to.equal('proxy_trust_stale:proxy_trust_stale');
+      const unkeyed = trustAnchorsDigest(Buffer.alloc(32), ['1'.repeat(64)]);
+      expect(
+        codeOf(() =>
+          verifyByProxyVerdict(
+            der('pv-dev'),
+            rows,
+            { verify: 'SUCCESS', anchorsDigest: unkeyed },
+            digestOf(rows),
             incomplete,
           ),
         ),
