@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { sql, type Kysely, type Selectable } from 'kysely';
 import type { CertificateAuthorityTable, Database } from '../db/schema.js';
 
@@ -131,6 +132,17 @@ export async function revokedSerialsAmong(
     .where('ca_id', 'in', caIds)
     .where('serial_number', 'in', serials)
     .execute();
+}
+
+/** The key of the CA digest behind nginx, created on first use (by whichever node is first). */
+export async function proxyTrustKey(db: Kysely<Database>): Promise<Buffer> {
+  await db
+    .insertInto('proxy_trust_key')
+    .values({ key: randomBytes(32) })
+    .onConflict((oc) => oc.column('id').doNothing())
+    .execute();
+  const row = await db.selectFrom('proxy_trust_key').select('key').executeTakeFirstOrThrow();
+  return row.key;
 }
 
 /** Whether the CA's loaded CRL revokes anything at all. */

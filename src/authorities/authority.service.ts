@@ -13,9 +13,11 @@ import {
   listAllAuthorities,
   listAuthoritiesOfIdentity,
   lockAuthoritiesWithSubject,
+  proxyTrustKey,
   replaceRevokedSerials,
   type AuthorityRow,
 } from './authority.repository.js';
+import { trustAnchorsDigest } from './chain.js';
 import {
   caProblem,
   normaliseSerial,
@@ -257,9 +259,18 @@ export async function loadCrl(
 
 /**
  * Every registered CA of every identity as one PEM bundle: what nginx verifies
- * device chains with behind a proxy (`fleetgate nginx-config` renders it).
+ * device chains with behind a proxy (`fleetgate nginx-config` renders it), and
+ * the keyed digest nginx forwards with its verdict.
  */
-export async function deviceTrustBundle(db: Kysely<Database>): Promise<string> {
+export async function deviceTrustBundle(
+  db: Kysely<Database>,
+): Promise<{ pem: string; digest: string }> {
   const authorities = await listAllAuthorities(db);
-  return authorities.map((a) => `${a.certificate_pem.trim()}\n`).join('');
+  return {
+    pem: authorities.map((a) => `${a.certificate_pem.trim()}\n`).join(''),
+    digest: trustAnchorsDigest(
+      await proxyTrustKey(db),
+      authorities.map((a) => a.fingerprint),
+    ),
+  };
 }

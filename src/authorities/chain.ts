@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import { AppError } from '../http/app-error.js';
 import type { AuthorityRow } from './authority.repository.js';
 import { caProblem, normaliseSerial } from './ca-certificates.js';
@@ -265,11 +265,13 @@ export interface ProxyVerdict {
 
 /**
  * The digest `nginx-config` renders beside the CA bundle and fleetgate
- * recomputes: equal only while nginx verifies with exactly today's CAs.
+ * recomputes: equal only while nginx verifies with exactly today's CAs. Keyed
+ * (proxyTrustKey), so a client cannot forge it where nginx would not replace
+ * the header.
  */
-export function trustAnchorsDigest(fingerprints: string[]): string {
+export function trustAnchorsDigest(key: Buffer, fingerprints: string[]): string {
   const sorted = [...new Set(fingerprints.map((f) => f.toLowerCase()))].sort();
-  return createHash('sha256').update(sorted.join('\n')).digest('hex');
+  return createHmac('sha256', key).update(sorted.join('\n')).digest('hex');
 }
 
 /**
@@ -288,12 +290,14 @@ export function verifyByProxyVerdict(
   leafDer: Buffer,
   anchors: AuthorityRow[],
   verdict: ProxyVerdict,
+  /** trustAnchorsDigest of `anchors`. */
+  expectedDigest: string,
   incomplete: AppError,
   now = new Date(),
 ): VerifiedChain {
   const leaf = new x509.X509Certificate(new Uint8Array(leafDer));
   if (verdict.verify !== 'SUCCESS') throw refusalOfVerdict(verdict.verify, incomplete);
-  if (verdict.anchorsDigest !== trustAnchorsDigest(anchors.map((a) => a.fingerprint))) {
+  if (!sameDigest(verdict.anchorsDigest, expectedDigest)) {
     throw new AppError(
       503,
       'proxy_trust_stale',
@@ -320,6 +324,11 @@ export function verifyByProxyVerdict(
   const anchor = candidates[0]!;
   checkCertificates([leaf], anchor.cert, now);
   return { anchor: anchor.row, leaf, path: [leaf], revocationChecks: [], verifiedBy: 'proxy' };
+}
+
+function sameDigest(forwarded: string | null, expected: string): boolean {
+  if (forwarded === null || forwarded.length !== expected.length) return false;
+  return timingSafeEqual(Buffer.from(forwarded), Buffer.from(expected));
 }
 
 /** A CA that OpenSSL would accept above an intermediate: valid, may sign, path length not 0. */

@@ -15,11 +15,18 @@ import { dropPendingRotationsOfCertificate } from '../devices/rotation.service.j
 import {
   hasRevokedSerials,
   insertDeviceChainSerials,
+  proxyTrustKey,
   listAllAuthorities,
   revokedSerialsAmong,
 } from './authority.repository.js';
 import { deviceNameOf } from './ca-certificates.js';
-import { verifyByProxyVerdict, verifyChain, type ProxyVerdict, type VerifiedChain } from './chain.js';
+import {
+  trustAnchorsDigest,
+  verifyByProxyVerdict,
+  verifyChain,
+  type ProxyVerdict,
+  type VerifiedChain,
+} from './chain.js';
 import {
   activateName,
   findNameForUpdate,
@@ -82,6 +89,7 @@ export async function enrollByChain(
     const verified = await verifyPresented(db, chain, anchors);
     context.identityId = verified.anchor.identity_id;
     context.caFingerprint = verified.anchor.fingerprint;
+    await refuseUnverifiableRevocation(db, verified);
     // Revocation: each certificate against the CRL of its issuer, when that issuer is a registered CA.
     const byFingerprint = new Map(anchors.map((a) => [a.fingerprint, a]));
     // Kept per device: a CRL loaded later refuses the device on its next request.
@@ -152,9 +160,7 @@ export async function enrollByChain(
 
 /**
  * The chain checked by fleetgate itself; behind nginx, when the device's
- * intermediate did not reach it, by nginx's verdict instead. Revocation of
- * that unseen intermediate cannot be checked here: while its anchor's CRL
- * revokes anything, such a device is refused rather than let through.
+ * intermediate did not reach it, by nginx's verdict instead.
  */
 async function verifyPresented(
   db: Kysely<Database>,
@@ -167,19 +173,32 @@ async function verifyPresented(
     const incomplete =
       err instanceof AppError && err.code === 'chain_incomplete' && err.details?.missingIssuer;
     if (!incomplete || !chain.proxyVerdict) throw err;
-    const verified = verifyByProxyVerdict(chain.leafDer, anchors, chain.proxyVerdict, err);
-    if (await hasRevokedSerials(db, verified.anchor.id)) {
-      throw new AppError(
-        403,
-        'chain_incomplete',
-        `behind nginx only the device certificate reaches fleetgate, so it cannot check its ` +
-          `intermediate "${verified.leaf.issuer}" against the CRL of "${verified.anchor.subject}", ` +
-          'which revokes certificates: an administrator must trust that intermediate CA (fleetgate ca trust)',
-        { missingIssuer: verified.leaf.issuer, reason: 'revocation_unverifiable' },
-      );
-    }
-    return verified;
+    const expected = trustAnchorsDigest(
+      await proxyTrustKey(db),
+      anchors.map((a) => a.fingerprint),
+    );
+    return verifyByProxyVerdict(chain.leafDer, anchors, chain.proxyVerdict, expected, err);
   }
+}
+
+/**
+ * Revocation of the intermediate nginx did not forward cannot be checked
+ * here: while its anchor's CRL revokes anything, such a device is refused
+ * rather than let through.
+ */
+async function refuseUnverifiableRevocation(
+  db: Kysely<Database>,
+  verified: VerifiedChain,
+): Promise<void> {
+  if (verified.verifiedBy !== 'proxy' || !(await hasRevokedSerials(db, verified.anchor.id))) return;
+  throw new AppError(
+    403,
+    'chain_incomplete',
+    `behind nginx only the device certificate reaches fleetgate, so it cannot check its ` +
+      `intermediate "${verified.leaf.issuer}" against the CRL of "${verified.anchor.subject}", ` +
+      'which revokes certificates: an administrator must trust that intermediate CA (fleetgate ca trust)',
+    { missingIssuer: verified.leaf.issuer, reason: 'revocation_unverifiable' },
+  );
 }
 
 async function enrollInTransaction(

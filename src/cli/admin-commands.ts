@@ -274,9 +274,9 @@ export const adminCommands: Record<string, AdminCommand> = {
     await writeOut(out, `removed CA ${authority.fingerprint} of ${authority.identity}\n`);
   },
 
-  /** Every registered CA as PEM (for `fleetgate nginx-config`, which renders nginx's trust bundle). */
+  /** Every registered CA as PEM with its keyed digest, as JSON (for `fleetgate nginx-config`, which renders nginx's trust bundle). */
   async 'ca.bundle'(db, _args, out) {
-    await writeOut(out, await deviceTrustBundle(db));
+    await writeOut(out, `${JSON.stringify(await deviceTrustBundle(db))}\n`);
   },
 
   async 'ca.crl'(db, args, out) {

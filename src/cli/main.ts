@@ -553,7 +553,10 @@ program
         listen: opts.listen,
         prefix: opts.prefix,
         upstreams: opts.upstream,
-        deviceCasPem: Buffer.concat(chunks).toString('utf8'),
+        deviceCas: JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+          pem: string;
+          digest: string;
+        },
       }),
     );
   });

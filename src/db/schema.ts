@@ -239,6 +239,14 @@ export interface Database {
   throttle_buckets: ThrottleBucketTable;
   tls_sessions: TlsSessionTable;
   tls_ticket_keys: TlsTicketKeyTable;
+  proxy_trust_key: ProxyTrustKeyTable;
+}
+
+/** The key of the CA digest nginx forwards with its chain verdict (one row). */
+export interface ProxyTrustKeyTable {
+  id: Generated<number>;
+  key: Buffer;
+  created_at: CreatedAt;
 }
 
 /** One token bucket of a throttle (UNLOGGED, shared by every node). */

@@ -2,9 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { trustAnchorsDigest } from '../authorities/chain.js';
 import type { Config } from '../config/config.js';
-import { fingerprintOf } from '../tls/certificate-info.js';
 import { ensureDevServerCertificates } from '../tls/dev-certificates.js';
 import { TRUST_ANCHORS_HEADER, VERIFY_HEADER } from './forwarded-certificate.js';
 import { CURRENT_KEY_FILE, ensureTicketKeyDir, PREVIOUS_KEY_FILE } from '../tls/ticket-keys.js';
@@ -37,9 +35,10 @@ export interface NginxOptions {
   upstreams?: string[];
   /**
    * The registered device CAs (PEM bundle) nginx verifies device chains with,
-   * written to `device-cas.pem` in the prefix; empty or absent: none yet.
+   * written to `device-cas.pem` in the prefix, and their keyed digest
+   * (deviceTrustBundle). Absent: none, and a digest the app never accepts.
    */
-  deviceCasPem?: string;
+  deviceCas?: { pem: string; digest: string };
 }
 
 /** The CA bundle's file name in nginx's prefix directory. */
@@ -138,11 +137,10 @@ function deviceCaDirectives(options: NginxOptions): {
   digest: string;
   file: string;
 } {
-  const pem = options.deviceCasPem ?? '';
+  const pem = options.deviceCas?.pem ?? '';
+  const digest = options.deviceCas?.digest ?? 'none';
   const file = path.join(path.resolve(options.prefix), DEVICE_CAS_FILE);
-  const fingerprints = pemBlocks(pem).map((der) => fingerprintOf(der));
-  const digest = trustAnchorsDigest(fingerprints);
-  if (fingerprints.length === 0) {
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) {
     return { directives: '# No device CA is registered yet (fleetgate ca trust).', digest, file };
   }
   fs.writeFileSync(file, pem);
@@ -151,11 +149,6 @@ function deviceCaDirectives(options: NginxOptions): {
     digest,
     file,
   };
-}
-
-function pemBlocks(pem: string): Buffer[] {
-  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? [];
-  return blocks.map((block) => Buffer.from(block.replace(/-----[A-Z ]+-----|\s/g, ''), 'base64'));
 }
 
 /**

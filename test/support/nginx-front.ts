@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -28,6 +28,12 @@ export interface NginxFront {
   errorLog(): string;
   /** Files nginx spooled request bodies to (must stay empty: no request buffering). */
   spooledBodies(): string[];
+  /**
+   * Re-renders the configuration (and the device CA bundle) as the README says
+   * after `fleetgate ca trust/remove`, reloads nginx, and waits until the
+   * workers of the old configuration are gone.
+   */
+  reload(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -96,6 +102,33 @@ async function startNginxFrontOnce(
     errorLog: () => (fs.existsSync(errorLogPath) ? fs.readFileSync(errorLogPath, 'utf8') : ''),
     spooledBodies: () =>
       fs.existsSync(bodyTemp) ? fs.readdirSync(bodyTemp, { recursive: true }).map(String) : [],
+    reload: async () => {
+      const config = path.join(prefix, 'nginx.conf');
+      const rendered = await run(
+        process.execPath,
+        [
+          path.join(REPO_ROOT, 'bin', 'fleetgate.js'),
+          'nginx-config',
+          '--listen',
+          `127.0.0.1:${port}`,
+          '--prefix',
+          prefix,
+          ...runArgs,
+        ],
+        env,
+      );
+      fs.writeFileSync(config, rendered);
+      const oldWorkers = await workersOf(child.pid!);
+      await run(
+        NGINX_BIN,
+        ['-p', `${prefix}/`, '-c', config, '-e', errorLogPath, '-s', 'reload'],
+        env,
+      );
+      for (let waited = 0; oldWorkers.some((pid) => fs.existsSync(`/proc/${pid}`)); waited += 50) {
+        if (waited > 20_000) throw new Error('nginx workers of the old configuration did not exit');
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    },
     stop: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;
       const done = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -103,6 +136,22 @@ async function startNginxFrontOnce(
       await done;
     },
   };
+}
+
+function run(file: string, args: string[], env: NodeJS.ProcessEnv): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(file, args, { env }, (err, stdout, stderr) =>
+      err
+        ? reject(new Error(`${path.basename(file)} ${args.join(' ')}: ${stderr}`))
+        : resolve(stdout),
+    );
+  });
+}
+
+/** The worker processes of nginx's master. */
+async function workersOf(master: number): Promise<number[]> {
+  const out = await run('pgrep', ['-P', String(master)], process.env).catch(() => '');
+  return out.split('\n').filter(Boolean).map(Number);
 }
 
 async function freePort(): Promise<number> {

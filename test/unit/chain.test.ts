@@ -4,7 +4,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { AuthorityRow } from '../../src/authorities/authority.repository.js';
-import { verifyChain } from '../../src/authorities/chain.js';
+import {
+  trustAnchorsDigest,
+  verifyByProxyVerdict,
+  verifyChain,
+} from '../../src/authorities/chain.js';
 import { AppError } from '../../src/http/app-error.js';
 import { OpensslPki } from '../support/openssl-ca.js';
 
@@ -114,5 +118,109 @@ describe('unit: verifyChain', () => {
     const renewed = { ...second, identity_id: 1 } as AuthorityRow;
     const verified = await verifyChain(der('twin-dev'), [], [first, renewed]);
     expect(verified.anchor.identity_id).to.equal(1);
+  });
+
+  describe("nginx's verdict on an intermediate fleetgate did not see", () => {
+    const INTER =
+      'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign';
+    const row = (name: string, id: number): AuthorityRow => ({
+      ...anchor(name),
+      id,
+      identity_id: id,
+      fingerprint: String(id).repeat(64).slice(0, 64),
+    });
+    const incomplete = new AppError(403, 'chain_incomplete', 'no issuer', { missingIssuer: 'x' });
+    const key = Buffer.alloc(32, 7);
+    const digestOf = (rows: AuthorityRow[]) =>
+      trustAnchorsDigest(
+        key,
+        rows.map((r) => r.fingerprint),
+      );
+    const verdictOn = (rows: AuthorityRow[], verify = 'SUCCESS') =>
+      verifyByProxyVerdict(
+        der('pv-dev'),
+        rows,
+        { verify, anchorsDigest: digestOf(rows) },
+        digestOf(rows),
+        incomplete,
+      );
+    const codeOf = (work: () => unknown) => {
+      try {
+        work();
+      } catch (err) {
+        return (err as AppError).code + ':' + String((err as AppError).details?.reason);
+      }
+      return 'accepted';
+    };
+
+    before(() => {
+      pki.root('pv-root');
+      pki.root('pv-other');
+      pki.root(
+        'pv-factory',
+        'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign',
+      );
+      pki.issue('pv-inter', 'pv-root', { ext: INTER });
+      pki.issue('pv-dev', 'pv-inter');
+    });
+
+    it('takes the one CA that may stand above an intermediate as the anchor; factory CAs (pathlen 0) do not count', () => {
+      const rows = [row('pv-root', 1), row('pv-factory', 2)];
+      const verified = verdictOn(rows);
+      expect(verified.anchor.id).to.equal(1);
+      expect(verified.verifiedBy).to.equal('proxy');
+      expect(verified.revocationChecks).to.deep.equal([]);
+    });
+
+    it('refuses when two CAs could be the anchor, a stale digest, and any verdict but SUCCESS', () => {
+      expect(codeOf(() => verdictOn([row('pv-root', 1), row('pv-other', 3)]))).to.equal(
+        'chain_incomplete:proxy_anchor_ambiguous',
+      );
+      const rows = [row('pv-root', 1)];
+      expect(
+        codeOf(() =>
+          verifyByProxyVerdict(
+            der('pv-dev'),
+            rows,
+            { verify: 'SUCCESS', anchorsDigest: digestOf([...rows, row('pv-other', 3)]) },
+            digestOf(rows),
+            incomplete,
+          ),
+        ),
+      ).to.equal('proxy_trust_stale:proxy_trust_stale');
+      expect(
+        codeOf(() =>
+          verifyByProxyVerdict(
+            der('pv-dev'),
+            rows,
+            { verify: 'SUCCESS', anchorsDigest: null },
+            digestOf(rows),
+            incomplete,
+          ),
+        ),
+      ).to.equal('proxy_trust_stale:proxy_trust_stale');
+      const unkeyed = trustAnchorsDigest(Buffer.alloc(32), ['1'.repeat(64)]);
+      expect(
+        codeOf(() =>
+          verifyByProxyVerdict(
+            der('pv-dev'),
+            rows,
+            { verify: 'SUCCESS', anchorsDigest: unkeyed },
+            digestOf(rows),
+            incomplete,
+          ),
+        ),
+      ).to.equal('proxy_trust_stale:proxy_trust_stale');
+      expect(codeOf(() => verdictOn(rows, 'NONE'))).to.equal('chain_invalid:proxy_verify_failed');
+      expect(
+        codeOf(() => verdictOn(rows, 'FAILED:unable to get local issuer certificate')),
+      ).to.equal('chain_incomplete:undefined');
+      expect(
+        codeOf(() => verdictOn(rows, 'FAILED:self-signed certificate in certificate chain')),
+      ).to.equal('ca_untrusted:ca_untrusted');
+      expect(codeOf(() => verdictOn(rows, 'FAILED:certificate has expired'))).to.equal(
+        'chain_invalid:expired',
+      );
+    });
   });
 });

@@ -8,6 +8,7 @@ import { ConfigError, loadConfig } from '../../src/config/config.js';
 import { AppError } from '../../src/http/app-error.js';
 import { forwardedCertificate } from '../../src/proxy/forwarded-certificate.js';
 import { renderNginxConfig } from '../../src/proxy/nginx-config.js';
+import { ensureDevServerCertificates } from '../../src/tls/dev-certificates.js';
 import { TLS12_AEAD_CIPHERS, TLS13_CIPHERSUITES } from '../../src/tls/tls-policy.js';
 import { newDevice } from '../support/device-client.js';
 
@@ -114,6 +115,33 @@ describe('nginx configuration rendering', () => {
     expect(conf).to.include('proxy_request_buffering off;');
     expect(conf).to.include('ssl_certificate /etc/fg/server.crt;');
     expect(conf).to.not.match(/\{\{/);
+  });
+
+  it('writes the device CAs to the prefix for nginx to verify chains with, and their digest', () => {
+    const prefix = fs.mkdtempSync(path.join(os.tmpdir(), 'fg-nginx-cas-'));
+    try {
+      const none = renderNginxConfig(proxied, { listen: '443', prefix });
+      expect(none).to.not.include('ssl_trusted_certificate');
+      expect(none).to.include('proxy_set_header x-client-trust-anchors none;');
+      const ca = ensureDevServerCertificates(path.join(prefix, 'certs'));
+      const pem = fs.readFileSync(ca.caPath, 'utf8');
+      const digest = 'ab'.repeat(32);
+      const conf = renderNginxConfig(proxied, {
+        listen: '443',
+        prefix,
+        deviceCas: { pem, digest },
+      });
+      expect(conf).to.include(`ssl_trusted_certificate ${path.join(prefix, 'device-cas.pem')};`);
+      expect(conf).to.include('ssl_verify_depth 8;');
+      expect(conf).to.include('proxy_set_header x-client-verify $ssl_client_verify;');
+      expect(conf.split(`proxy_set_header x-client-trust-anchors ${digest};`)).to.have.length(3);
+      expect(fs.readFileSync(path.join(prefix, 'device-cas.pem'), 'utf8')).to.equal(pem);
+      expect(() =>
+        renderNginxConfig(proxied, { listen: '443', prefix, deviceCas: { pem, digest: 'a; b' } }),
+      ).to.throw(/cannot be used/);
+    } finally {
+      fs.rmSync(prefix, { recursive: true, force: true });
+    }
   });
 
   it('balances over several nodes, one server line per --upstream, and refuses a bad one', () => {
