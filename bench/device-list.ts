@@ -59,6 +59,11 @@ export async function benchDeviceList(
     ['all devices, deep page (cursor near the end)', `/v1/devices?limit=50&cursor=${deep}`],
     ['revoked devices, first page', '/v1/devices?limit=50&status=revoked'],
     ['revoked devices, deep page', `/v1/devices?limit=50&status=revoked&cursor=${deep}`],
+    [`one identity (999 devices in 1,000), first page`, `/v1/identities/${BIG}/devices?limit=50`],
+    [
+      `one identity (999 devices in 1,000), deep page`,
+      `/v1/identities/${BIG}/devices?limit=50&cursor=${deep}`,
+    ],
     [`one identity (1 device in 1,000), first page`, `/v1/identities/${SMALL}/devices?limit=50`],
     [
       `one identity (1 device in 1,000), deep page`,
@@ -78,7 +83,7 @@ export async function benchDeviceList(
     });
   }
   rows.push(...(await dashboardLoads(server, inserted.deepFingerprint, label, options.runs)));
-  const plans = await explainPages(db, deep, inserted.smallIdentityId);
+  const plans = await explainPages(db, deep, inserted.smallIdentityId, inserted.bigIdentityId);
   return { rows, plans };
 }
 
@@ -87,6 +92,7 @@ interface Inserted {
   deepCursor: number;
   deepFingerprint: string;
   smallIdentityId: number;
+  bigIdentityId: number;
 }
 
 async function insertDevices(db: BenchDatabase, count: number): Promise<Inserted> {
@@ -144,6 +150,7 @@ async function insertDevices(db: BenchDatabase, count: number): Promise<Inserted
       deepCursor,
       deepFingerprint: fp.rows[0]!.fingerprint,
       smallIdentityId: idOf(SMALL),
+      bigIdentityId: idOf(BIG),
     };
   });
 }
@@ -193,7 +200,12 @@ async function dashboardLoads(
 }
 
 /** EXPLAIN ANALYZE of the repository's page queries (device.repository.ts) at the deep cursor. */
-async function explainPages(db: BenchDatabase, cursor: number, identityId: number) {
+async function explainPages(
+  db: BenchDatabase,
+  cursor: number,
+  identityId: number,
+  bigIdentityId: number,
+) {
   const queries: Array<[string, string, unknown[]]> = [
     [
       'all devices, deep page',
@@ -206,12 +218,17 @@ async function explainPages(db: BenchDatabase, cursor: number, identityId: numbe
       [cursor],
     ],
     [
-      'one identity, deep page',
+      'big identity (999 in 1,000), deep page',
+      'select * from devices where identity_id = $1 and id > $2 order by id limit 51',
+      [bigIdentityId, cursor],
+    ],
+    [
+      'small identity (1 in 1,000), deep page',
       'select * from devices where identity_id = $1 and id > $2 order by id limit 51',
       [identityId, cursor],
     ],
     [
-      'one identity, first page',
+      'small identity (1 in 1,000), first page',
       'select * from devices where identity_id = $1 and id > $2 order by id limit 51',
       [identityId, 0],
     ],
