@@ -74,11 +74,11 @@ export async function benchDeviceList(
   const label = `${options.devices.toLocaleString('en-US')} devices`;
   const rows: Row[] = [];
   for (const [what, path] of measured) {
-    const work = path.startsWith('/v1/devices/') ? async () => (await get(path), 1) : page(path);
-    const [ms, count] = await median(work);
+    const one = path.startsWith('/v1/devices/');
+    const [ms, count] = await median(one ? async () => (await get(path), 1) : page(path));
     rows.push({
       item: '8 device list',
-      measure: `${label}: ${what}${count > 1 ? `, ${count} rows` : ''}`,
+      measure: `${label}: ${what}${one ? '' : `, ${count} rows`}`,
       value: `${ms.toFixed(1)} ms`,
     });
   }
