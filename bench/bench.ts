@@ -2,6 +2,7 @@ import os from 'node:os';
 import { benchBulkIngest } from './bulk-ingest.js';
 import { benchChannels } from './channels.js';
 import { benchCitusComparison } from './citus.js';
+import { benchDeviceList } from './device-list.js';
 import { benchMemory } from './memory.js';
 import { benchNewConnections } from './new-connections.js';
 import { benchSleepyDevices } from './sleepy-devices.js';
@@ -16,7 +17,7 @@ import { cpuMeter, printTable, type Row } from './support/measure.js';
 import { withClient } from './support/bench-server.js';
 
 /**
- * `npm run bench [-- --quick]`: items 1 to 4, 6 and 7 of the ingest benchmark against
+ * `npm run bench [-- --quick]`: items 1 to 4 and 6 to 8 of the benchmark against
  * the PostgreSQL server of DATABASE_URL, in a database of its own that is
  * dropped at the end. `--quick` runs everything at a tenth of the size;
  * `--items 1,3` runs only those items; `--cpu-prof DIR` profiles the server;
@@ -49,7 +50,7 @@ async function main() {
     const items =
       itemsArg >= 0
         ? (process.argv[itemsArg + 1] ?? '').split(',')
-        : ['1', '2', '3', '4', '6', '7'];
+        : ['1', '2', '3', '4', '6', '7', '8'];
     const step = (item: string, name: string) => {
       if (items.includes(item)) process.stderr.write(`${new Date().toISOString()} ${name}\n`);
       return items.includes(item);
@@ -128,6 +129,12 @@ async function main() {
           meter,
         )),
       );
+    let plans = '';
+    if (step('8', '8 device list')) {
+      const listed = await benchDeviceList(db, server, { devices: 100_000 * scale, runs: 5 });
+      rows.push(...listed.rows);
+      plans = listed.plans;
+    }
     const cpu = os.cpus();
     printTable(
       `fleetgate ingest benchmark${quick ? ' (--quick: a tenth of the sizes)' : ''}: ` +
@@ -135,6 +142,7 @@ async function main() {
         `node ${process.version}, ${new Date().toISOString()}`,
       rows,
     );
+    if (plans) process.stdout.write(`\nItem 8, query plans (EXPLAIN ANALYZE):\n\n${plans}\n`);
   } finally {
     await Promise.all(devices.map((d) => d.client.close()));
     await server.stop();

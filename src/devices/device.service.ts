@@ -24,7 +24,11 @@ import {
   type DeviceRow,
 } from './device.repository.js';
 import type { PendingRotationRow } from './rotation.repository.js';
-import { dropRotationsOfDevice, pendingRotationOfDevice } from './rotation.service.js';
+import {
+  dropRotationsOfDevice,
+  pendingRotationOfDevice,
+  pendingRotationsOfDevices,
+} from './rotation.service.js';
 
 const FINGERPRINT = /^[0-9a-f]{64}$/;
 
@@ -104,19 +108,22 @@ export async function listDevices(
     page.map((d) => d.id),
   );
   const disabled = identity.disabled_at !== null;
-  const pending = await Promise.all(page.map((d) => pendingRotationOfDevice(db, d.id)));
+  const pending = await pendingRotationsOfDevices(
+    db,
+    page.map((d) => d.id),
+  );
   const states = await findDeviceStates(
     db,
     page.map((d) => d.id),
   );
   return {
-    devices: page.map((d, i) =>
+    devices: page.map((d) =>
       deviceView(
         d,
         identity.name,
         disabled,
         certificates.filter((c) => c.device_id === d.id),
-        pending[i],
+        pending.get(d.id),
         states.get(d.id),
       ),
     ),
@@ -146,20 +153,23 @@ export async function listFleetDevices(
     db,
     page.map((d) => d.id),
   );
-  const pending = await Promise.all(page.map((d) => pendingRotationOfDevice(db, d.id)));
+  const pending = await pendingRotationsOfDevices(
+    db,
+    page.map((d) => d.id),
+  );
   const states = await findDeviceStates(
     db,
     page.map((d) => d.id),
   );
   return {
-    devices: page.map((d, i) => {
+    devices: page.map((d) => {
       const identity = identities.get(d.identity_id);
       return deviceView(
         d,
         identity?.name ?? '',
         identity?.disabled_at !== null && identity?.disabled_at !== undefined,
         certificates.filter((c) => c.device_id === d.id),
-        pending[i],
+        pending.get(d.id),
         states.get(d.id),
       );
     }),

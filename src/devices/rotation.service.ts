@@ -378,6 +378,19 @@ export async function pendingRotationOfDevice(
   return row && row.expires_at.getTime() > Date.now() ? row : undefined;
 }
 
+/**
+ * The unexpired pending rotations of a page of devices, by device id: one
+ * query for the page (a device has at most one), not one per device.
+ */
+export async function pendingRotationsOfDevices(
+  db: Kysely<Database>,
+  deviceIds: readonly number[],
+): Promise<Map<number, PendingRotationRow>> {
+  const rows = await listPendingRotations(db, { deviceIds, afterId: 0, limit: deviceIds.length });
+  const now = Date.now();
+  return new Map(rows.filter((r) => r.expires_at.getTime() > now).map((r) => [r.device_id, r]));
+}
+
 /** An operator cancels a pending rotation; the device's current certificate stays. */
 export async function cancelRotation(
   db: Kysely<Database>,

@@ -99,6 +99,15 @@ describe('device status and certificate rotation', () => {
       const shown = (await fg.admin.get(`/v1/devices/${oldCert.fingerprint}`)).json;
       expect(shown.pendingCertificate.fingerprint).to.equal(nextCert.fingerprint);
       expect(shown.certificate.fingerprint).to.equal(oldCert.fingerprint);
+      // The device lists (one query for the page's pending rotations) show it too.
+      for (const list of ['/v1/identities/rotating/devices', '/v1/devices?limit=1000']) {
+        const page = (await fg.admin.get(list)).json.devices as Array<{
+          certificate: { fingerprint: string } | null;
+          pendingCertificate: { fingerprint: string } | null;
+        }>;
+        const row = page.find((d) => d.certificate?.fingerprint === oldCert.fingerprint);
+        expect(row?.pendingCertificate?.fingerprint, list).to.equal(nextCert.fingerprint);
+      }
       const listed = (await fg.admin.get('/v1/rotations?identity=rotating')).json.rotations;
       expect(listed.map((r: { fingerprint: string }) => r.fingerprint)).to.include(
         nextCert.fingerprint,
