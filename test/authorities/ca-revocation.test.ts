@@ -1,45 +1,7 @@
 import { expect } from 'chai';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { curl } from '../support/curl.js';
+import { fixtureEndpoint, INTERMEDIATE_EXT, useDevicePki } from '../support/device-pki.js';
 import { useFixture, uniqueName } from '../support/fixture.js';
-import { OpensslPki } from '../support/openssl-ca.js';
-
-function pkiFor(fx: ReturnType<typeof useFixture>) {
-  const state = {} as { pki: OpensslPki; caFile: string };
-  before(() => {
-    state.pki = new OpensslPki(fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-crl-')));
-    state.caFile = path.join(state.pki.dir, 'server-ca.pem');
-    fs.writeFileSync(state.caFile, fx().server.caPem);
-  });
-  after(() => fs.rmSync(state.pki.dir, { recursive: true, force: true }));
-  const ok = async (args: string[]) => {
-    const r = await fx().server.cli(args);
-    if (r.code !== 0) throw new Error(`fleetgate ${args.join(' ')}: ${r.stderr}`);
-    return r.stdout;
-  };
-  const url = () => `https://localhost:${fx().server.port}/device_endpoint`;
-  const tls = (device: string, chain: string[]) => [
-    '--cacert',
-    state.caFile,
-    '--cert',
-    state.pki.chainFile(device, chain),
-    '--key',
-    state.pki.file(`${device}.key`),
-  ];
-  const enroll = (device: string, chain: string[]) =>
-    curl([...tls(device, chain), '-H', 'Content-Type: application/json', '-d', '{}', url()]);
-  const upload = (device: string, chain: string[], points: string) => {
-    const file = state.pki.file(`${device}-${Date.now()}.csv`);
-    fs.writeFileSync(file, points);
-    return curl([...tls(device, chain), '-F', `temp=@${file};type=text/plain`, url()]);
-  };
-  return { state, ok, enroll, upload, tls, url };
-}
-
-const INTERMEDIATE =
-  'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign';
 
 /**
  * Revocation by a CA's CRL is checked on every request, not only when the
@@ -49,23 +11,24 @@ const INTERMEDIATE =
  */
 describe('revocation by CA CRL on every request', () => {
   const fx = useFixture({ FLEETGATE_BIND_FAILURES_PER_ADDRESS: '0' });
-  const { state, ok, enroll, upload, tls, url } = pkiFor(fx);
+  const ca = useDevicePki(fixtureEndpoint(() => fx().server));
+  const { ok, enroll, upload, tls, url } = ca;
 
   it('refuses the next upload of an enrolled device once its CA’s CRL lists it', async () => {
     const identity = uniqueName('crlreq');
     const root = `${identity}-root`;
-    state.pki.root(root);
+    ca.pki.root(root);
     await ok(['identity', 'create', identity]);
-    await ok(['ca', 'trust', identity, state.pki.file(`${root}.crt`)]);
-    state.pki.issue(`${identity}-dev`, root, { cn: 'revoked-later' });
-    state.pki.issue(`${identity}-other`, root, { cn: 'stays' });
+    await ok(['ca', 'trust', identity, ca.pki.file(`${root}.crt`)]);
+    ca.pki.issue(`${identity}-dev`, root, { cn: 'revoked-later' });
+    ca.pki.issue(`${identity}-other`, root, { cn: 'stays' });
     expect((await enroll(`${identity}-dev`, [])).status).to.equal(200);
     expect((await enroll(`${identity}-other`, [])).status).to.equal(200);
     const before = await upload(`${identity}-dev`, [], '1526292559214,1\n');
     expect(before.status, before.text).to.equal(200);
 
-    state.pki.revoke(`${identity}-dev`, root);
-    await ok(['ca', 'crl', identity, state.pki.crl(root)]);
+    ca.pki.revoke(`${identity}-dev`, root);
+    await ok(['ca', 'crl', identity, ca.pki.crl(root)]);
     const after = await upload(`${identity}-dev`, [], '1526292559215,2\n');
     expect(after.status, after.text).to.equal(403);
     expect(after.json.code).to.equal('certificate_revoked_by_ca');
@@ -82,21 +45,21 @@ describe('revocation by CA CRL on every request', () => {
   it('refuses the next upload of every device under an intermediate once the root’s CRL revokes the intermediate', async () => {
     const identity = uniqueName('crlinter');
     const root = `${identity}-root`;
-    state.pki.root(root);
+    ca.pki.root(root);
     await ok(['identity', 'create', identity]);
-    await ok(['ca', 'trust', identity, state.pki.file(`${root}.crt`)]);
-    state.pki.issue(`${identity}-bad`, root, { ext: INTERMEDIATE });
-    state.pki.issue(`${identity}-good`, root, { ext: INTERMEDIATE });
-    state.pki.issue(`${identity}-dev1`, `${identity}-bad`);
-    state.pki.issue(`${identity}-dev2`, `${identity}-good`);
+    await ok(['ca', 'trust', identity, ca.pki.file(`${root}.crt`)]);
+    ca.pki.issue(`${identity}-bad`, root, { ext: INTERMEDIATE_EXT });
+    ca.pki.issue(`${identity}-good`, root, { ext: INTERMEDIATE_EXT });
+    ca.pki.issue(`${identity}-dev1`, `${identity}-bad`);
+    ca.pki.issue(`${identity}-dev2`, `${identity}-good`);
     const first = await upload(`${identity}-dev1`, [`${identity}-bad`], '1526292559214,1\n');
     expect(first.status, first.text).to.equal(200);
     expect(
       (await upload(`${identity}-dev2`, [`${identity}-good`], '1526292559214,1\n')).status,
     ).to.equal(200);
 
-    state.pki.revoke(`${identity}-bad`, root);
-    await ok(['ca', 'crl', identity, state.pki.crl(root)]);
+    ca.pki.revoke(`${identity}-bad`, root);
+    await ok(['ca', 'crl', identity, ca.pki.crl(root)]);
     const refused = await upload(`${identity}-dev1`, [`${identity}-bad`], '1526292559215,2\n');
     expect(refused.status, refused.text).to.equal(403);
     expect(refused.json.code).to.equal('certificate_revoked_by_ca');
@@ -112,12 +75,13 @@ describe('enrollment failures are throttled like bind failures', () => {
     FLEETGATE_BIND_FAILURES_PER_ADDRESS: '2',
     FLEETGATE_BIND_FAILURE_WINDOW_SECONDS: '600',
   });
-  const { state, enroll, upload } = pkiFor(fx);
+  const ca = useDevicePki(fixtureEndpoint(() => fx().server));
+  const { enroll, upload } = ca;
 
   it('answers 429 too_many_failed_binds after the budget of refused enrollments, by {} and by first upload', async () => {
     const name = uniqueName('rogue');
-    state.pki.root(`${name}-root`);
-    state.pki.issue(`${name}-dev`, `${name}-root`);
+    ca.pki.root(`${name}-root`);
+    ca.pki.issue(`${name}-dev`, `${name}-root`);
     for (let i = 0; i < 2; i++) {
       const refused = await enroll(`${name}-dev`, [`${name}-root`]);
       expect(refused.status, refused.text).to.equal(403);

@@ -1,11 +1,9 @@
 import { expect } from 'chai';
 import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { curl } from '../support/curl.js';
+import { fixtureEndpoint, INTERMEDIATE_EXT, useDevicePki } from '../support/device-pki.js';
 import { useFixture, uniqueName } from '../support/fixture.js';
-import { OpensslPki } from '../support/openssl-ca.js';
 
 /**
  * Enrollment by certificate chain, with no PSK (issue 11). The hierarchies
@@ -13,74 +11,28 @@ import { OpensslPki } from '../support/openssl-ca.js';
  */
 describe('enrollment by certificate chain', () => {
   const fx = useFixture({ FLEETGATE_BIND_FAILURES_PER_ADDRESS: '0' });
-  let pki: OpensslPki;
-  let caFile: string;
-
-  before(function () {
-    this.timeout(60_000);
-    pki = new OpensslPki(fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-pki-')));
-    caFile = path.join(pki.dir, 'server-ca.pem');
-    fs.writeFileSync(caFile, fx().server.caPem);
-  });
-  after(() => fs.rmSync(pki.dir, { recursive: true, force: true }));
-
+  const ca = useDevicePki(fixtureEndpoint(() => fx().server));
+  const { ok, url, enroll, upload } = ca;
   const cli = async (args: string[]) => fx().server.cli(args);
-  const ok = async (args: string[]) => {
-    const r = await cli(args);
-    if (r.code !== 0) throw new Error(`fleetgate ${args.join(' ')}: ${r.stderr}`);
-    return r.stdout;
-  };
-  const url = () => `https://localhost:${fx().server.port}/device_endpoint`;
-  const enroll = (device: string, chain: string[]) =>
-    curl([
-      '--cacert',
-      caFile,
-      '--cert',
-      pki.chainFile(device, chain),
-      '--key',
-      pki.file(`${device}.key`),
-      '-H',
-      'Content-Type: application/json',
-      '-d',
-      '{}',
-      url(),
-    ]);
-  const upload = (device: string, chain: string[], points: string) => {
-    const file = pki.file(`${device}-points.csv`);
-    fs.writeFileSync(file, points);
-    return curl([
-      '--cacert',
-      caFile,
-      '--cert',
-      pki.chainFile(device, chain),
-      '--key',
-      pki.file(`${device}.key`),
-      '-F',
-      `temp=@${file};type=text/plain`,
-      url(),
-    ]);
-  };
-  const intermediateExt =
-    'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign';
 
   /** A root trusted by a new identity, and an intermediate under it. */
   async function vendor(options: { maxDevices?: number } = {}) {
     const identity = uniqueName('vendor');
     const root = `${identity}-root`;
     const inter = `${identity}-inter`;
-    pki.root(root);
-    pki.issue(inter, root, { ext: intermediateExt });
+    ca.pki.root(root);
+    ca.pki.issue(inter, root, { ext: INTERMEDIATE_EXT });
     const create = ['identity', 'create', identity];
     if (options.maxDevices) create.push('--max-devices', String(options.maxDevices));
     await ok(create);
-    await ok(['ca', 'trust', identity, pki.file(`${root}.crt`)]);
+    await ok(['ca', 'trust', identity, ca.pki.file(`${root}.crt`)]);
     return { identity, root, inter };
   }
 
   it('enrolls a device chained through an intermediate with {} in one call (200), then it uploads', async () => {
     const { identity, inter } = await vendor();
     const device = `${identity}-dev1`;
-    pki.issue(device, inter, { cn: 'aa:bb:cc:00:00:01' });
+    ca.pki.issue(device, inter, { cn: 'aa:bb:cc:00:00:01' });
     const answer = await enroll(device, [inter]);
     expect(answer.status, answer.text).to.equal(200);
     expect(answer.json).to.include({ status: 'enrolled', identity, name: 'aa:bb:cc:00:00:01' });
@@ -102,7 +54,7 @@ describe('enrollment by certificate chain', () => {
   it('enrolls on the first upload directly', async () => {
     const { identity, inter } = await vendor();
     const device = `${identity}-dev2`;
-    pki.issue(device, inter, { cn: 'first-upload' });
+    ca.pki.issue(device, inter, { cn: 'first-upload' });
     const up = await upload(device, [inter], '1526292559214,95\n1526292559215,96\n');
     expect(up.status, up.text).to.equal(200);
     expect(up.json.stored).to.equal(2);
@@ -111,14 +63,14 @@ describe('enrollment by certificate chain', () => {
   it('refuses a leaf sent without its intermediate: 403 chain_incomplete', async () => {
     const { identity, inter } = await vendor();
     const device = `${identity}-dev3`;
-    pki.issue(device, inter);
+    ca.pki.issue(device, inter);
     const answer = await enroll(device, []);
     expect(answer.status, answer.text).to.equal(403);
     expect(answer.json.code).to.equal('chain_incomplete');
     expect(answer.json.error).to.contain('intermediate');
     // No CA was found, so the refusal belongs to no identity: find it by the device.
     const fingerprint = new X509Certificate(
-      fs.readFileSync(pki.file(`${device}.crt`)),
+      fs.readFileSync(ca.pki.file(`${device}.crt`)),
     ).fingerprint256
       .replace(/:/g, '')
       .toLowerCase();
@@ -130,9 +82,9 @@ describe('enrollment by certificate chain', () => {
 
   it('refuses a chain to a root nobody trusts: 403 ca_untrusted', async () => {
     const name = uniqueName('rogue');
-    pki.root(`${name}-root`);
-    pki.issue(`${name}-inter`, `${name}-root`, { ext: intermediateExt });
-    pki.issue(`${name}-dev`, `${name}-inter`);
+    ca.pki.root(`${name}-root`);
+    ca.pki.issue(`${name}-inter`, `${name}-root`, { ext: INTERMEDIATE_EXT });
+    ca.pki.issue(`${name}-dev`, `${name}-inter`);
     const answer = await enroll(`${name}-dev`, [`${name}-inter`, `${name}-root`]);
     expect(answer.status, answer.text).to.equal(403);
     expect(answer.json.code).to.equal('ca_untrusted');
@@ -141,12 +93,12 @@ describe('enrollment by certificate chain', () => {
   it('refuses a device revoked by its CA’s CRL: 403 certificate_revoked_by_ca', async () => {
     const identity = uniqueName('crl');
     const root = `${identity}-root`;
-    pki.root(root);
+    ca.pki.root(root);
     await ok(['identity', 'create', identity]);
-    await ok(['ca', 'trust', identity, pki.file(`${root}.crt`)]);
-    pki.issue(`${identity}-dev`, root);
-    pki.revoke(`${identity}-dev`, root);
-    await ok(['ca', 'crl', identity, pki.crl(root)]);
+    await ok(['ca', 'trust', identity, ca.pki.file(`${root}.crt`)]);
+    ca.pki.issue(`${identity}-dev`, root);
+    ca.pki.revoke(`${identity}-dev`, root);
+    await ok(['ca', 'crl', identity, ca.pki.crl(root)]);
     const answer = await enroll(`${identity}-dev`, []);
     expect(answer.status, answer.text).to.equal(403);
     expect(answer.json.code).to.equal('certificate_revoked_by_ca');
@@ -155,15 +107,15 @@ describe('enrollment by certificate chain', () => {
   it('refuses a chain with an expired intermediate', async () => {
     const identity = uniqueName('expired');
     const root = `${identity}-root`;
-    pki.root(root);
-    pki.issue(`${identity}-inter`, root, {
-      ext: intermediateExt,
+    ca.pki.root(root);
+    ca.pki.issue(`${identity}-inter`, root, {
+      ext: INTERMEDIATE_EXT,
       startDate: '20200101000000Z',
       endDate: '20210101000000Z',
     });
-    pki.issue(`${identity}-dev`, `${identity}-inter`);
+    ca.pki.issue(`${identity}-dev`, `${identity}-inter`);
     await ok(['identity', 'create', identity]);
-    await ok(['ca', 'trust', identity, pki.file(`${root}.crt`)]);
+    await ok(['ca', 'trust', identity, ca.pki.file(`${root}.crt`)]);
     const answer = await enroll(`${identity}-dev`, [`${identity}-inter`]);
     expect(answer.status, answer.text).to.equal(403);
     expect(answer.json.code).to.equal('chain_invalid');
@@ -173,15 +125,15 @@ describe('enrollment by certificate chain', () => {
   it('refuses an issuer that is not a CA, and a path longer than pathlen allows', async () => {
     const identity = uniqueName('shape');
     const root = `${identity}-root`;
-    pki.root(
+    ca.pki.root(
       root,
       'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign',
     );
     await ok(['identity', 'create', identity]);
-    await ok(['ca', 'trust', identity, pki.file(`${root}.crt`)]);
+    await ok(['ca', 'trust', identity, ca.pki.file(`${root}.crt`)]);
     // An intermediate below a pathlen:0 root.
-    pki.issue(`${identity}-inter`, root, { ext: intermediateExt });
-    pki.issue(`${identity}-dev`, `${identity}-inter`);
+    ca.pki.issue(`${identity}-inter`, root, { ext: INTERMEDIATE_EXT });
+    ca.pki.issue(`${identity}-dev`, `${identity}-inter`);
     const tooDeep = await enroll(`${identity}-dev`, [`${identity}-inter`]);
     expect(tooDeep.status, tooDeep.text).to.equal(403);
     expect(tooDeep.json.code).to.equal('chain_invalid');
@@ -189,8 +141,8 @@ describe('enrollment by certificate chain', () => {
     // A "CA" without CA:TRUE. (One whose keyUsage also lacks keyCertSign never
     // reaches the app: Node links the sent certificates by OpenSSL's issuer check,
     // which drops it, so the device gets chain_incomplete; refused either way.)
-    pki.issue(`${identity}-fake`, root, { ext: 'basicConstraints=critical,CA:FALSE' });
-    pki.issue(`${identity}-dev2`, `${identity}-fake`);
+    ca.pki.issue(`${identity}-fake`, root, { ext: 'basicConstraints=critical,CA:FALSE' });
+    ca.pki.issue(`${identity}-dev2`, `${identity}-fake`);
     const notCa = await enroll(`${identity}-dev2`, [`${identity}-fake`]);
     expect(notCa.status, notCa.text).to.equal(403);
     expect(notCa.json.details?.reason, notCa.text).to.equal('not_a_ca');
@@ -198,8 +150,8 @@ describe('enrollment by certificate chain', () => {
 
   it('refuses a second certificate for an active name, even from the same CA: 409 device_name_taken', async () => {
     const { identity, inter } = await vendor();
-    pki.issue(`${identity}-a`, inter, { cn: 'same-name' });
-    pki.issue(`${identity}-b`, inter, { cn: 'same-name' });
+    ca.pki.issue(`${identity}-a`, inter, { cn: 'same-name' });
+    ca.pki.issue(`${identity}-b`, inter, { cn: 'same-name' });
     expect((await enroll(`${identity}-a`, [inter])).status).to.equal(200);
     const second = await enroll(`${identity}-b`, [inter]);
     expect(second.status, second.text).to.equal(409);
@@ -209,7 +161,7 @@ describe('enrollment by certificate chain', () => {
   it('holds the identity device limit under concurrent enrollments', async () => {
     const { identity, inter } = await vendor({ maxDevices: 3 });
     const names = Array.from({ length: 8 }, (_, i) => `${identity}-c${i}`);
-    for (const n of names) pki.issue(n, inter);
+    for (const n of names) ca.pki.issue(n, inter);
     const answers = await Promise.all(names.map((n) => enroll(n, [inter])));
     const statuses = answers.map((a) => a.status).sort();
     expect(statuses.filter((s) => s === 200)).to.have.length(3);
@@ -221,18 +173,18 @@ describe('enrollment by certificate chain', () => {
 
   it('keeps PSK binding of self-signed certificates: {} from one is refused with ca_untrusted', async () => {
     const name = uniqueName('selfsigned');
-    pki.root(name, 'basicConstraints=critical,CA:FALSE');
+    ca.pki.root(name, 'basicConstraints=critical,CA:FALSE');
     const answer = await enroll(name, []);
     expect(answer.status).to.equal(403);
     expect(answer.json.code).to.equal('ca_untrusted');
     const psk = await fx().identityWithPsk(uniqueName('psk'));
     const bind = await curl([
       '--cacert',
-      caFile,
+      ca.caFile,
       '--cert',
-      pki.file(`${name}.crt`),
+      ca.pki.file(`${name}.crt`),
       '--key',
-      pki.file(`${name}.key`),
+      ca.pki.file(`${name}.key`),
       '-H',
       'Content-Type: application/json',
       '-d',
@@ -247,7 +199,7 @@ describe('enrollment by certificate chain', () => {
     const { root } = await vendor();
     const other = uniqueName('other');
     await ok(['identity', 'create', other]);
-    const r = await cli(['ca', 'trust', other, pki.file(`${root}.crt`)]);
+    const r = await cli(['ca', 'trust', other, ca.pki.file(`${root}.crt`)]);
     expect(r.code).to.equal(1);
     expect(r.stderr).to.contain('another identity');
     const api = await fetch(`${fx().server.adminUrl}/v1/identities/${other}/cas`, {
@@ -256,7 +208,7 @@ describe('enrollment by certificate chain', () => {
         authorization: `Bearer ${fx().server.adminToken}`,
         'content-type': 'application/json',
       },
-      body: JSON.stringify({ certificate: fs.readFileSync(pki.file(`${root}.crt`), 'utf8') }),
+      body: JSON.stringify({ certificate: fs.readFileSync(ca.pki.file(`${root}.crt`), 'utf8') }),
     });
     expect(api.status).to.equal(409);
     expect(((await api.json()) as { code: string }).code).to.equal('ca_belongs_to_other_identity');

@@ -1,10 +1,7 @@
 import { expect } from 'chai';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { curl, type CurlAnswer } from '../support/curl.js';
+import type { CurlAnswer } from '../support/curl.js';
+import { fixtureEndpoint, INTERMEDIATE_EXT, useDevicePki } from '../support/device-pki.js';
 import { useFixture, uniqueName } from '../support/fixture.js';
-import { OpensslPki } from '../support/openssl-ca.js';
 
 /**
  * X.509 path validation at enrollment, case by case, in the spirit of the
@@ -18,48 +15,18 @@ import { OpensslPki } from '../support/openssl-ca.js';
  */
 describe('enrollment: X.509 path validation cases', () => {
   const fx = useFixture({ FLEETGATE_BIND_FAILURES_PER_ADDRESS: '0' });
-  let pki: OpensslPki;
-  let caFile: string;
-
-  before(function () {
-    pki = new OpensslPki(fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-pkits-')));
-    caFile = path.join(pki.dir, 'server-ca.pem');
-    fs.writeFileSync(caFile, fx().server.caPem);
-  });
-  after(() => fs.rmSync(pki.dir, { recursive: true, force: true }));
-
-  const ok = async (args: string[]) => {
-    const r = await fx().server.cli(args);
-    if (r.code !== 0) throw new Error(`fleetgate ${args.join(' ')}: ${r.stderr}`);
-    return r.stdout;
-  };
-  const url = () => `https://localhost:${fx().server.port}/device_endpoint`;
-  const enroll = (device: string, chain: string[]) =>
-    curl([
-      '--cacert',
-      caFile,
-      '--cert',
-      pki.chainFile(device, chain),
-      '--key',
-      pki.file(`${device}.key`),
-      '-H',
-      'Content-Type: application/json',
-      '-d',
-      '{}',
-      url(),
-    ]);
-  const INTERMEDIATE =
-    'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign';
+  const ca = useDevicePki(fixtureEndpoint(() => fx().server));
+  const { ok, enroll } = ca;
   const DEVICE = 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature';
 
   /** A trusted root of a new identity, with a control device that must enroll. */
   async function trustedRoot(rootExt?: string) {
     const identity = uniqueName('pkits');
     const root = `${identity}-root`;
-    pki.root(root, rootExt);
+    ca.pki.root(root, rootExt);
     await ok(['identity', 'create', identity]);
-    await ok(['ca', 'trust', identity, pki.file(`${root}.crt`)]);
-    pki.issue(`${identity}-control`, root);
+    await ok(['ca', 'trust', identity, ca.pki.file(`${root}.crt`)]);
+    ca.pki.issue(`${identity}-control`, root);
     const control = await enroll(`${identity}-control`, []);
     expect(control.status, `control device: ${control.text}`).to.equal(200);
     return { identity, root };
@@ -74,24 +41,24 @@ describe('enrollment: X.509 path validation cases', () => {
 
   it('refuses an expired intermediate (chain_invalid, expired)', async () => {
     const { identity, root } = await trustedRoot();
-    pki.issue(`${identity}-inter`, root, {
-      ext: INTERMEDIATE,
+    ca.pki.issue(`${identity}-inter`, root, {
+      ext: INTERMEDIATE_EXT,
       startDate: '20200101000000Z',
       endDate: '20210101000000Z',
     });
-    pki.issue(`${identity}-dev`, `${identity}-inter`);
+    ca.pki.issue(`${identity}-dev`, `${identity}-inter`);
     const answer = await enroll(`${identity}-dev`, [`${identity}-inter`]);
     expectRefused(answer, 'chain_invalid', 'expired');
   });
 
   it('refuses an intermediate that is not valid yet (chain_invalid, not_yet_valid)', async () => {
     const { identity, root } = await trustedRoot();
-    pki.issue(`${identity}-inter`, root, {
-      ext: INTERMEDIATE,
+    ca.pki.issue(`${identity}-inter`, root, {
+      ext: INTERMEDIATE_EXT,
       startDate: '20900101000000Z',
       endDate: '20950101000000Z',
     });
-    pki.issue(`${identity}-dev`, `${identity}-inter`);
+    ca.pki.issue(`${identity}-dev`, `${identity}-inter`);
     const answer = await enroll(`${identity}-dev`, [`${identity}-inter`]);
     expectRefused(answer, 'chain_invalid', 'not_yet_valid');
   });
@@ -99,10 +66,14 @@ describe('enrollment: X.509 path validation cases', () => {
   it('refuses a device certificate whose signature does not verify with its named issuer (chain_invalid, signature_invalid)', async () => {
     const { identity, root } = await trustedRoot();
     // The real intermediate, and an impostor CA with the very same name but its own key.
-    pki.issue(`${identity}-inter`, root, { ext: INTERMEDIATE, cn: `${identity}-ica` });
-    pki.root(`${identity}-impostor`, INTERMEDIATE.replace(',pathlen:0', ''), `${identity}-ica`);
+    ca.pki.issue(`${identity}-inter`, root, { ext: INTERMEDIATE_EXT, cn: `${identity}-ica` });
+    ca.pki.root(
+      `${identity}-impostor`,
+      INTERMEDIATE_EXT.replace(',pathlen:0', ''),
+      `${identity}-ica`,
+    );
     // Without an authority key identifier, nothing but the name links it to an issuer.
-    pki.issue(`${identity}-dev`, `${identity}-impostor`, {
+    ca.pki.issue(`${identity}-dev`, `${identity}-impostor`, {
       ext: `${DEVICE}\nauthorityKeyIdentifier=none`,
     });
     // The device sends the real intermediate: the names chain, the signature does not.
@@ -115,35 +86,35 @@ describe('enrollment: X.509 path validation cases', () => {
       'basicConstraints=critical,CA:TRUE,pathlen:1\nkeyUsage=critical,keyCertSign,cRLSign',
     );
     // root (pathlen:1) -> inter1 (pathlen:0) -> inter2 -> device: inter1 allows none below it.
-    pki.issue(`${identity}-inter1`, root, { ext: INTERMEDIATE });
-    pki.issue(`${identity}-inter2`, `${identity}-inter1`, {
+    ca.pki.issue(`${identity}-inter1`, root, { ext: INTERMEDIATE_EXT });
+    ca.pki.issue(`${identity}-inter2`, `${identity}-inter1`, {
       ext: 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign',
     });
-    pki.issue(`${identity}-dev`, `${identity}-inter2`);
+    ca.pki.issue(`${identity}-dev`, `${identity}-inter2`);
     const answer = await enroll(`${identity}-dev`, [`${identity}-inter2`, `${identity}-inter1`]);
     expectRefused(answer, 'chain_invalid', 'path_length_exceeded');
     // One level less is within the constraint.
-    pki.issue(`${identity}-dev-ok`, `${identity}-inter1`);
+    ca.pki.issue(`${identity}-dev-ok`, `${identity}-inter1`);
     const within = await enroll(`${identity}-dev-ok`, [`${identity}-inter1`]);
     expect(within.status, within.text).to.equal(200);
   });
 
   it('refuses an intermediate with CA:FALSE (chain_invalid, not_a_ca)', async () => {
     const { identity, root } = await trustedRoot();
-    pki.issue(`${identity}-inter`, root, {
+    ca.pki.issue(`${identity}-inter`, root, {
       ext: 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,keyCertSign',
     });
-    pki.issue(`${identity}-dev`, `${identity}-inter`);
+    ca.pki.issue(`${identity}-dev`, `${identity}-inter`);
     const answer = await enroll(`${identity}-dev`, [`${identity}-inter`]);
     expectRefused(answer, 'chain_invalid', 'not_a_ca');
   });
 
   it('refuses an intermediate whose keyUsage lacks keyCertSign', async () => {
     const { identity, root } = await trustedRoot();
-    pki.issue(`${identity}-inter`, root, {
+    ca.pki.issue(`${identity}-inter`, root, {
       ext: 'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,digitalSignature,cRLSign',
     });
-    pki.issue(`${identity}-dev`, `${identity}-inter`);
+    ca.pki.issue(`${identity}-dev`, `${identity}-inter`);
     const answer = await enroll(`${identity}-dev`, [`${identity}-inter`]);
     // OpenSSL's issuer check in the TLS stack already refuses to link this
     // intermediate to the leaf, so the app sees the leaf alone; the unit test
@@ -155,46 +126,48 @@ describe('enrollment: X.509 path validation cases', () => {
 
   it('refuses an unknown critical extension on the device certificate and on an intermediate (chain_invalid, unknown_critical_extension)', async () => {
     const { identity, root } = await trustedRoot();
-    pki.issue(`${identity}-dev`, root, {
+    ca.pki.issue(`${identity}-dev`, root, {
       ext: `${DEVICE}\n1.3.6.1.4.1.55555.1=critical,ASN1:NULL`,
     });
     const onLeaf = await enroll(`${identity}-dev`, []);
     expectRefused(onLeaf, 'chain_invalid', 'unknown_critical_extension');
     expect(onLeaf.json.details.extension).to.equal('1.3.6.1.4.1.55555.1');
-    pki.issue(`${identity}-inter`, root, {
-      ext: `${INTERMEDIATE}\n1.3.6.1.4.1.55555.2=critical,ASN1:NULL`,
+    ca.pki.issue(`${identity}-inter`, root, {
+      ext: `${INTERMEDIATE_EXT}\n1.3.6.1.4.1.55555.2=critical,ASN1:NULL`,
     });
-    pki.issue(`${identity}-dev2`, `${identity}-inter`);
+    ca.pki.issue(`${identity}-dev2`, `${identity}-inter`);
     const onIntermediate = await enroll(`${identity}-dev2`, [`${identity}-inter`]);
     expectRefused(onIntermediate, 'chain_invalid', 'unknown_critical_extension');
     // The same extension, not critical, is ignored as RFC 5280 says.
-    pki.issue(`${identity}-dev3`, root, { ext: `${DEVICE}\n1.3.6.1.4.1.55555.3=ASN1:NULL` });
+    ca.pki.issue(`${identity}-dev3`, root, { ext: `${DEVICE}\n1.3.6.1.4.1.55555.3=ASN1:NULL` });
     const notCritical = await enroll(`${identity}-dev3`, []);
     expect(notCritical.status, notCritical.text).to.equal(200);
   });
 
   it('refuses a device certificate for server authentication only, and an intermediate restricted to it (chain_invalid, wrong_extended_key_usage)', async () => {
     const { identity, root } = await trustedRoot();
-    pki.issue(`${identity}-dev`, root, { ext: `${DEVICE}\nextendedKeyUsage=serverAuth` });
+    ca.pki.issue(`${identity}-dev`, root, { ext: `${DEVICE}\nextendedKeyUsage=serverAuth` });
     expectRefused(await enroll(`${identity}-dev`, []), 'chain_invalid', 'wrong_extended_key_usage');
-    pki.issue(`${identity}-inter`, root, { ext: `${INTERMEDIATE}\nextendedKeyUsage=serverAuth` });
-    pki.issue(`${identity}-dev2`, `${identity}-inter`);
+    ca.pki.issue(`${identity}-inter`, root, {
+      ext: `${INTERMEDIATE_EXT}\nextendedKeyUsage=serverAuth`,
+    });
+    ca.pki.issue(`${identity}-dev2`, `${identity}-inter`);
     expectRefused(
       await enroll(`${identity}-dev2`, [`${identity}-inter`]),
       'chain_invalid',
       'wrong_extended_key_usage',
     );
-    pki.issue(`${identity}-dev3`, root, { ext: `${DEVICE}\nextendedKeyUsage=clientAuth` });
+    ca.pki.issue(`${identity}-dev3`, root, { ext: `${DEVICE}\nextendedKeyUsage=clientAuth` });
     const clientAuth = await enroll(`${identity}-dev3`, []);
     expect(clientAuth.status, clientAuth.text).to.equal(200);
   });
 
   it('refuses a device under an intermediate its root revoked (certificate_revoked_by_ca)', async () => {
     const { identity, root } = await trustedRoot();
-    pki.issue(`${identity}-inter`, root, { ext: INTERMEDIATE });
-    pki.issue(`${identity}-dev`, `${identity}-inter`);
-    pki.revoke(`${identity}-inter`, root);
-    await ok(['ca', 'crl', identity, pki.crl(root)]);
+    ca.pki.issue(`${identity}-inter`, root, { ext: INTERMEDIATE_EXT });
+    ca.pki.issue(`${identity}-dev`, `${identity}-inter`);
+    ca.pki.revoke(`${identity}-inter`, root);
+    await ok(['ca', 'crl', identity, ca.pki.crl(root)]);
     const answer = await enroll(`${identity}-dev`, [`${identity}-inter`]);
     expectRefused(answer, 'certificate_revoked_by_ca');
     expect(answer.json.error).to.contain('CRL');

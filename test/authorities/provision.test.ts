@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { normaliseMac, parseMacFile } from '../../src/authorities/mac-address.js';
 import { curl } from '../support/curl.js';
+import { cliOk } from '../support/device-pki.js';
 import { useFixture, uniqueName } from '../support/fixture.js';
 
 describe('MAC addresses', () => {
@@ -30,11 +31,7 @@ describe('fleetgate provision: from the factory line to the field', () => {
   });
   after(() => fs.rmSync(work, { recursive: true, force: true }));
 
-  const ok = async (args: string[]) => {
-    const r = await fx().server.cli(args);
-    if (r.code !== 0) throw new Error(`fleetgate ${args.join(' ')}: ${r.stderr}`);
-    return r.stdout;
-  };
+  const ok = (args: string[]) => cliOk(fx().server, args);
   const url = () => `https://localhost:${fx().server.port}/device_endpoint`;
   const fp = (pem: string) =>
     createHash('sha256').update(new X509Certificate(pem).raw).digest('hex');

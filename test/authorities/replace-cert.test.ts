@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { curl } from '../support/curl.js';
+import { cliOk } from '../support/device-pki.js';
 import { useFixture, uniqueName } from '../support/fixture.js';
 
 describe('fleetgate device replace-cert (an admin renews a provisioned device)', () => {
@@ -15,11 +16,7 @@ describe('fleetgate device replace-cert (an admin renews a provisioned device)',
   });
   after(() => fs.rmSync(work, { recursive: true, force: true }));
 
-  const ok = async (args: string[]) => {
-    const r = await fx().server.cli(args);
-    if (r.code !== 0) throw new Error(`fleetgate ${args.join(' ')}: ${r.stderr}`);
-    return r.stdout;
-  };
+  const ok = (args: string[]) => cliOk(fx().server, args);
   const fp = (file: string) =>
     createHash('sha256')
       .update(new X509Certificate(fs.readFileSync(file)).raw)

@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import type { MqttClient } from 'mqtt';
 import pg from 'pg';
 import { decryptResponse } from '../../src/mqtt/response-encryption.js';
+import { waitFor } from '../support/concurrency.js';
 import { skipBecause } from '../support/skip.js';
 import { newDevice, type TestDevice } from '../support/device-client.js';
 import { useFixture, uniqueName } from '../support/fixture.js';
@@ -167,7 +168,15 @@ describe('MQTT channel', function () {
           },
         )
         .then(() => (acked = true));
-      await new Promise((resolve) => setTimeout(resolve, 1500));
+      // The publish has reached the lock: a session of the server waits for it.
+      await waitFor('the server to wait for the series lock (pg_stat_activity)', async () => {
+        const { rows } = await blocker.query<{ n: number }>(
+          `select count(*)::int as n from pg_stat_activity
+           where datname = current_database() and pid <> pg_backend_pid()
+             and wait_event_type = 'Lock'`,
+        );
+        return rows[0]!.n > 0 || acked;
+      });
       expect(acked, 'no PUBACK while the series table is locked').to.equal(false);
       await blocker.query('rollback');
       await puback;

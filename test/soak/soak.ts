@@ -37,8 +37,7 @@ interface Stats {
 }
 
 async function main() {
-  const cluster = await createThrowawayPostgres();
-  cluster.start();
+  const cluster = await createThrowawayPostgres({ running: true });
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-soak-'));
   const db = {
     env: {

@@ -6,7 +6,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import type { TestDatabase } from './test-database.js';
-import { findPostgresBinaries, freePort } from './throwaway-postgres.js';
+import { freePort } from './free-port.js';
+import { findPostgresBinaries } from './throwaway-postgres.js';
 
 /**
  * A Citus cluster for tests: a coordinator and two workers, each an initdb

@@ -4,6 +4,7 @@ import net from 'node:net';
 import path from 'node:path';
 import type { FleetgateProcess } from './fleetgate-process.js';
 import { REPO_ROOT } from './fleetgate-process.js';
+import { freePort } from './free-port.js';
 import { skipBecause } from './skip.js';
 
 export const NGINX_BIN = ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/local/bin/nginx'].find(
@@ -152,14 +153,6 @@ function run(file: string, args: string[], env: NodeJS.ProcessEnv): Promise<stri
 async function workersOf(master: number): Promise<number[]> {
   const out = await run('pgrep', ['-P', String(master)], process.env).catch(() => '');
   return out.split('\n').filter(Boolean).map(Number);
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 async function waitForPort(port: number): Promise<void> {

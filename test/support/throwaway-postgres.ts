@@ -1,10 +1,10 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
+import { freePort } from './free-port.js';
 
 /**
  * A Postgres cluster of its own in a temporary directory, for tests that stop
@@ -84,6 +84,7 @@ async function runningServerMajor(): Promise<number | undefined> {
 export interface ThrowawayPostgres {
   port: number;
   url: string;
+  /** Starts the server on `port` (nothing when it runs). */
   start(): void;
   /** `fast` rolls back open transactions and closes connections, like a restart or failover. */
   stop(mode?: 'fast' | 'immediate'): void;
@@ -93,25 +94,27 @@ export interface ThrowawayPostgres {
   destroy(): void;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
+/** How many ports are tried when another process takes the picked one first. */
+const PORT_ATTEMPTS = 5;
 
-export async function createThrowawayPostgres(): Promise<ThrowawayPostgres> {
+/**
+ * Creates a cluster and claims its port. PostgreSQL cannot listen on port 0 and
+ * say which port it got, so a free port is picked (`freePort`) and the server
+ * started on it; when another process took that port in between ("Address
+ * already in use" in the server log), again with another one. The cluster is
+ * left stopped unless `running`: its `url` is final either way. Restarts keep
+ * the port (clients hold the address); a collision there fails with the log.
+ */
+export async function createThrowawayPostgres({
+  running = false,
+} = {}): Promise<ThrowawayPostgres> {
   const { dir: PG_BIN, reason } = await findPostgresBinaries();
   if (!PG_BIN) throw new Error(reason);
   const root = process.getuid?.() === 0;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-pg-'));
   fs.chmodSync(dir, 0o755);
   const dataDir = path.join(dir, 'data');
-  const port = await freePort();
+  const logFile = path.join(dir, 'server.log');
   const ownerCommand = (bin: string, args: string[]): [string, string[]] => {
     const command = [path.join(PG_BIN, bin), ...args];
     return root
@@ -124,21 +127,47 @@ export async function createThrowawayPostgres(): Promise<ThrowawayPostgres> {
   };
   if (root) execFileSync('chown', ['postgres:postgres', dir]);
   asOwner('initdb', ['-D', dataDir, '-U', 'postgres', '--auth=trust', '--no-sync', '-E', 'UTF8']);
-  const options = `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=${dir} -c fsync=on -c max_connections=300`;
+  let port = 0;
+  const options = () =>
+    `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=${dir} -c fsync=on -c max_connections=300`;
   const pgCtl = (...args: string[]) =>
     asOwner('pg_ctl', ['-D', dataDir, '-w', '-t', '60', ...args]);
-  let running = false;
+  const serverLog = () => (fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8') : '');
+  let isRunning = false;
+  const start = () => {
+    if (isRunning) return;
+    const logBefore = serverLog().length;
+    try {
+      pgCtl('-o', options(), '-l', logFile, 'start');
+    } catch (err) {
+      const log = serverLog().slice(logBefore);
+      throw Object.assign(new Error(`pg_ctl start on port ${port} failed:\n${log}`), {
+        addressInUse: /Address already in use/.test(log),
+        cause: err,
+      });
+    }
+    isRunning = true;
+  };
+  for (let attempt = 1; ; attempt++) {
+    port = await freePort();
+    try {
+      start();
+      break;
+    } catch (err) {
+      if (attempt >= PORT_ATTEMPTS || !(err as { addressInUse?: boolean }).addressInUse) {
+        fs.rmSync(dir, { recursive: true, force: true });
+        throw err;
+      }
+    }
+  }
   const cluster: ThrowawayPostgres = {
     port,
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
-    start() {
-      pgCtl('-o', options, '-l', path.join(dir, 'server.log'), 'start');
-      running = true;
-    },
+    start,
     stop(mode = 'fast') {
-      if (!running) return;
+      if (!isRunning) return;
       pgCtl('-m', mode, 'stop');
-      running = false;
+      isRunning = false;
     },
     restart() {
       cluster.stop('fast');
@@ -154,12 +183,13 @@ export async function createThrowawayPostgres(): Promise<ThrowawayPostgres> {
         '-m',
         'fast',
         '-o',
-        options,
+        options(),
         '-l',
-        path.join(dir, 'server.log'),
+        logFile,
         'restart',
       ]);
       await promisify(execFile)(file, argv, { cwd: dir });
+      isRunning = true;
     },
     destroy() {
       try {
@@ -169,5 +199,6 @@ export async function createThrowawayPostgres(): Promise<ThrowawayPostgres> {
       }
     },
   };
+  if (!running) cluster.stop();
   return cluster;
 }
