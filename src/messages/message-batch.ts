@@ -65,6 +65,8 @@ export class MessageBatch {
     }
     if (rawText !== undefined) assertFaithfulJson(rawText);
     const series = new Map<string, SeriesPoints>();
+    /** Series that already have a point at the server's time (a message without ts). */
+    const atServerTime = new Set<string>();
     messages.forEach((message, index) => {
       const where = Array.isArray(body) ? `message ${index}` : 'the message';
       const at = Array.isArray(body) ? { message: index } : {};
@@ -114,6 +116,19 @@ export class MessageBatch {
             `${where}: the value of "${name}" is not a finite number`,
             { ...at, field: name },
           );
+        }
+        if (message.ts === undefined) {
+          // Two readings at one server time: the second would be kept as a "duplicate"
+          // and lost, in an answer that says 200.
+          if (atServerTime.has(name)) {
+            throw badRequest(
+              'invalid_timestamp',
+              `${where} has no "ts" and neither has an earlier message of this batch with "${name}": ` +
+                'both would get the same server time and one reading would be lost; give each message its ts',
+              { ...at, field: name, reason: 'missing_in_batch' },
+            );
+          }
+          atServerTime.add(name);
         }
         const points = series.get(name) ?? { epochMs: [], values: [] };
         series.set(name, points);

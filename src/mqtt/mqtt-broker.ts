@@ -17,7 +17,13 @@ import type { NamedPolicy } from '../throttle/throttle-store.js';
 import type { CertificateInfo } from '../tls/certificate-info.js';
 import { requireSocketCertificate } from '../tls/client-certificate.js';
 import { answerRequest } from './mqtt-requests.js';
-import { classifyPublish, maySubscribe, responseTopic, type TopicOwner } from './mqtt-topics.js';
+import {
+  classifyPublish,
+  maySubscribe,
+  responseTopic,
+  topicOwner,
+  type TopicOwner,
+} from './mqtt-topics.js';
 
 /** CONNACK return codes of MQTT 3.1.1 (§3.2.2.3). */
 const SERVER_UNAVAILABLE = 3;
@@ -135,10 +141,7 @@ export async function startMqttBroker(
     const certificate = requireSocketCertificate(client.conn as TLSSocket);
     const device = await requireActiveCertificate(deps.db, certificate);
     const names = await findDeviceNames(deps.db, device.deviceId);
-    const owner: TopicOwner = {
-      identity: device.identityName,
-      deviceNames: [certificate.fingerprint, ...names],
-    };
+    const owner = topicOwner(device.identityName, certificate.fingerprint, names);
     const will = (client as unknown as { _will?: { topic: string } | null })._will;
     if (will) {
       if (classifyPublish(owner, will.topic)?.kind !== 'state') {

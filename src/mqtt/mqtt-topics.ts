@@ -14,11 +14,26 @@ export interface TopicOwner {
   deviceNames: readonly string[];
 }
 
+/**
+ * The topic owner of a device connected with `fingerprint`. A name that has
+ * the form of a fingerprint (64 hex digits, as a CA may write in a CN) is not
+ * a topic name: it could be another device's fingerprint, and so its topics.
+ */
+export function topicOwner(
+  identity: string,
+  fingerprint: string,
+  names: readonly string[],
+): TopicOwner {
+  const own = names.filter((name) => !/^[0-9a-fA-F]{64}$/.test(name));
+  return { identity, deviceNames: [fingerprint, ...own] };
+}
+
 export type DevicePublish =
   { kind: 'request'; endpoint: string; device: string } | { kind: 'state'; device: string };
 
 /** What a publish to `topic` is, for this device; null when it is outside the ACL. */
 export function classifyPublish(owner: TopicOwner, topic: string): DevicePublish | null {
+  if (!wellFormed(topic)) return null;
   const levels = topic.split('/');
   if (levels.length === 4 && levels[0] === owner.identity && levels[1] === 'req') {
     const [, , device, endpoint] = levels as [string, string, string, string];
@@ -47,6 +62,7 @@ export function classifyPublish(owner: TopicOwner, topic: string): DevicePublish
  * device's traffic and is refused; so are `$SYS` and shared subscriptions.
  */
 export function maySubscribe(owner: TopicOwner, filter: string): boolean {
+  if (!wellFormed(filter)) return false;
   const levels = filter.split('/');
   if (levels.length !== 4) return false;
   const [identity, res, device, endpoint] = levels as [string, string, string, string];
@@ -61,4 +77,14 @@ export function maySubscribe(owner: TopicOwner, filter: string): boolean {
 /** The RES topic answering a request published under `device` (the name the device used). */
 export function responseTopic(owner: TopicOwner, device: string, endpoint: string): string {
   return `${owner.identity}/res/${device}/${endpoint}`;
+}
+
+/**
+ * MQTT 3.1.1 §1.5.3: a topic never holds U+0000, and ill-formed UTF-8 (which
+ * the packet parser turns into U+FFFD) is a protocol error. Such a topic is
+ * outside the ACL: a C client would read the echoed RES topic only up to its
+ * NUL, as if it answered another endpoint.
+ */
+function wellFormed(topic: string): boolean {
+  return !topic.includes('\u0000') && !topic.includes('\ufffd');
 }

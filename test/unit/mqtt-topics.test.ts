@@ -1,6 +1,11 @@
 import { expect } from 'chai';
 import crypto from 'node:crypto';
-import { classifyPublish, maySubscribe, responseTopic } from '../../src/mqtt/mqtt-topics.js';
+import {
+  classifyPublish,
+  maySubscribe,
+  responseTopic,
+  topicOwner,
+} from '../../src/mqtt/mqtt-topics.js';
 import {
   decryptResponse,
   encryptResponse,
@@ -98,5 +103,36 @@ describe('MQTT subscribe ACL and names that are wildcards', () => {
       expect(maySubscribe(owner, `acme/res/${'f'.repeat(64)}/+`), name).to.equal(true);
     }
     expect(maySubscribe({ identity: '+', deviceNames: ['d'] }, '+/res/d/+')).to.equal(false);
+  });
+});
+
+// mosquitto test/broker 02-subscribe-invalid-utf8, 03-publish-invalid-utf8 and
+// 07-will-invalid-utf8 (MQTT 3.1.1 §1.5.3): a topic with U+0000, or ill-formed
+// UTF-8 (decoded as U+FFFD), is never a device's topic.
+describe('MQTT topics with NUL or ill-formed UTF-8', () => {
+  it('are outside the ACL for publish, will and subscribe', () => {
+    for (const bad of ['\u0000', '\ufffd']) {
+      expect(classifyPublish(owner, `acme/req/${FP}/points${bad}x`), 'req').to.equal(null);
+      expect(classifyPublish(owner, `devices/out/acme/${FP}/state${bad}`), 'state').to.equal(null);
+      expect(maySubscribe(owner, `acme/res/${FP}/points${bad}`), 'sub').to.equal(false);
+    }
+    expect(classifyPublish(owner, `acme/req/${FP}/points`)).to.deep.equal({
+      kind: 'request',
+      endpoint: 'points',
+      device: FP,
+    });
+  });
+});
+
+// Our own ACL rule, in the spirit of aedes test/auth.js (one client's grants never
+// cover another's topics): a CN written as a fingerprint is not a topic name.
+describe('MQTT topic owner', () => {
+  it('drops names that have the form of a fingerprint, so a CN cannot be another device', () => {
+    const other = 'b'.repeat(64);
+    const mine = topicOwner('acme', FP, [other, other.toUpperCase(), 'sensor-1']);
+    expect(mine.deviceNames).to.deep.equal([FP, 'sensor-1']);
+    expect(maySubscribe(mine, `acme/res/${other}/+`)).to.equal(false);
+    expect(classifyPublish(mine, `acme/req/${other}/points`)).to.equal(null);
+    expect(maySubscribe(mine, `acme/res/${FP}/+`)).to.equal(true);
   });
 });
