@@ -4,6 +4,7 @@ import {
   expectAllInFlightTogether,
   gate,
   gatedBody,
+  PAST_HELD_POINTS_BYTES,
   servedIntervals,
   sessionsInTransaction,
   waitFor,
@@ -64,7 +65,7 @@ describe('concurrent uploads into one series', function () {
       const { body: bytes, contentType } = body(series, base, i);
       return client.send(
         'POST',
-        gatedBody(bytes, start.opened, () => (headsSent += 1)),
+        gatedBody(bytes, start.opened, () => (headsSent += 1), PAST_HELD_POINTS_BYTES),
         {
           'content-type': contentType,
         },
@@ -142,7 +143,7 @@ describe('concurrent uploads into one series', function () {
       const { body: bytes, contentType } = body('shared-name', base, 0);
       return client.send(
         'POST',
-        gatedBody(bytes, start.opened, () => (headsSent += 1)),
+        gatedBody(bytes, start.opened, () => (headsSent += 1), PAST_HELD_POINTS_BYTES),
         {
           'content-type': contentType,
         },

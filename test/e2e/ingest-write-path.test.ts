@@ -3,6 +3,7 @@ import {
   expectAllInFlightTogether,
   gate,
   gatedBody,
+  PAST_HELD_POINTS_BYTES,
   servedIntervals,
   sessionsInTransaction,
   waitFor,
@@ -56,7 +57,7 @@ describe('ingest write path', function () {
     const pending = uploads.map(({ client: sender, body, contentType }) =>
       sender.send(
         'POST',
-        gatedBody(body, start.opened, () => (headsSent += 1)),
+        gatedBody(body, start.opened, () => (headsSent += 1), PAST_HELD_POINTS_BYTES),
         {
           'content-type': contentType,
         },

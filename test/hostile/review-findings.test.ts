@@ -3,7 +3,7 @@ import { toHttpError } from '../../src/http/error-handler.js';
 import { DeviceClient, newDevice } from '../support/device-client.js';
 import { useFixture, uniqueName } from '../support/fixture.js';
 import { connectRaw, parseRawAnswer, readUntilClosed, rawRequest } from '../support/raw-tls.js';
-import { sessionsInTransaction, waitFor } from '../support/concurrency.js';
+import { linesPastHeldPoints, sessionsInTransaction, waitFor } from '../support/concurrency.js';
 import { skipBecause } from '../support/skip.js';
 import { storedPoints } from '../support/stored-points.js';
 
@@ -79,7 +79,8 @@ describe('review findings', () => {
       for (const s of sockets) s.write(`${1600004000000 + Math.floor(Math.random() * 1e6)},1\n`);
     }, 300);
     try {
-      for (const s of sockets) s.write(head(10_000_000) + part('held', '1600004000000,1\n'));
+      for (const s of sockets)
+        s.write(head(10_000_000) + part('held', linesPastHeldPoints(1600004000000)));
       // Both uploads hold a connection each, in an open transaction: the pool (2) is full.
       await waitFor('both pool connections held by uploads', async () => {
         return (await sessionsInTransaction(fx().db)) >= 2;

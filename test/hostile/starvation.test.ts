@@ -5,7 +5,7 @@ import { DeviceClient, newDevice, type TestDevice } from '../support/device-clie
 import { startFleetgate, type FleetgateProcess } from '../support/fleetgate-process.js';
 import { connectRaw, parseRawAnswer, readUntilClosed } from '../support/raw-tls.js';
 import { bindDevice, expectJsonError, storedPoints } from '../support/stored-points.js';
-import { sessionsInTransaction, waitFor } from '../support/concurrency.js';
+import { linesPastHeldPoints, sessionsInTransaction, waitFor } from '../support/concurrency.js';
 import { sample, scrape } from '../support/metrics-scrape.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 
@@ -44,7 +44,7 @@ async function trickle(
   const boundary = 'trickle0boundary';
   const head =
     `--${boundary}\r\nContent-Disposition: form-data; name="${series}"; filename="a.csv"\r\n` +
-    `Content-Type: text/plain\r\n\r\n${Date.now()},1\n`;
+    `Content-Type: text/plain\r\n\r\n${linesPastHeldPoints(Date.now() - 120_000)}`;
   socket.write(
     'POST /device_endpoint HTTP/1.1\r\nHost: localhost\r\n' +
       `Content-Type: multipart/form-data; boundary=${boundary}\r\n` +

@@ -24,7 +24,7 @@ function slowUpload(client: DeviceClient) {
     `--${BOUNDARY}\r\nContent-Disposition: form-data; name="temp"; filename="temp.csv"\r\n` +
       'Content-Type: text/plain\r\n\r\n',
   );
-  body.write(lines(0, 500));
+  body.write(lines(0, 2500));
   const answer: Promise<Answer> = client.send('POST', body, {
     'content-type': `multipart/form-data; boundary=${BOUNDARY}`,
   });
@@ -35,7 +35,7 @@ function slowUpload(client: DeviceClient) {
      * and, on PostgreSQL, the upload's transaction is open (pg_stat_activity).
      */
     async inFlight(db: TestDatabase) {
-      await waitFor('the client to send the first 500 lines', () => body.readableLength === 0);
+      await waitFor('the client to send the first 2500 lines', () => body.readableLength === 0);
       if (db.url) {
         await waitFor(
           'the upload inside a transaction',
@@ -44,7 +44,7 @@ function slowUpload(client: DeviceClient) {
       }
     },
     finish() {
-      body.write(lines(500, 500));
+      body.write(lines(2500, 500));
       body.end(`\r\n--${BOUNDARY}--\r\n`);
     },
   };
@@ -101,10 +101,10 @@ describe('operate: graceful drain on SIGTERM', () => {
       upload.finish();
       const answer = await upload.answer;
       expect(answer.status, answer.text).to.equal(200);
-      expect(answer.json.stored).to.equal(1000);
+      expect(answer.json.stored).to.equal(3000);
       expect(await exit).to.equal(0);
       expect(server.output()).to.match(/"msg":"drained"/);
-      expect(await storedPoints(db, server, device, 'temp')).to.have.length(1000);
+      expect(await storedPoints(db, server, device, 'temp')).to.have.length(3000);
     } finally {
       await client.close().catch(() => undefined);
       await server.stop();

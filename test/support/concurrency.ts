@@ -38,6 +38,24 @@ export function gate(): { opened: Promise<void>; open(): void } {
  * `headSent` once the client has written them and asks for more, then waits
  * for `opened` before sending the rest.
  */
+/**
+ * Head of a gated upload that is sure to open its transaction before the gate:
+ * the first series of a batch is held in memory up to 2,000 points (about
+ * 40 KB of lines) for the single-statement path and written from then on.
+ */
+export const PAST_HELD_POINTS_BYTES = 64 * 1024;
+
+/**
+ * 2,001 lines, one millisecond apart from `startMs`: more than the points a
+ * batch's first series is held in memory for, so an upload whose first part
+ * begins with them has its transaction (and a database connection) open.
+ */
+export function linesPastHeldPoints(startMs: number, value = '1'): string {
+  let out = '';
+  for (let i = 0; i <= 2000; i++) out += `${startMs + i},${value}\n`;
+  return out;
+}
+
 export function gatedBody(
   body: Buffer,
   opened: Promise<void>,
