@@ -1,4 +1,5 @@
 import { sql, type Kysely, type Selectable } from 'kysely';
+import { onCitus } from '../db/citus-mode.js';
 import type { CertificateInfo } from '../tls/certificate-info.js';
 import type {
   CertificateState,
@@ -31,7 +32,19 @@ export async function findDeviceByFingerprint(
   db: Kysely<Database>,
   fingerprint: string,
 ): Promise<DeviceByCertificate | undefined> {
-  const row = await db
+  // On Citus, the device first (one shard of certificate_fingerprints), so
+  // that the lookup below reads the device's shard instead of every shard.
+  let deviceId: number | undefined;
+  if (onCitus()) {
+    const owner = await db
+      .selectFrom('certificate_fingerprints')
+      .select('device_id')
+      .where('fingerprint', '=', fingerprint)
+      .executeTakeFirst();
+    if (!owner) return undefined;
+    deviceId = owner.device_id;
+  }
+  let query = db
     .selectFrom('device_certificates as c')
     .innerJoin('devices as d', 'd.id', 'c.device_id')
     .innerJoin('identities as i', 'i.id', 'd.identity_id')
@@ -57,9 +70,11 @@ export async function findDeviceByFingerprint(
           .as('revokedByCaSerial'),
       'd.pending_confirmation as pendingConfirmation',
     ])
-    .where('c.fingerprint', '=', fingerprint)
-    .executeTakeFirst();
-  return row;
+    .where('c.fingerprint', '=', fingerprint);
+  if (deviceId !== undefined) {
+    query = query.where('c.device_id', '=', deviceId).where('d.id', '=', deviceId);
+  }
+  return query.executeTakeFirst();
 }
 
 export interface NewDevice {
