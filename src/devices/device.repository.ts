@@ -65,6 +65,8 @@ export async function findDeviceByFingerprint(
           )
           .select('s.serial_number')
           .whereRef('s.device_id', '=', 'd.id')
+          // Citus prunes a correlated subquery to one shard only with its own constant.
+          .$if(deviceId !== undefined, (q) => q.where('s.device_id', '=', deviceId!))
           .whereRef('s.fingerprint', '=', 'c.fingerprint')
           .limit(1)
           .as('revokedByCaSerial'),
