@@ -1,4 +1,5 @@
 import { sql, type CompiledQuery, type Kysely, type Selectable } from 'kysely';
+import { onCitus } from '../db/citus-mode.js';
 import type { CertificateInfo } from '../tls/certificate-info.js';
 import type {
   CertificateState,
@@ -31,6 +32,20 @@ export async function findDeviceByFingerprint(
   db: Kysely<Database>,
   fingerprint: string,
 ): Promise<DeviceByCertificate | undefined> {
+  if (onCitus()) {
+    // On Citus, the device first (one shard of certificate_fingerprints), so
+    // that the lookup below reads the device's shard instead of every shard.
+    const owner = await db
+      .selectFrom('certificate_fingerprints')
+      .select('device_id')
+      .where('fingerprint', '=', fingerprint)
+      .executeTakeFirst();
+    if (!owner) return undefined;
+    return deviceByFingerprint(db, fingerprint, owner.device_id)
+      .where('c.device_id', '=', owner.device_id)
+      .where('d.id', '=', owner.device_id)
+      .executeTakeFirst();
+  }
   // Asked on every request of every device: the query (with its CRL subquery) is
   // built once per database handle, and only the fingerprint changes.
   let compiled = compiledLookups.get(db);
@@ -52,7 +67,8 @@ export async function findDeviceByFingerprint(
 const FINGERPRINT_SLOT = 'fingerprint-slot:not-a-fingerprint';
 const compiledLookups = new WeakMap<Kysely<Database>, CompiledQuery<DeviceByCertificate>>();
 
-function deviceByFingerprint(db: Kysely<Database>, fingerprint: string) {
+/** `deviceId`, when known (Citus), keeps every part of the lookup on the device's shard. */
+function deviceByFingerprint(db: Kysely<Database>, fingerprint: string, deviceId?: number) {
   return db
     .selectFrom('device_certificates as c')
     .innerJoin('devices as d', 'd.id', 'c.device_id')
@@ -74,6 +90,8 @@ function deviceByFingerprint(db: Kysely<Database>, fingerprint: string) {
           )
           .select('s.serial_number')
           .whereRef('s.device_id', '=', 'd.id')
+          // Citus prunes a correlated subquery to one shard only with its own constant.
+          .$if(deviceId !== undefined, (q) => q.where('s.device_id', '=', deviceId!))
           .whereRef('s.fingerprint', '=', 'c.fingerprint')
           .limit(1)
           .as('revokedByCaSerial'),

@@ -2,6 +2,7 @@ import { CompiledQuery, sql, type Kysely } from 'kysely';
 import type pg from 'pg';
 import { from as copyFrom, type CopyStreamQuery } from 'pg-copy-streams';
 import { isUniqueViolation } from '../db/errors.js';
+import { onCitus } from '../db/citus-mode.js';
 import type { Database } from '../db/schema.js';
 
 /** Creates a series of the device; the caller holds the device lock and knows it is new. */
@@ -27,18 +28,14 @@ export async function countSeriesOfDevice(db: Kysely<Database>, deviceId: number
   return Number(row.count);
 }
 
-/**
+/*
  * On Citus an INSERT ... SELECT from a function or a temp table runs "pull to
  * coordinator" and reports the rows it read, not those it inserted, so there
- * the inserts count what RETURNING gives back. Set once at start (serve.ts).
+ * the inserts count what RETURNING gives back.
  */
-let countByReturning = false;
-export function countPointInsertsByReturning(on: boolean): void {
-  countByReturning = on;
-}
-const returningClause = () => (countByReturning ? ' returning 1' : '');
+const returningClause = () => (onCitus() ? ' returning 1' : '');
 const insertedCount = (result: { rowCount: number | null; rows: unknown[] }) =>
-  countByReturning ? result.rows.length : (result.rowCount ?? 0);
+  onCitus() ? result.rows.length : (result.rowCount ?? 0);
 
 /**
  * Inserts one batch of a series' points; points already stored (a retried
@@ -59,7 +56,7 @@ export async function insertPointBatch(
     select ${deviceId}::int, ${seriesId}::int, timestamptz 'epoch' + u.ms * interval '1 millisecond', u.v
     from unnest(${epochMs}::bigint[], ${values}::float8[]) as u(ms, v)
     on conflict do nothing${sql.raw(returningClause())}`.execute(db);
-  return countByReturning ? result.rows.length : Number(result.numAffectedRows ?? 0n);
+  return onCitus() ? result.rows.length : Number(result.numAffectedRows ?? 0n);
 }
 
 /**

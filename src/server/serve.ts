@@ -10,7 +10,7 @@ import { checkDurability } from '../db/durability.js';
 import { isDatabaseUnavailable } from '../db/errors.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { hasCitus } from '../db/citus.repository.js';
-import { countPointInsertsByReturning } from '../ingest/points.repository.js';
+import { setOnCitus } from '../db/citus-mode.js';
 import { createApp } from '../http/app.js';
 import { createIngestBackend, partitionMonthsAhead } from '../ingest/ingest-backend.js';
 import { PointPartitions, startPartitionMaintenance } from '../ingest/partition-months.js';
@@ -70,7 +70,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       cleanups.push(() => new Promise<void>((resolve) => control.close(() => resolve())));
     }
     if (database.kind === 'postgres' && (await hasCitus(database.db as never))) {
-      countPointInsertsByReturning(true);
+      setOnCitus(true);
       log.info('database is a Citus cluster: tables are distributed by device');
     }
     const partitions = new PointPartitions();

@@ -22,6 +22,11 @@ describe('fleetgate on a Citus cluster', function () {
   this.timeout(180_000);
   before(async function () {
     this.timeout(180_000);
+    // The suite brings its own cluster, whatever the database of the run: it
+    // runs once, in the PostgreSQL run (which has the server binaries).
+    if (!process.env.DATABASE_URL) {
+      skipBecause(this, 'the Citus suite runs once, in the PostgreSQL run of the tests');
+    }
     const why = await citusUnavailable();
     if (why) skipBecause(this, why);
     await citusCluster();

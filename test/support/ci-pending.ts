@@ -57,6 +57,11 @@ export const PENDING_ALLOWED: ReadonlyArray<{ title: string; on: Database; why: 
     why: 'blocks the device row from a second PostgreSQL session; the embedded database has one session',
   },
   {
+    title: 'fleetgate on a Citus cluster *',
+    on: 'embedded',
+    why: 'the Citus suite starts its own cluster and runs once, in the PostgreSQL run',
+  },
+  {
     title: 'several nodes on one PostgreSQL behind nginx *',
     on: 'embedded',
     why: 'several nodes share one PostgreSQL server; the embedded database belongs to one process',
