@@ -195,12 +195,16 @@ describe('one device must not starve the others', function () {
         expect(answer.status, answer.head).to.equal(408);
         expect(answer.json?.code, answer.body).to.equal('body_too_slow');
       }
-      // The victim was served only once the server had cut a trickle (PostgreSQL: after
-      // it had queued for a connection they all held).
-      expect(events.indexOf('trickle answered'), events.join(', ')).to.be.below(
-        events.indexOf('victim answered'),
-      );
-      if (db.url) expect(events[0], events.join(', ')).to.equal('victim queued');
+      // On PostgreSQL the victim was seen queued for a connection the trickles held, and was
+      // served only once the server had cut one. (The embedded database shows no queue: its
+      // victim may reach the one session before the first trickle does; there the test fails
+      // on a starving pool by the 503, or by trickles the server never answers.)
+      if (db.url) {
+        expect(events[0], events.join(', ')).to.equal('victim queued');
+        expect(events.indexOf('trickle answered'), events.join(', ')).to.be.below(
+          events.indexOf('victim answered'),
+        );
+      }
     } finally {
       testOver = true;
     }
