@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 
 export interface NewAuditEvent {
@@ -12,6 +12,9 @@ export interface NewAuditEvent {
   details?: Record<string, unknown>;
 }
 
+/** `audit_events.device_id` of an event that concerns no device (no device has id 0). */
+const NO_DEVICE = 0;
+
 export async function insertAuditEvent(db: Kysely<Database>, event: NewAuditEvent): Promise<void> {
   await db
     .insertInto('audit_events')
@@ -20,7 +23,8 @@ export async function insertAuditEvent(db: Kysely<Database>, event: NewAuditEven
       actor: event.actor,
       identity_id: event.identityId ?? null,
       psk_id: event.pskId ?? null,
-      device_id: event.deviceId ?? null,
+      // 0 is "no device": the column is the distribution key on Citus, never NULL.
+      device_id: event.deviceId ?? NO_DEVICE,
       fingerprint: event.fingerprint ?? null,
       remote_address: event.remoteAddress ?? null,
       details: JSON.stringify(event.details ?? {}),
@@ -66,7 +70,7 @@ export async function listAuditEvents(
       'a.actor',
       'i.name as identity',
       'a.psk_id as pskId',
-      'a.device_id as deviceId',
+      sql<number | null>`nullif(a.device_id, ${NO_DEVICE})`.as('deviceId'),
       'a.fingerprint',
       'a.remote_address as remoteAddress',
       'a.details',

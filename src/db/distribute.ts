@@ -40,6 +40,8 @@ export const DEVICE_TABLES = [
   'registrations',
   'device_states',
   'device_chain_serials',
+  // Events of no device have device_id 0: one shard holds them (admin actions, refused strangers).
+  'audit_events',
 ] as const;
 
 /**
@@ -49,8 +51,7 @@ export const DEVICE_TABLES = [
 const FINGERPRINT_TABLE = 'certificate_fingerprints';
 
 /*
- * Left on the coordinator as plain tables: audit_events (rows without a device,
- * volume bounded by binds and admin actions), throttle_buckets and
+ * Left on the coordinator as plain tables: throttle_buckets and
  * tls_sessions (hot, UNLOGGED, keyed by other things than a device; Redis
  * takes them off the database), tls_ticket_keys, admin_tokens and kysely's.
  */

@@ -205,7 +205,8 @@ export interface AuditEventTable {
   actor: string;
   identity_id: number | null;
   psk_id: number | null;
-  device_id: number | null;
+  /** 0 for an event of no device (a distribution column is never NULL). */
+  device_id: number;
   fingerprint: string | null;
   remote_address: string | null;
   details: ColumnType<Record<string, unknown>, string | undefined, never>;

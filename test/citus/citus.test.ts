@@ -76,6 +76,7 @@ describe('fleetgate on a Citus cluster', function () {
       'registrations',
       'device_states',
       'device_chain_serials',
+      'audit_events',
     ]) {
       expect(byName[t], t).to.include({
         method: 'h',
@@ -84,7 +85,6 @@ describe('fleetgate on a Citus cluster', function () {
       });
     }
     expect(byName.certificate_fingerprints).to.include({ method: 'h', column: 'fingerprint' });
-    expect(byName.audit_events, 'audit_events stays on the coordinator').to.equal(undefined);
     // Month partitions of points are distributed with their parent.
     const months = await sql<{ n: string }>(
       "select count(*) as n from pg_dist_partition where logicalrelid::text ~ '^points_\\d{4}_\\d{2}$'",
@@ -135,6 +135,18 @@ describe('fleetgate on a Citus cluster', function () {
       );
       const workerPorts = (await citusCluster()).nodes.slice(1).map((n) => n.port);
       expect(workerPorts).to.include(placement[0]!.port);
+      // Audit entries are distributed by device too: the bind is on the device's
+      // shard, the PSK's issue (no device) reads back as deviceId null.
+      const audit = JSON.parse((await fg.server.cli(['audit', 'walk', '--json'])).stdout) as {
+        events: { action: string; deviceId: number | null }[];
+      };
+      const actions = Object.fromEntries(audit.events.map((e) => [e.action, e.deviceId]));
+      expect(actions['device.bound']).to.equal(id);
+      expect(actions['psk.issued']).to.equal(null);
+      const [{ shards }] = await sql<{ shards: string }>(
+        `select count(*) as shards from citus_shards where table_name = 'audit_events'::regclass`,
+      );
+      expect(Number(shards)).to.be.greaterThan(1);
     } finally {
       await client.close();
     }
