@@ -55,6 +55,7 @@ const KNOWN_EXTENSIONS = new Set([
   '2.5.29.37', // extKeyUsage
   '1.3.6.1.5.5.7.1.1', // authorityInfoAccess
 ]);
+const NAME_CONSTRAINTS = '2.5.29.30';
 const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
 const ANY_EXTENDED_KEY_USAGE = '2.5.29.37.0';
 
@@ -217,15 +218,20 @@ function checkCertificates(
       reason: 'leaf_is_ca',
     });
   }
-  // Critical extensions this check does not understand, on every certificate of the path.
+  // Critical extensions this check does not understand, on every certificate of the path;
+  // nameConstraints also when not marked critical (RFC 5280 4.2.1.10 says a CA MUST mark it
+  // critical, but ignoring a CA's constraints would let it vouch for names outside them).
   for (const cert of [...path, anchorCert]) {
-    const unknown = cert.extensions.find((e) => e.critical && !KNOWN_EXTENSIONS.has(e.type));
+    const unknown = cert.extensions.find(
+      (e) => (e.critical || e.type === NAME_CONSTRAINTS) && !KNOWN_EXTENSIONS.has(e.type),
+    );
     if (unknown) {
       throw refuse(
         403,
         'chain_invalid',
         `${cert === leaf ? 'the device certificate' : `the CA certificate "${cert.subject}"`} ` +
-          `has a critical extension ${unknown.type} that fleetgate does not process, so it must refuse it`,
+          `has ${unknown.critical ? 'a critical extension' : 'name constraints'} ${unknown.type} ` +
+          'that fleetgate does not process, so it must refuse it',
         {
           certificate: cert.subject,
           reason: 'unknown_critical_extension',

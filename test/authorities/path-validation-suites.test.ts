@@ -186,7 +186,7 @@ describe('enrollment: path validation cases after the public suites', function (
   // NIST PKITS 4.13 (name constraints) and 4.10/4.12 (policy constraints, inhibitAnyPolicy):
   // fleetgate does not process them, so marked critical they must refuse the chain.
   describe('name and policy constraints (PKITS 4.13, 4.10, 4.12)', () => {
-    it('refuses an intermediate with critical nameConstraints or policyConstraints', async () => {
+    it('refuses an intermediate with nameConstraints (critical or not) or critical policyConstraints', async () => {
       const { identity, root } = await trustedRoot();
       pki.issue(`${identity}-nc`, root, {
         ext: `${INTERMEDIATE}\nnameConstraints=critical,permitted;DNS:example.invalid`,
@@ -194,6 +194,16 @@ describe('enrollment: path validation cases after the public suites', function (
       pki.issue(`${identity}-dev1`, `${identity}-nc`);
       expectRefused(
         await enroll(`${identity}-dev1`, [`${identity}-nc`]),
+        'chain_invalid',
+        'unknown_critical_extension',
+      );
+      // Not marked critical (a non-conforming CA): still constraints fleetgate cannot honour.
+      pki.issue(`${identity}-ncn`, root, {
+        ext: `${INTERMEDIATE}\nnameConstraints=permitted;DNS:example.invalid`,
+      });
+      pki.issue(`${identity}-dev4`, `${identity}-ncn`);
+      expectRefused(
+        await enroll(`${identity}-dev4`, [`${identity}-ncn`]),
         'chain_invalid',
         'unknown_critical_extension',
       );
