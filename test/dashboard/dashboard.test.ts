@@ -137,8 +137,10 @@ describe('dashboard: end to end in chromium', function () {
     await page.fill('#audit-identity', identity);
     await page.fill('#audit-action', 'device.revoked');
     await page.click('#audit-filter button[type=submit]');
-    await page.waitForFunction(() => location.hash.includes('action=device.revoked'));
-    await page.waitForSelector('span.action');
+    // The page on screen is the filtered one (the unfiltered list had span.action too).
+    await page.waitForFunction(() =>
+      document.getElementById('main')?.dataset.route?.includes('action=device.revoked'),
+    );
     const actions = await page.locator('span.action').allTextContents();
     expect(actions).to.deep.equal(['device.revoked']);
     expect(await page.textContent('main')).to.contain('stolen in test');

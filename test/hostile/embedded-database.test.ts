@@ -3,7 +3,7 @@ import path from 'node:path';
 import { expect } from 'chai';
 import { DeviceClient, newDevice } from '../support/device-client.js';
 import { startFleetgate, type FleetgateProcess } from '../support/fleetgate-process.js';
-import { waitFor } from '../support/concurrency.js';
+import { linesPastHeldPoints, waitFor } from '../support/concurrency.js';
 import { connectRaw, parseRawAnswer, readUntilClosed } from '../support/raw-tls.js';
 import { bindDevice, expectJsonError } from '../support/stored-points.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
@@ -77,12 +77,13 @@ describe('embedded database: file permissions and a busy connection', function (
     clients.push(holderClient, other);
     await bindDevice(server, holderClient);
     await bindDevice(server, other);
-    // An upload that stops after its first part header holds the one embedded connection.
+    // An upload that stops after more points than a batch's first series is held in
+    // memory for (so its transaction is open) holds the one embedded connection.
     const socket = await connectRaw(server, holder);
     const closed = readUntilClosed(socket);
     const head =
       '--b\r\nContent-Disposition: form-data; name="hold"; filename="a.csv"\r\n\r\n' +
-      `${Date.now()},1\n`;
+      linesPastHeldPoints(Date.now() - 60_000);
     socket.write(
       'POST /device_endpoint HTTP/1.1\r\nHost: localhost\r\n' +
         'Content-Type: multipart/form-data; boundary=b\r\n' +

@@ -581,7 +581,18 @@
 
   // ---- routing -------------------------------------------------------------
 
-  async function route() {
+  /**
+   * Pages render one after another, in the order asked: a slow page (a list
+   * refreshing itself, a device page still fetching) never replaces the page
+   * of a later navigation, and each render reads the hash when its turn comes.
+   */
+  let routing = Promise.resolve();
+  function route() {
+    routing = routing.then(renderRoute, renderRoute);
+    return routing;
+  }
+
+  async function renderRoute() {
     if (!csrf) {
       try {
         csrf = (await api('GET', '/dashboard/session')).csrf;
@@ -590,7 +601,8 @@
       }
     }
     nav.hidden = false;
-    const [path, search] = (location.hash.slice(1) || '/identities').split('?');
+    const hash = location.hash;
+    const [path, search] = (hash.slice(1) || '/identities').split('?');
     const params = new URLSearchParams(search || '');
     const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
     try {
@@ -607,6 +619,8 @@
     } catch (err) {
       if (err.status !== 401) show(el('p', { class: 'error', id: 'page-error' }, err.message));
     }
+    // Which navigation the page on screen answers (what a test or a script waits for).
+    main.dataset.route = hash;
   }
 
   document.getElementById('signout').addEventListener('click', async () => {
