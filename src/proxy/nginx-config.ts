@@ -130,7 +130,11 @@ const MULTI_DIRECTIVE = new Set([
  * registered CAs (the app cannot: nginx forwards only the leaf), and forwards
  * its verdict with the digest of those CAs, so the app notices a bundle that
  * is older than its CAs. `optional_no_ca` keeps self-signed (PSK) devices
- * welcome; verify depth 8 is the app's own longest chain.
+ * welcome; verify depth 8 is the app's own longest chain. ssl_client_certificate
+ * rather than ssl_trusted_certificate: nginx derives its TLS session context
+ * from that list, so a session (with its cached verdict) from before a CA change
+ * is not resumed after it (tested); the price is that the CA names are sent in
+ * the CertificateRequest.
  */
 function deviceCaDirectives(options: NginxOptions): {
   directives: string;
@@ -145,7 +149,7 @@ function deviceCaDirectives(options: NginxOptions): {
   }
   fs.writeFileSync(file, pem);
   return {
-    directives: `ssl_trusted_certificate ${file};\n        ssl_verify_depth 8;`,
+    directives: `ssl_client_certificate ${file};\n        ssl_verify_depth 8;`,
     digest,
     file,
   };

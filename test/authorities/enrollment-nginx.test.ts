@@ -10,6 +10,7 @@ import {
   type ProxiedFleetgate,
 } from '../support/nginx-front.js';
 import { OpensslPki } from '../support/openssl-ca.js';
+import { sClient } from '../support/openssl-client.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 
 const INTERMEDIATE =
@@ -221,15 +222,32 @@ describe('enrollment by certificate chain behind nginx', function () {
   });
 
   it('answers 503 proxy_trust_stale until nginx is reloaded, then refuses when two CAs could be the anchor', async () => {
+    pki.issue('chained-dev4', 'proxied-inter', { cn: 'aa:bb:cc:00:00:04' });
+    // A TLS session carries nginx's verdict: one from before a CA change must not be resumed after it.
+    const session = pki.file('dev4.session');
+    const tls = (more: string[]) =>
+      sClient(front.nginx.port, [
+        '-tls1_2',
+        '-cert',
+        pki.chainFile('chained-dev4', ['proxied-inter']),
+        '-key',
+        pki.file('chained-dev4.key'),
+        ...more,
+      ]);
+    expect(/(New|Reused), /.exec(await tls(['-sess_out', session]))?.[0]).to.equal('New, ');
+    const before = await tls(['-sess_in', session]);
+    expect(/(New|Reused), /.exec(before)?.[0], 'resumed before the change').to.equal('Reused, ');
+
     await ok(['identity', 'create', 'other-vendor']);
     pki.root('other-root');
     await ok(['ca', 'trust', 'other-vendor', pki.file('other-root.crt')]);
-    pki.issue('chained-dev4', 'proxied-inter', { cn: 'aa:bb:cc:00:00:04' });
     const stale = await enroll('chained-dev4', ['proxied-inter']);
     expect(stale.status, stale.text).to.equal(503);
     expect(stale.json.code).to.equal('proxy_trust_stale');
 
     await front.nginx.reload();
+    const resumed = await tls(['-sess_in', session]);
+    expect(/(New|Reused), [^\n]*/.exec(resumed)?.[0], resumed.slice(-1500)).to.match(/^New, /);
     const ambiguous = await refusal('chained-dev4', ['proxied-inter'], 'chain_incomplete');
     expect(ambiguous.details?.reason).to.equal('proxy_anchor_ambiguous');
     // Trusting the intermediate lets fleetgate check the whole path itself again.

@@ -121,7 +121,7 @@ describe('nginx configuration rendering', () => {
     const prefix = fs.mkdtempSync(path.join(os.tmpdir(), 'fg-nginx-cas-'));
     try {
       const none = renderNginxConfig(proxied, { listen: '443', prefix });
-      expect(none).to.not.include('ssl_trusted_certificate');
+      expect(none).to.not.include('ssl_client_certificate');
       expect(none).to.include('proxy_set_header x-client-trust-anchors none;');
       const ca = ensureDevServerCertificates(path.join(prefix, 'certs'));
       const pem = fs.readFileSync(ca.caPath, 'utf8');
@@ -131,7 +131,7 @@ describe('nginx configuration rendering', () => {
         prefix,
         deviceCas: { pem, digest },
       });
-      expect(conf).to.include(`ssl_trusted_certificate ${path.join(prefix, 'device-cas.pem')};`);
+      expect(conf).to.include(`ssl_client_certificate ${path.join(prefix, 'device-cas.pem')};`);
       expect(conf).to.include('ssl_verify_depth 8;');
       expect(conf).to.include('proxy_set_header x-client-verify $ssl_client_verify;');
       expect(conf.split(`proxy_set_header x-client-trust-anchors ${digest};`)).to.have.length(3);
