@@ -22,7 +22,8 @@ export interface PgbenchResult {
  * per device, one transaction per upload made of one `INSERT ... SELECT ...
  * ON CONFLICT DO NOTHING` of `rowsPerTransaction` rows into the same `points`
  * table (same partitions, same primary key), each client with a series id of
- * its own (no foreign key to series, as in the schema) and timestamps 1 s
+ * its own (and a device id of its own, as each upload has; no foreign key to
+ * series or devices, as in the schema) and timestamps 1 s
  * apart from a random millisecond offset, as fleetgate's uploads are. Simple
  * query protocol, pgbench's default; `-j 2` threads for the 2 cores.
  */
@@ -35,8 +36,8 @@ export async function pgbenchSmallInserts(
     script,
     [
       '\\set offset random(0, 864000000)',
-      `insert into points (series_id, ts, value)
-         select 1000000 + :client_id, timestamptz 'epoch' + (:start + :offset + g * 1000) * interval '1 millisecond', (g % 2000) / 10.0
+      `insert into points (device_id, series_id, ts, value)
+         select 1000000 + :client_id, 1000000 + :client_id, timestamptz 'epoch' + (:start + :offset + g * 1000) * interval '1 millisecond', (g % 2000) / 10.0
          from generate_series(0, ${options.rowsPerTransaction - 1}) g
          on conflict do nothing;`.replace(/\s+/g, ' '),
       '',
