@@ -1,13 +1,9 @@
 import { execFile, spawn } from 'node:child_process';
-import { constants } from 'node:crypto';
 import fs from 'node:fs';
-import https from 'node:https';
 import path from 'node:path';
-import tls from 'node:tls';
 import { promisify } from 'node:util';
-import { DeviceClient, withFingerprint, type TestDevice } from '../test/support/device-client.js';
-import type { FleetgateProcess } from '../test/support/fleetgate-process.js';
-import { csvLines, multipartBody } from './support/bodies.js';
+import { withFingerprint, DeviceClient, type TestDevice } from '../test/support/device-client.js';
+import { REPO_ROOT, type FleetgateProcess } from '../test/support/fleetgate-process.js';
 import type { BoundDevice } from './support/bench-server.js';
 import { cpuSnapshot, rate, seconds, type CpuMeter, type Row } from './support/measure.js';
 
@@ -15,13 +11,18 @@ const run = promisify(execFile);
 
 /**
  * Item 6, sleepy devices: a device that wakes up, uploads on a new connection
- * and sleeps. (a) Uploads on a new connection that resumes the previous TLS
- * session, against `openssl s_time -reuse` (bare resumed handshakes) with the
- * same certificate and server, and against bare resumed handshakes of Node's
- * own TLS client (the client kind of the uploads); next to them, what a
+ * and sleeps. The devices are a small C program on mbed TLS 2.28
+ * (bench/clients/sleepy_upload.c, compiled here), the TLS stack of the
+ * firmware they stand for, one process per device, as `openssl s_time` is a
+ * small C program: a client in Node would spend several times the server's
+ * CPU on the same two cores and measure itself.
+ *
+ * (a) Uploads of 100 points, each on a new connection resuming the previous
+ * TLS session by ticket, against `openssl s_time -reuse` (bare resumed
+ * handshakes) with the same certificate and server; next to them, what a
  * resumed connection costs with a status request only (certificate and device
- * checked, no ingest) and uploads resumed by session ID (tickets off, as many
- * embedded builds). Each row also gives the server's CPU per connection, which
+ * checked, nothing stored) and uploads resumed by session ID (tickets off, as
+ * many embedded builds). Each row gives the server's CPU per connection, which
  * is what bounds the ratio. (b) Full-handshake uploads with an ECDSA P-256
  * device and server certificate next to RSA 2048, side by side in one run.
  */
@@ -32,32 +33,41 @@ export async function benchSleepyDevices(
   options: { workers: number; uploads: number; handshakeSeconds: number },
   meter: CpuMeter,
 ): Promise<Row[]> {
+  const client = await compileClient(workDir);
   // Sleepy devices are many devices: one per worker, as uploads of one device
   // are serialised by its row lock (and capped per device).
-  const ecdsa: TestDevice[] = [];
-  for (let w = 0; w < options.workers; w++) ecdsa.push(await boundEcdsaDevice(server, workDir, w));
-  const rsaAll = rsaDevices.slice(0, options.workers).map((d) => d.device);
-  const rsa = rsaAll[0]!;
+  const ecdsa: DeviceFiles[] = [];
+  for (let w = 0; w < options.workers; w++) {
+    ecdsa.push(deviceFiles(await boundEcdsaDevice(server, workDir, w), workDir, `ecdsa-${w}`));
+  }
+  const rsa = rsaDevices
+    .slice(0, options.workers)
+    .map((d, w) => deviceFiles(d.device, workDir, `rsa-${w}`));
+  const caPath = path.join(workDir, 'sleepy-server-ca.pem');
+  fs.writeFileSync(caPath, server.caPem);
   const rows: Row[] = [];
 
   const pid = server.child.pid!;
   const serverMs = (before: number, count: number) =>
-    `${((1000 * (cpuSnapshot(pid, []).server - before)) / count).toFixed(1)} ms`;
+    `${((1000 * (cpuSnapshot(pid, []).server - before)) / count).toFixed(2)} ms`;
   const measured = async <T extends { rate: number; count: number }>(work: () => Promise<T>) => {
     const cpu = await meter();
     const before = cpuSnapshot(pid, []).server;
     const result = await work();
     return { ...result, serverCpu: serverMs(before, result.count), cpu: await cpu() };
   };
-  const resumed = await measured(() => uploads(server, rsaAll, options, 'resumed'));
-  const bare = await measured(() => opensslResumedHandshakes(server.port, rsa, workDir, options));
-  const nodeBare = await measured(() => nodeResumed(server, rsaAll, options, 'bare'));
-  const status = await measured(() => nodeResumed(server, rsaAll, options, 'status'));
-  const bySessionId = await measured(() => uploads(server, rsaAll, options, 'session-id'));
+  // Each run writes series of its own, so timestamps never collide between runs.
+  const runs = { client, server, caPath, options };
+  const resumed = await measured(() => uploads(runs, rsa, 'ticket'));
+  const bare = await measured(() =>
+    opensslResumedHandshakes(server.port, rsa[0]!, caPath, options),
+  );
+  const status = await measured(() => uploads(runs, rsa, 'status'));
+  const bySessionId = await measured(() => uploads(runs, rsa, 'session-id'));
   rows.push(
     {
       item: '6 sleepy devices',
-      measure: `uploads/s, each on a new connection resuming the last session (ticket), ${options.workers} devices at once (${resumed.reusedShare} resumed; server CPU ${resumed.serverCpu} each)`,
+      measure: `uploads/s of 100 points, each on a new connection resuming the last session (ticket), ${options.workers} mbed TLS devices at once (${resumed.resumedShare} resumed; server CPU ${resumed.serverCpu} each)`,
       value: rate(resumed.rate),
       reference: `${rate(bare.rate)} (openssl s_time -reuse)`,
       ratio: (resumed.rate / bare.rate).toFixed(2),
@@ -73,48 +83,63 @@ export async function benchSleepyDevices(
     },
     {
       item: '6 sleepy devices',
-      measure: `the same uploads against bare resumed handshakes of the same client kind (Node tls, ${options.workers} at once; server CPU ${nodeBare.serverCpu} each)`,
-      value: rate(resumed.rate),
-      reference: `${rate(nodeBare.rate)} (Node, connect resumed + close)`,
-      ratio: (resumed.rate / nodeBare.rate).toFixed(2),
-      cpu: nodeBare.cpu,
-    },
-    {
-      item: '6 sleepy devices',
-      measure: `resumed connection with a status request only (certificate and device checked, no ingest), ${options.workers} at once (server CPU ${status.serverCpu} each)`,
+      measure: `resumed connections with a status request only (certificate and device checked, nothing stored), ${options.workers} at once (${status.resumedShare} resumed; server CPU ${status.serverCpu} each)`,
       value: rate(status.rate),
-      reference: '',
+      reference: `${rate(bare.rate)} (openssl s_time -reuse)`,
+      ratio: (status.rate / bare.rate).toFixed(2),
       cpu: status.cpu,
     },
     {
       item: '6 sleepy devices',
-      measure: `uploads/s resuming by session ID (client tickets off), ${options.workers} devices at once (${bySessionId.reusedShare} resumed; server CPU ${bySessionId.serverCpu} each)`,
+      measure: `uploads/s resuming by session ID (client tickets off), ${options.workers} devices at once (${bySessionId.resumedShare} resumed; server CPU ${bySessionId.serverCpu} each)`,
       value: rate(bySessionId.rate),
       reference: `${rate(bare.rate)} (openssl s_time -reuse)`,
       ratio: (bySessionId.rate / bare.rate).toFixed(2),
       cpu: bySessionId.cpu,
     },
   );
-  for (const [label, device] of [
-    ['ECDSA P-256 device and server (ECDHE-ECDSA-AES128-GCM-SHA256)', ecdsa],
-    ['RSA 2048 device and server (ECDHE-RSA-AES128-GCM-SHA256)', rsaAll],
+  for (const [label, devices, mode] of [
+    ['ECDSA P-256 device and server', ecdsa, 'full-ecdsa'],
+    ['RSA 2048 device and server', rsa, 'full-rsa'],
   ] as const) {
-    const cpu = await meter();
-    const full = await uploads(
-      server,
-      device,
-      options,
-      label.startsWith('ECDSA') ? 'ecdsa' : 'rsa',
-    );
+    const full = await measured(() => uploads(runs, devices, mode));
     rows.push({
       item: '6 sleepy devices',
-      measure: `uploads/s, full mTLS handshake each, ${label}, ${options.workers} devices at once`,
+      measure: `uploads/s, full mTLS handshake each, ${label} (${full.cipher}), ${options.workers} devices at once (server CPU ${full.serverCpu} each)`,
       value: rate(full.rate),
       reference: '',
-      cpu: await cpu(),
+      cpu: full.cpu,
     });
   }
   return rows;
+}
+
+interface DeviceFiles {
+  certPath: string;
+  keyPath: string;
+}
+
+function deviceFiles(device: TestDevice, workDir: string, name: string): DeviceFiles {
+  const certPath = path.join(workDir, `sleepy-${name}.crt`);
+  const keyPath = path.join(workDir, `sleepy-${name}.key`);
+  fs.writeFileSync(certPath, device.certPem);
+  fs.writeFileSync(keyPath, device.keyPem, { mode: 0o600 });
+  return { certPath, keyPath };
+}
+
+/** The benchmark's device client, compiled against Debian's libmbedtls-dev. */
+async function compileClient(workDir: string): Promise<string> {
+  const source = path.join(REPO_ROOT, 'bench', 'clients', 'sleepy_upload.c');
+  const binary = path.join(workDir, 'sleepy_upload');
+  try {
+    await run('gcc', ['-O2', '-o', binary, source, '-lmbedtls', '-lmbedx509', '-lmbedcrypto']);
+  } catch (err) {
+    throw new Error(
+      `item 6 needs gcc and mbed TLS (apt-get install gcc libc6-dev libmbedtls-dev): ${String(err)}`,
+      { cause: err },
+    );
+  }
+  return binary;
 }
 
 async function boundEcdsaDevice(
@@ -124,20 +149,23 @@ async function boundEcdsaDevice(
 ): Promise<TestDevice> {
   const keyPath = path.join(workDir, `ecdsa-device-${n}.key`);
   const certPath = path.join(workDir, `ecdsa-device-${n}.crt`);
-  await run(
-    'openssl',
-    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256'].concat([
-      '-nodes',
-      '-keyout',
-      keyPath,
-      '-out',
-      certPath,
-      '-days',
-      '30',
-      '-subj',
-      `/CN=bench-ecdsa-${n}`,
-    ]),
-  );
+  await run('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    keyPath,
+    '-out',
+    certPath,
+    '-days',
+    '30',
+    '-subj',
+    `/CN=bench-ecdsa-${n}`,
+  ]);
   const device = withFingerprint({
     certPem: fs.readFileSync(certPath, 'utf8'),
     keyPem: fs.readFileSync(keyPath, 'utf8'),
@@ -151,103 +179,90 @@ async function boundEcdsaDevice(
   return device;
 }
 
-type Mode = 'resumed' | 'session-id' | 'ecdsa' | 'rsa';
+type Mode = 'ticket' | 'session-id' | 'status' | 'full-ecdsa' | 'full-rsa';
 
+const MODE_ARGS: Record<Mode, string[]> = {
+  ticket: [],
+  'session-id': ['--tickets', '0'],
+  status: ['--status-only'],
+  'full-ecdsa': ['--resume', '0', '--cipher', 'TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256'],
+  'full-rsa': ['--resume', '0', '--cipher', 'TLS-ECDHE-RSA-WITH-AES-128-GCM-SHA256'],
+};
+
+let seriesRun = 0;
+
+/** `options.uploads` in all, spread over one client process per device. */
 async function uploads(
-  server: FleetgateProcess,
-  devices: readonly TestDevice[],
-  options: { workers: number; uploads: number },
+  runs: {
+    client: string;
+    server: FleetgateProcess;
+    caPath: string;
+    options: { workers: number; uploads: number };
+  },
+  devices: readonly DeviceFiles[],
   mode: Mode,
-): Promise<{ rate: number; count: number; reusedShare: string }> {
-  // Each mode writes series of its own, so the same timestamps never collide.
+): Promise<{ rate: number; count: number; resumedShare: string; cipher: string }> {
+  const { workers } = runs.options;
+  const each = Math.ceil(runs.options.uploads / workers);
+  const run = seriesRun++;
+  // Timestamps a month back, one second apart inside an upload, 1000 s between uploads.
   const startMs = Date.now() - 30 * 24 * 3600 * 1000;
-  let next = 0;
-  let reused = 0;
   const started = process.hrtime.bigint();
-  await Promise.all(
-    Array.from({ length: options.workers }, async (_, w) => {
-      // One agent per simulated device: no keep-alive, so every upload is a new
-      // connection; the agent keeps the TLS session (the device's saved session).
-      const agent = new https.Agent({
-        keepAlive: false,
-        maxCachedSessions: mode === 'resumed' || mode === 'session-id' ? 1 : 0,
-      });
-      while (next < options.uploads) {
-        const n = next++;
-        const { body, contentType } = multipartBody(
-          `sleepy-${mode}-${w}`,
-          csvLines(startMs + n * 1e6, 100),
-        );
-        const device = devices[w % devices.length]!;
-        if (await upload(server, device, agent, body, contentType, mode)) reused++;
-      }
-      agent.destroy();
+  const done = await Promise.all(
+    Array.from({ length: workers }, (_, w) => {
+      const device = devices[w % devices.length]!;
+      return runClient(runs.client, [
+        '--host',
+        '127.0.0.1',
+        '--port',
+        String(runs.server.port),
+        '--ca',
+        runs.caPath,
+        '--cert',
+        device.certPath,
+        '--key',
+        device.keyPath,
+        '--series',
+        `sleepy-${run}-${w}`,
+        '--start-ms',
+        String(startMs),
+        '--uploads',
+        String(each),
+        ...MODE_ARGS[mode],
+      ]);
     }),
   );
+  const count = each * workers;
+  const resumed = done.reduce((sum, d) => sum + d.resumed, 0);
   return {
-    rate: options.uploads / seconds(started),
-    count: options.uploads,
-    reusedShare: `${Math.round((100 * reused) / options.uploads)} %`,
+    rate: count / seconds(started),
+    count,
+    resumedShare: `${Math.round((100 * resumed) / count)} %`,
+    cipher: done[0]!.cipher,
   };
 }
 
-function upload(
-  server: FleetgateProcess,
-  device: TestDevice,
-  agent: https.Agent,
-  body: Buffer,
-  contentType: string,
-  mode: Mode,
-): Promise<boolean> {
+function runClient(binary: string, args: string[]): Promise<{ resumed: number; cipher: string }> {
   return new Promise((resolve, reject) => {
-    const req = https.request(
-      {
-        host: '127.0.0.1',
-        servername: 'localhost',
-        port: server.port,
-        path: '/device_endpoint',
-        method: 'POST',
-        agent,
-        ca: server.caPem,
-        cert: device.certPem,
-        key: device.keyPem,
-        maxVersion: 'TLSv1.2',
-        ...(mode === 'ecdsa' ? { ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256' } : {}),
-        ...(mode === 'rsa' ? { ciphers: 'ECDHE-RSA-AES128-GCM-SHA256' } : {}),
-        // A device whose TLS stack has tickets turned off resumes by session ID.
-        ...(mode === 'session-id' ? { secureOptions: constants.SSL_OP_NO_TICKET } : {}),
-        headers: {
-          'content-type': contentType,
-          'content-length': body.length,
-          connection: 'close',
-        },
-      },
-      (res) => {
-        const wasReused = (res.socket as import('node:tls').TLSSocket).isSessionReused();
-        let text = '';
-        res.on('data', (chunk) => (text += String(chunk)));
-        res.on('end', () =>
-          res.statusCode === 200
-            ? resolve(wasReused)
-            : reject(new Error(`upload ${res.statusCode} ${text}`)),
-        );
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
+    const child = spawn(binary, args);
+    let out = '';
+    child.stdout.on('data', (d) => (out += String(d)));
+    child.stderr.on('data', (d) => (out += String(d)));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const match = /DONE uploads=\d+ resumed=(\d+) cipher=(\S+)/.exec(out);
+      if (code !== 0 || !match) reject(new Error(`sleepy_upload ${args.join(' ')}:\n${out}`));
+      else resolve({ resumed: Number(match[1]), cipher: match[2]! });
+    });
   });
 }
 
 async function opensslResumedHandshakes(
   port: number,
-  device: TestDevice,
-  workDir: string,
+  device: DeviceFiles,
+  caPath: string,
   options: { workers: number; handshakeSeconds: number },
 ): Promise<{ rate: number; count: number }> {
-  const cert = path.join(workDir, 'sleepy-device.crt');
-  const key = path.join(workDir, 'sleepy-device.key');
-  fs.writeFileSync(cert, device.certPem);
-  fs.writeFileSync(key, device.keyPem, { mode: 0o600 });
   const started = process.hrtime.bigint();
   const counts = await Promise.all(
     Array.from(
@@ -262,10 +277,12 @@ async function opensslResumedHandshakes(
             '-tls1_2',
             '-time',
             String(options.handshakeSeconds),
+            '-CAfile',
+            caPath,
             '-cert',
-            cert,
+            device.certPath,
             '-key',
-            key,
+            device.keyPath,
           ]);
           let out = '';
           child.stdout.on('data', (d) => (out += String(d)));
@@ -280,69 +297,4 @@ async function opensslResumedHandshakes(
   );
   const count = counts.reduce((a, b) => a + b, 0);
   return { rate: count / seconds(started), count };
-}
-
-/**
- * Node's TLS client on new connections resuming the last session, one device
- * per worker: `bare` connects and closes (what `openssl s_time -reuse` does),
- * `status` sends `GET /device_endpoint` (the device is looked up, nothing is
- * stored) and reads the answer.
- */
-async function nodeResumed(
-  server: FleetgateProcess,
-  devices: readonly TestDevice[],
-  options: { workers: number; uploads: number },
-  mode: 'bare' | 'status',
-): Promise<{ rate: number; count: number }> {
-  let next = 0;
-  const started = process.hrtime.bigint();
-  await Promise.all(
-    Array.from({ length: options.workers }, async (_, w) => {
-      const device = devices[w % devices.length]!;
-      let session: Buffer | undefined;
-      while (next < options.uploads) {
-        next++;
-        session = await resumedConnection(server, device, session, mode);
-      }
-    }),
-  );
-  return { rate: options.uploads / seconds(started), count: options.uploads };
-}
-
-function resumedConnection(
-  server: FleetgateProcess,
-  device: TestDevice,
-  session: Buffer | undefined,
-  mode: 'bare' | 'status',
-): Promise<Buffer | undefined> {
-  return new Promise((resolve, reject) => {
-    let latest = session;
-    let answer = '';
-    const socket = tls.connect({
-      host: '127.0.0.1',
-      servername: 'localhost',
-      port: server.port,
-      ca: server.caPem,
-      cert: device.certPem,
-      key: device.keyPem,
-      maxVersion: 'TLSv1.2',
-      ...(session ? { session } : {}),
-    });
-    socket.on('session', (saved: Buffer) => (latest = saved));
-    socket.on('secureConnect', () => {
-      if (mode === 'bare') socket.end();
-      else
-        socket.write(
-          'GET /device_endpoint HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n',
-        );
-    });
-    socket.on('data', (chunk: Buffer) => (answer += String(chunk)));
-    socket.on('end', () => {
-      socket.end();
-      if (mode === 'status' && !answer.startsWith('HTTP/1.1 200'))
-        reject(new Error(`status answer: ${answer.slice(0, 200)}`));
-      else resolve(latest);
-    });
-    socket.on('error', reject);
-  });
 }

@@ -94,7 +94,7 @@ program
       mqttPort: opts.mqttPort,
     });
     const [{ createLogger }, { startServer }] = await Promise.all([lazy.logger(), lazy.serve()]);
-    const log = createLogger(config.logLevel, 1);
+    const log = createLogger(config.logLevel, 1, { sync: false });
     const server = await startServer(config, log);
     const stop = (signal: string) => {
       log.info({ signal }, 'shutting down');

@@ -5,6 +5,7 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
 import { PgliteSingleConnectionPool } from './pglite-pool.js';
+import { PreparingClient } from './prepared-statements.js';
 import type { Database } from './schema.js';
 
 export type DatabaseKind = 'postgres' | 'embedded';
@@ -44,6 +45,8 @@ function openPostgres(
     // long and then gets a 503 with Retry-After instead of hanging.
     connectionTimeoutMillis: acquireTimeoutMs,
     options: durableSessionOptions(url),
+    // Hot statements (the device lookup) go out prepared: see prepared-statements.ts.
+    Client: PreparingClient,
   });
   // An idle client that loses its server (restart, network) emits 'error' on
   // the pool; unhandled, that would crash the process. The pool drops the

@@ -1,5 +1,6 @@
 import { sql, type CompiledQuery, type Kysely, type Selectable } from 'kysely';
 import { onCitus } from '../db/citus-mode.js';
+import { prepareOnPostgres } from '../db/prepared-statements.js';
 import type { CertificateInfo } from '../tls/certificate-info.js';
 import type {
   CertificateState,
@@ -52,6 +53,8 @@ export async function findDeviceByFingerprint(
   if (!compiled) {
     compiled = deviceByFingerprint(db, FINGERPRINT_SLOT).compile();
     compiledLookups.set(db, compiled);
+    // Planned once per connection on PostgreSQL, not on every request.
+    prepareOnPostgres('fleetgate_device_by_fingerprint', compiled.sql);
   }
   const slot = compiled.parameters.indexOf(FINGERPRINT_SLOT);
   if (slot < 0 || compiled.parameters.lastIndexOf(FINGERPRINT_SLOT) !== slot) {

@@ -18,8 +18,12 @@ const inspected = new WeakMap<object, CertificateInfo | null>();
 
 function certificateOfSocket(socket: TLSSocket): CertificateInfo | null {
   if (inspected.has(socket)) return inspected.get(socket) ?? null;
+  // The DER bytes only: getPeerCertificate() would build an object of every
+  // field with three fingerprints, on every new connection.
   const peer =
-    typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate(false) : null;
+    typeof socket.getPeerX509Certificate === 'function'
+      ? socket.getPeerX509Certificate()
+      : undefined;
   const der = peer && Buffer.isBuffer(peer.raw) && peer.raw.length > 0 ? peer.raw : null;
   const info = der ? inspectCertificateCached(der) : null;
   inspected.set(socket, info);
