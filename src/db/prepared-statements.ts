@@ -34,11 +34,11 @@ export class PreparingClient extends pg.Client {
   // pg's query() has a dozen overloads; the arguments are passed on unchanged
   // except that a registered text with its values becomes a named query.
   override query(...args: unknown[]): never {
-    const [text, values] = args;
-    const name = typeof text === 'string' && args.length === 2 ? preparedName(text) : undefined;
+    const [text, values, ...rest] = args;
+    const name = typeof text === 'string' && Array.isArray(values) ? preparedName(text) : undefined;
     const call = super.query as (...a: unknown[]) => never;
     return name === undefined
       ? call.apply(this, args)
-      : call.call(this, { name, text, values: values as unknown[] });
+      : call.call(this, { name, text, values }, ...rest);
   }
 }

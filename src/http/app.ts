@@ -1,5 +1,4 @@
 import express, { type Express } from 'express';
-import helmet from 'helmet';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
@@ -14,6 +13,7 @@ import { httpMetrics } from '../observability/metrics.js';
 import { clientAddressOf, requestOrigin } from '../proxy/request-origin.js';
 import { errorHandler, notFoundHandler } from './error-handler.js';
 import { requestLog } from './request-log.js';
+import { securityHeaders } from './security-headers.js';
 
 export interface AppDeps {
   db: Kysely<Database>;
@@ -27,7 +27,7 @@ export function createApp({ db, config, log, ingest, throttles }: AppDeps): Expr
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
-  app.use(helmet());
+  app.use(securityHeaders());
   app.use(requestOrigin(config.proxy));
   app.use(requestLog(log, 'request', {}, clientAddressOf));
   app.use(httpMetrics({ deviceEndpoint: DEVICE_ENDPOINT }));

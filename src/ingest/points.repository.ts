@@ -79,7 +79,11 @@ export async function storeSeriesOfExistingName(
   values: readonly number[],
   seenAt: Date,
 ): Promise<number | null> {
-  const parameters = [deviceId, name, epochMs, values, seenAt];
+  // The arrays as PostgreSQL array literals, built in one join: pg's generic
+  // array serializer escapes and converts each element on its own. Finite
+  // numbers only reach here (the scanner refuses the rest); String(n) is what
+  // pg would send for each of them.
+  const parameters = [deviceId, name, arrayLiteral(epochMs), arrayLiteral(values), seenAt];
   // On a pg pool, a named statement: parsed and planned once per connection.
   const rows =
     'executeQuery' in db
@@ -93,6 +97,10 @@ export async function storeSeriesOfExistingName(
         ).rows;
   const row = rows[0] as { seriesId: number | null; stored: number } | undefined;
   return row?.seriesId == null ? null : row.stored;
+}
+
+function arrayLiteral(numbers: readonly number[]): string {
+  return `{${numbers.join(',')}}`;
 }
 
 const STORE_SERIES_OF_EXISTING_NAME = `
