@@ -1,7 +1,12 @@
 import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { pino } from 'pino';
+import { loadConfig } from '../src/config/config.js';
+import { httpsOptions, loadServerTlsMaterial } from '../src/server/tls-options.js';
 import { withFingerprint, DeviceClient, type TestDevice } from '../test/support/device-client.js';
 import { REPO_ROOT, type FleetgateProcess } from '../test/support/fleetgate-process.js';
 import type { BoundDevice } from './support/bench-server.js';
@@ -25,6 +30,10 @@ const run = promisify(execFile);
  * many embedded builds). Each row gives the server's CPU per connection, which
  * is what bounds the ratio. (b) Full-handshake uploads with an ECDSA P-256
  * device and server certificate next to RSA 2048, side by side in one run.
+ * (c) The floor: Node's own HTTPS server in this process, with fleetgate's
+ * certificates and suites, answering the same resumed connections' GET with a
+ * constant JSON (no framework, no database, no log): what any Node server
+ * pays per resumed request before doing anything, against the same s_time.
  */
 export async function benchSleepyDevices(
   server: FleetgateProcess,
@@ -64,6 +73,7 @@ export async function benchSleepyDevices(
   );
   const status = await measured(() => uploads(runs, rsa, 'status'));
   const bySessionId = await measured(() => uploads(runs, rsa, 'session-id'));
+  const floor = await nodeFloor(server, { ...runs, options }, rsa);
   rows.push(
     {
       item: '6 sleepy devices',
@@ -97,6 +107,14 @@ export async function benchSleepyDevices(
       ratio: (bySessionId.rate / bare.rate).toFixed(2),
       cpu: bySessionId.cpu,
     },
+    {
+      item: '6 sleepy devices',
+      measure: `floor: Node's bare HTTPS server (fleetgate's certificates and suites, constant JSON, no express, no database, no log) answering the same resumed GETs, ${options.workers} at once (server CPU ${floor.serverCpu} each)`,
+      value: rate(floor.rate),
+      reference: `${rate(bare.rate)} (openssl s_time -reuse)`,
+      ratio: (floor.rate / bare.rate).toFixed(2),
+      cpu: '',
+    },
   );
   for (const [label, devices, mode] of [
     ['ECDSA P-256 device and server', ecdsa, 'full-ecdsa'],
@@ -112,6 +130,37 @@ export async function benchSleepyDevices(
     });
   }
   return rows;
+}
+
+/**
+ * Node's https server with fleetgate's TLS options, in this process (idle
+ * while the C clients run), answering every request with a constant JSON.
+ */
+async function nodeFloor(
+  server: FleetgateProcess,
+  runs: UploadRuns,
+  devices: readonly DeviceFiles[],
+): Promise<{ rate: number; count: number; serverCpu: string }> {
+  const config = loadConfig({
+    FLEETGATE_DATA_DIR: server.env.FLEETGATE_DATA_DIR!,
+    FLEETGATE_CERTS_DIR: server.env.FLEETGATE_CERTS_DIR!,
+  });
+  const options = httpsOptions(loadServerTlsMaterial(config, pino({ level: 'silent' })), config);
+  const floor = https.createServer(options, (_req, res) => {
+    res.setHeader('content-type', 'application/json');
+    res.end('{"status":"active"}');
+  });
+  await new Promise<void>((resolve) => floor.listen(0, '127.0.0.1', resolve));
+  const port = (floor.address() as AddressInfo).port;
+  try {
+    const before = process.cpuUsage();
+    const result = await uploads({ ...runs, port }, devices, 'status');
+    const used = process.cpuUsage(before);
+    const ms = (used.user + used.system) / 1000 / result.count;
+    return { ...result, serverCpu: `${ms.toFixed(2)} ms` };
+  } finally {
+    floor.close();
+  }
 }
 
 interface DeviceFiles {
@@ -191,14 +240,18 @@ const MODE_ARGS: Record<Mode, string[]> = {
 
 let seriesRun = 0;
 
+interface UploadRuns {
+  client: string;
+  server: FleetgateProcess;
+  caPath: string;
+  options: { workers: number; uploads: number };
+  /** Another server than fleetgate's port (the floor). */
+  port?: number;
+}
+
 /** `options.uploads` in all, spread over one client process per device. */
 async function uploads(
-  runs: {
-    client: string;
-    server: FleetgateProcess;
-    caPath: string;
-    options: { workers: number; uploads: number };
-  },
+  runs: UploadRuns,
   devices: readonly DeviceFiles[],
   mode: Mode,
 ): Promise<{ rate: number; count: number; resumedShare: string; cipher: string }> {
@@ -215,7 +268,7 @@ async function uploads(
         '--host',
         '127.0.0.1',
         '--port',
-        String(runs.server.port),
+        String(runs.port ?? runs.server.port),
         '--ca',
         runs.caPath,
         '--cert',
