@@ -1,12 +1,10 @@
-import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { expect } from 'chai';
 import { useFleetgate, boundDevice } from '../support/admin-client.js';
 import { DeviceClient, newDevice, type TestDevice } from '../support/device-client.js';
-import { REPO_ROOT } from '../support/fleetgate-process.js';
+import { readmeBlock, runReadmeScript, writeFiles } from '../support/readme-block.js';
 import {
   completeRotation,
   opensslKeyPair,
@@ -17,7 +15,6 @@ import {
   submitRotation,
 } from '../support/rotation.js';
 
-const run = promisify(execFile);
 const points = (from: number, n: number) =>
   Array.from({ length: n }, (_, i) => `${from + i * 1000},${i}`).join('\n');
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -583,27 +580,23 @@ describe('device status and certificate rotation', () => {
   });
 
   it('the README walk-through rotates a certificate with curl and openssl, verbatim', async () => {
-    const readme = fs.readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
-    const section = readme.split('### What a device can ask: status and certificate rotation')[1];
-    const script = /```sh\n([\s\S]*?)```/.exec(section ?? '')?.[1];
-    expect(script, 'the rotation walk-through in README.md').to.be.a('string');
+    const script = readmeBlock({
+      heading: 'What a device can ask: status and certificate rotation',
+    });
     const dir = fs.mkdtempSync(path.join(fg.db.workDir, 'readme-'));
     const current = opensslKeyPair('ec', 'sensor-0001');
-    fs.writeFileSync(path.join(dir, 'ca.crt'), fg.server.caPem);
-    fs.writeFileSync(path.join(dir, 'current.crt'), current.certPem);
-    fs.writeFileSync(path.join(dir, 'current.key'), current.keyPem, { mode: 0o600 });
+    writeFiles(dir, {
+      'ca.crt': fg.server.caPem,
+      'current.crt': current.certPem,
+      'current.key': { text: current.keyPem, mode: 0o600 },
+    });
     const client = await boundDevice(fg.server, current, psk);
     try {
-      const { stdout } = await run(
-        'bash',
-        [
-          '-euo',
-          'pipefail',
-          '-c',
-          script!.replaceAll('https://fleet.example.com:8443', fg.server.baseUrl),
-        ],
+      const { code, stdout, stderr } = await runReadmeScript(
+        script.replaceAll('https://fleet.example.com:8443', fg.server.baseUrl),
         { cwd: dir },
       );
+      expect(code, stderr).to.equal(0);
       expect(stdout).to.include('"status":"active"');
       const nextPem = fs.readFileSync(path.join(dir, 'next.crt'), 'utf8');
       const next = opensslFingerprint(nextPem);

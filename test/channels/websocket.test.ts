@@ -1,6 +1,5 @@
 import { skipBecause } from '../support/skip.js';
 import { expect } from 'chai';
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -10,6 +9,7 @@ import WebSocket from 'ws';
 import { newDevice, type TestDevice } from '../support/device-client.js';
 import { REPO_ROOT } from '../support/fleetgate-process.js';
 import { useFixture, uniqueName, type Fixture } from '../support/fixture.js';
+import { readmeBlock, runReadmeScript, shownLines, writeFiles } from '../support/readme-block.js';
 import { countStoredPoints, storedPoints } from '../support/stored-points.js';
 
 const T0 = 1_764_500_000_000;
@@ -304,26 +304,23 @@ describe('WebSocket device channel', () => {
 
   it('works verbatim with the README example (node and ws)', async () => {
     const { device } = await fx().boundDevice(uniqueName('readme'));
-    const readme = fs.readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
-    const block = /```sh\n(node --input-type=module[\s\S]*?)```/.exec(readme);
-    expect(block, 'the ws example in README.md').to.not.equal(null);
-    const expected = /^# (\{"type":"ack".*\})$/m.exec(block![1]!)![1]!;
-    const script = block![1]!.replace(
-      'wss://localhost:8443',
-      `wss://localhost:${fx().server.port}`,
-    );
+    const block = readmeBlock({ startingWith: 'node --input-type=module' });
+    const expected = shownLines(block, /^\{"type":"ack".*\}$/)[0];
+    expect(expected, 'the answer the README shows').to.be.a('string');
+    const script = block.replace('wss://localhost:8443', `wss://localhost:${fx().server.port}`);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fg-ws-readme-'));
-    fs.mkdirSync(path.join(dir, 'certs'));
-    fs.writeFileSync(path.join(dir, 'certs', 'dev-ca.crt'), fx().server.caPem);
-    fs.writeFileSync(path.join(dir, 'device.crt'), device.certPem);
-    fs.writeFileSync(path.join(dir, 'device.key'), device.keyPem);
+    writeFiles(dir, {
+      'certs/dev-ca.crt': fx().server.caPem,
+      'device.crt': device.certPem,
+      'device.key': device.keyPem,
+    });
     fs.symlinkSync(path.join(REPO_ROOT, 'node_modules'), path.join(dir, 'node_modules'));
     try {
-      const stdout = await new Promise<string>((resolve, reject) =>
-        execFile('bash', ['-c', script], { cwd: dir, timeout: 20_000 }, (err, out, errOut) =>
-          err ? reject(new Error(`${err.message}: ${errOut}`)) : resolve(out),
-        ),
-      );
+      const { code, stdout, stderr } = await runReadmeScript(script, {
+        cwd: dir,
+        timeoutMs: 20_000,
+      });
+      expect(code, stderr).to.equal(0);
       expect(stdout.trim()).to.equal(expected);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });

@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
-import type { BrowserContext, Page } from 'playwright-core';
-import { launchChromium } from '../support/chromium.js';
+import type { Page } from 'playwright-core';
+import { signIn, useChromium } from '../support/chromium.js';
 import { useFixture, uniqueName } from '../support/fixture.js';
 import { REPO_ROOT } from '../support/fleetgate-process.js';
 
@@ -28,21 +28,11 @@ function inkedPixels(page: Page): Promise<number> {
 describe('dashboard: end to end in chromium', function () {
   this.timeout(180_000);
   const fixture = useFixture();
-  let context: BrowserContext;
-  let dir: string;
-  let page: Page;
-
-  before(async () => {
-    ({ context, dir } = await launchChromium());
-    page = context.pages()[0] ?? (await context.newPage());
-  });
-  after(async () => {
-    await context?.close();
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
-  });
+  const browser = useChromium();
 
   it('refuses a wrong token and shows no data without signing in', async () => {
     const { server } = fixture();
+    const { page, context } = browser();
     await page.goto(`${server.adminUrl}/`);
     await page.waitForSelector('#signin');
     expect(await page.isVisible('#nav')).to.equal(false);
@@ -60,6 +50,7 @@ describe('dashboard: end to end in chromium', function () {
 
   it('signs in, shows a bound device and plots its uploaded points, zoom re-queries finer', async () => {
     const { server } = fixture();
+    const { page, context } = browser();
     const identity = uniqueName('dash');
     const { device, client } = await fixture().boundDevice(identity);
     const lines = Array.from({ length: POINTS }, (_, i) => `${T0 + i * 1000},${i % 50}`).join('\n');
@@ -67,9 +58,7 @@ describe('dashboard: end to end in chromium', function () {
       200,
     );
 
-    await page.goto(`${server.adminUrl}/`);
-    await page.fill('#token', server.adminToken);
-    await page.click('#signin button[type=submit]');
+    await signIn(page, server.adminUrl, server.adminToken);
     await page.waitForSelector(`text=${identity}`);
     const [cookie] = await context.cookies();
     expect(cookie).to.include({ name: 'fleetgate_session', httpOnly: true, sameSite: 'Strict' });
@@ -110,10 +99,13 @@ describe('dashboard: end to end in chromium', function () {
 
   it('refuses a state change without the CSRF token, revokes with it, and the audit log shows it', async () => {
     const { server } = fixture();
+    const { page } = browser();
     const identity = uniqueName('dash-revoke');
     const { device, client } = await fixture().boundDevice(identity);
+    // Only the hash changes (the last test left a device page, with its own #revoke form):
+    // wait for the page that answers this route.
     await page.goto(`${server.adminUrl}/#/devices/${device.fingerprint}`);
-    await page.waitForSelector('#revoke');
+    await page.waitForSelector(`#main[data-route="#/devices/${device.fingerprint}"] #revoke`);
 
     const forged = await page.evaluate(async (fp) => {
       const res = await fetch(`/v1/devices/${fp}/revoke`, { method: 'POST' });
@@ -148,6 +140,7 @@ describe('dashboard: end to end in chromium', function () {
 
   it('issues a PSK shown once, revokes one, and keeps the admin token out of the page', async () => {
     const { server } = fixture();
+    const { page } = browser();
     const identity = uniqueName('dash-psk');
     await fixture().identityWithPsk(identity);
     await page.goto(`${server.adminUrl}/#/identities/${identity}/psks`);
@@ -185,6 +178,7 @@ describe('dashboard: end to end in chromium', function () {
 
   it('lists the whole fleet page by page and fills itself as devices bind, without a reload', async () => {
     const { server } = fixture();
+    const { page } = browser();
     const first = await fixture().boundDevice(uniqueName('dash-fleet-a'));
     const second = await fixture().boundDevice(uniqueName('dash-fleet-b'));
     await page.goto(`${server.adminUrl}/#/devices?limit=1`);
@@ -219,6 +213,7 @@ describe('dashboard: end to end in chromium', function () {
 
   it('signs out: the cookie no longer opens the API', async () => {
     const { server } = fixture();
+    const { page } = browser();
     await page.goto(`${server.adminUrl}/#/identities`);
     await page.waitForSelector('#signout');
     await page.click('#signout');

@@ -1,7 +1,6 @@
-import fs from 'node:fs';
 import { expect } from 'chai';
-import type { BrowserContext, Page } from 'playwright-core';
-import { launchChromium, signIn } from '../support/chromium.js';
+import type { Page } from 'playwright-core';
+import { signIn, useChromium } from '../support/chromium.js';
 import { useFixture, uniqueName } from '../support/fixture.js';
 import { connectDevice } from '../mqtt/mqtt-support.js';
 
@@ -17,22 +16,12 @@ const HOSTILE_FIELDS = {
 describe('dashboard: the last state of a device', function () {
   this.timeout(120_000);
   const fx = useFixture({ FLEETGATE_MQTT_PORT: '0' });
-  let context: BrowserContext;
-  let dir: string;
-  let page: Page;
-
-  before(async () => {
-    ({ context, dir } = await launchChromium());
-    page = context.pages()[0] ?? (await context.newPage());
-  });
-  after(async () => {
-    await context?.close();
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
-  });
+  const browser = useChromium();
 
   it('shows a state published over MQTT on the open device page, escaped, and in the list', async () => {
     const identity = uniqueName('dash-state');
     const { device } = await fx().boundDevice(identity);
+    const { page } = browser();
     await signIn(page, fx().server.adminUrl, fx().server.adminToken);
     await page.goto(`${fx().server.adminUrl}/#/devices/${device.fingerprint}`);
     await page.waitForSelector('#device-state');

@@ -1,41 +1,18 @@
 import { X509Certificate } from 'node:crypto';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { expect } from 'chai';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { signIn, useChromium } from '../support/chromium.js';
 import { newDevice } from '../support/device-client.js';
 import { useFixture, uniqueName } from '../support/fixture.js';
-
-/** Debian's chromium (CI installs the `chromium` package with apt-get). */
-const CHROMIUM = process.env.FLEETGATE_CHROMIUM ?? '/usr/bin/chromium';
 
 /** The dashboard's Registrations page: an owner confirms a device with its PIN (issue 12). */
 describe('dashboard: confirming a device with its PIN in chromium', function () {
   this.timeout(180_000);
   const fixture = useFixture({ FLEETGATE_REGISTRATION_POLL_INTERVAL_MS: '0' });
-  let context: BrowserContext;
-  let dir: string;
-  let page: Page;
-
-  before(async () => {
-    if (!fs.existsSync(CHROMIUM))
-      throw new Error(`${CHROMIUM} is missing: apt-get install chromium (as .ci/run does)`);
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-chromium-'));
-    context = await chromium.launchPersistentContext(dir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--no-sandbox', '--disable-background-networking', '--disable-sync', '--no-first-run'],
-    });
-    page = context.pages()[0] ?? (await context.newPage());
-  });
-  after(async () => {
-    await context?.close();
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
-  });
+  const browser = useChromium();
 
   it('lists the pending request, refuses a wrong PIN, confirms the right one', async () => {
     const { server } = fixture();
+    const { page } = browser();
     const identity = uniqueName('dash-home');
     const created = await server.cli(['identity', 'create', identity, '--require-confirmation']);
     expect(created.code, created.stderr).to.equal(0);
@@ -47,9 +24,7 @@ describe('dashboard: confirming a device with its PIN in chromium', function () 
     expect(started.status, started.text).to.equal(202);
     const { rid, pin, nonce } = started.json as { rid: string; pin: string; nonce: string };
 
-    await page.goto(`${server.adminUrl}/`);
-    await page.fill('#token', server.adminToken);
-    await page.click('#signin button[type=submit]');
+    await signIn(page, server.adminUrl, server.adminToken);
     await page.waitForSelector(`text=${identity}`);
     await page.click(`a[href="#/identities/${identity}/registrations"]`);
     await page.waitForSelector('#confirm-registration');

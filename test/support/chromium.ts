@@ -28,6 +28,28 @@ export async function launchChromium(): Promise<{ context: BrowserContext; dir: 
   return { context, dir };
 }
 
+/**
+ * Chromium for a mocha suite: launched in `before`, closed (and its user-data
+ * dir removed) in `after`. The returned function gives the context and its page.
+ */
+export function useChromium(): () => { context: BrowserContext; page: Page } {
+  let launched: { context: BrowserContext; dir: string } | undefined;
+  let page: Page | undefined;
+  before(async () => {
+    launched = await launchChromium();
+    page = launched.context.pages()[0] ?? (await launched.context.newPage());
+  });
+  after(async () => {
+    await launched?.context.close();
+    if (launched) fs.rmSync(launched.dir, { recursive: true, force: true });
+  });
+  return () => {
+    if (!launched || !page)
+      throw new Error('useChromium: chromium is not launched (outside a test?)');
+    return { context: launched.context, page };
+  };
+}
+
 /** Signs the page in to the dashboard at `adminUrl` with the admin token. */
 export async function signIn(page: Page, adminUrl: string, token: string): Promise<void> {
   await page.goto(`${adminUrl}/`);
