@@ -301,7 +301,9 @@ export async function startMqttBroker(
     },
     (socket) => {
       socket.on('error', () => undefined);
-      limitPacketLength(broker.handle(socket), maxPacketBytes(settings.maxPayloadBytes), log);
+      const client = broker.handle(socket);
+      limitPacketLength(client, maxPacketBytes(settings.maxPayloadBytes), log);
+      grantAtMostQos1(client);
     },
   );
   server.maxConnections = deps.config.maxConnections;
@@ -373,10 +375,28 @@ function limitPacketLength(client: Client, maxBytes: number, log: Logger): void 
   };
 }
 
-/** The part of mqtt-packet's parser (untyped) the length limit hooks into. */
+/**
+ * aedes answers a SUBSCRIBE with the QoS the client asked for, read before
+ * authorizeSubscribe can lower it, and persists the list as asked. fleetgate
+ * delivers at QoS 1 at most, so a QoS 2 request is lowered to 1 as the packet
+ * is parsed: the SUBACK says 1 (MQTT 3.1.1 §3.9.3), and a persistent session
+ * stores 1. Runs before aedes' own listener (it is prepended).
+ */
+function grantAtMostQos1(client: Client): void {
+  const parser = (client as unknown as { _parser?: PacketParser })._parser;
+  parser?.prependListener('packet', (packet: { cmd?: string; subscriptions?: unknown }) => {
+    if (packet.cmd !== 'subscribe' || !Array.isArray(packet.subscriptions)) return;
+    for (const sub of packet.subscriptions as Array<{ qos?: number }>) {
+      if (typeof sub.qos === 'number' && sub.qos > 1) sub.qos = 1;
+    }
+  });
+}
+
+/** The part of mqtt-packet's parser (untyped) the length limit and QoS grant hook into. */
 interface PacketParser {
   packet: { length: number };
   _parseLength(): boolean;
+  prependListener(event: 'packet', listener: (packet: never) => void): void;
 }
 
 /** aedes' reading switch (untyped): a paused client's socket is not read (TCP backpressure). */

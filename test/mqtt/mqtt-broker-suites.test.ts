@@ -166,6 +166,30 @@ describe('MQTT channel: cases after the aedes and mosquitto suites', function ()
     });
   });
 
+  // mosquitto 02-subscribe-qos2 / aedes test/qos2.js (third pass): a SUBACK says
+  // what the broker will deliver at, and fleetgate delivers at QoS 1 at most.
+  describe('granted QoS of a SUBSCRIBE (mosquitto 02-subscribe-qos*, aedes qos2)', () => {
+    it('grants QoS 1 to a QoS 2 subscription, 0 to QoS 0 and 0x80 outside the ACL, and delivers at QoS 1', async () => {
+      const b = await bound('subqos');
+      const client = await connect(b);
+      const grants = await client
+        .subscribeAsync({ [b.res('+')]: { qos: 2 }, '#': { qos: 2 }, [b.res('time')]: { qos: 0 } })
+        .then(
+          (g) => g.map((x) => x.qos),
+          (err: { packet?: { granted?: number[] } }) => err.packet?.granted,
+        );
+      // Before the fix aedes answered the requested 2, which fleetgate never honours.
+      expect(grants).to.deep.equal([1, 128, 0]);
+      const delivered = new Promise<number>((resolve) =>
+        client.on('packetreceive', (packet) => {
+          if (packet.cmd === 'publish' && packet.topic === b.res('status')) resolve(packet.qos);
+        }),
+      );
+      await client.publishAsync(b.req('status'), JSON.stringify({ id: 's' }), { qos: 1 });
+      expect(await delivered).to.equal(1);
+    });
+  });
+
   // aedes test/retain.js and mosquitto 04-retain-*: a device's retained publish is
   // not kept, so no later subscriber receives it.
   describe('retained messages (aedes retain, mosquitto 04-retain)', () => {
