@@ -27,7 +27,11 @@ interface SeriesPoints {
 
 /** The points of a checked batch, grouped by series in order of first appearance. */
 export class MessageBatch {
-  private constructor(private readonly series: Map<string, SeriesPoints>) {}
+  private constructor(
+    private readonly series: Map<string, SeriesPoints>,
+    /** Whether a message without `ts` took the server's time. */
+    readonly usesServerTime: boolean,
+  ) {}
 
   get points(): number {
     let n = 0;
@@ -136,7 +140,7 @@ export class MessageBatch {
         points.values.push(value);
       }
     });
-    return new MessageBatch(series);
+    return new MessageBatch(series, atServerTime.size > 0);
   }
 }
 

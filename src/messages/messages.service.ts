@@ -10,6 +10,7 @@ import type { CertificateInfo } from '../tls/certificate-info.js';
 import { badRequest } from '../http/app-error.js';
 import { assertFaithfulJson, MessageBatch } from './message-batch.js';
 import { seriesPointsInput } from './series-points.js';
+import { deviceServerTimes } from './server-time.js';
 
 export interface MessageDeps {
   db: Kysely<Database>;
@@ -38,8 +39,8 @@ export async function storeMessages(
   body: unknown,
   rawText: string | undefined,
 ): Promise<StoredMessages> {
-  return storeForDevice(deps, certificate, (limits, now) =>
-    MessageBatch.from(
+  return storeForDevice(deps, certificate, (limits, now, claimNow) => {
+    const batch = MessageBatch.from(
       body,
       {
         maxFields: limits.maxMessageFields,
@@ -51,8 +52,10 @@ export async function storeMessages(
       },
       now,
       rawText,
-    ).inputs(),
-  );
+    );
+    if (batch.usesServerTime) claimNow();
+    return batch.inputs();
+  });
 }
 
 /**
@@ -80,19 +83,26 @@ export async function storeSeriesPoints(
   });
 }
 
-/** The rules both share: device looked up afresh, one upload from its budget, then ingestBatch. */
+/**
+ * The rules both share: device looked up afresh, one upload from its budget,
+ * then ingestBatch. `now` is the server's time for messages without `ts`,
+ * unique per device once claimed (server-time.ts); inputsOf runs without an
+ * await, so no other request of the device can take the same one.
+ */
 async function storeForDevice(
   deps: MessageDeps,
   certificate: CertificateInfo,
   inputsOf: (
     limits: MessageDeps['config']['limits'],
     now: number,
+    claimNow: () => void,
   ) => Parameters<typeof ingestBatch>[2],
 ): Promise<StoredMessages> {
   const device = await requireActiveCertificate(deps.db, certificate);
   const rateLimit = await takeUploadAllowance(deps.throttles, device.deviceId);
   const { limits } = deps.config;
-  const inputs = inputsOf(limits, Date.now());
+  const now = deviceServerTimes.peek(device.deviceId);
+  const inputs = inputsOf(limits, now, () => deviceServerTimes.claim(device.deviceId, now));
   const summary = await ingestBatch(
     deps.ingest,
     device.deviceId,

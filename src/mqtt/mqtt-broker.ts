@@ -32,6 +32,11 @@ const NOT_AUTHORIZED = 5;
 const PACKET_OVERHEAD_BYTES = 65_600;
 /** Completed QoS 1 publishes remembered per device, to recognise a DUP retry. */
 const REMEMBERED_PUBLISHES = 256;
+/**
+ * Filters in one SUBSCRIBE. A device needs a few (its RES topics, per name
+ * and endpoint); a packet over it closes the connection before any is handled.
+ */
+export const MQTT_MAX_FILTERS_PER_SUBSCRIBE = 64;
 
 interface Session {
   deviceId: number;
@@ -41,6 +46,8 @@ interface Session {
   queue: Promise<void>;
   pending: number;
   paused: boolean;
+  /** Subscriptions refused on this connection (logged at 1, 2, 4, 8, ...). */
+  refusedSubscriptions: number;
 }
 
 export interface MqttBroker {
@@ -124,7 +131,11 @@ export async function startMqttBroker(
     authorizeSubscribe(client, sub, done) {
       const session = sessions.get(client);
       if (!session || !maySubscribe(session.owner, sub.topic)) {
-        log.info({ topic: clip(sub.topic) }, 'MQTT subscribe outside the ACL refused');
+        // One SUBSCRIBE can carry thousands of filters: log a bounded number of lines.
+        const refused = session ? ++session.refusedSubscriptions : 1;
+        if ((refused & (refused - 1)) === 0) {
+          log.info({ topic: clip(sub.topic), refused }, 'MQTT subscribe outside the ACL refused');
+        }
         return done(null, null);
       }
       // QoS 0 and 1 only (issue 13).
@@ -167,6 +178,7 @@ export async function startMqttBroker(
       queue: Promise.resolve(),
       pending: 0,
       paused: false,
+      refusedSubscriptions: 0,
     });
     byDevice.set(device.deviceId, open);
     open.add(client);
@@ -301,7 +313,9 @@ export async function startMqttBroker(
     },
     (socket) => {
       socket.on('error', () => undefined);
-      limitPacketLength(broker.handle(socket), maxPacketBytes(settings.maxPayloadBytes), log);
+      const client = broker.handle(socket);
+      limitPacketLength(client, maxPacketBytes(settings.maxPayloadBytes), log);
+      limitSubscribe(client, log);
     },
   );
   server.maxConnections = deps.config.maxConnections;
@@ -373,10 +387,41 @@ function limitPacketLength(client: Client, maxBytes: number, log: Logger): void 
   };
 }
 
-/** The part of mqtt-packet's parser (untyped) the length limit hooks into. */
+/**
+ * Checks a SUBSCRIBE as it is parsed, before aedes handles it (the listener
+ * is prepended):
+ * - more than MQTT_MAX_FILTERS_PER_SUBSCRIBE filters close the connection,
+ *   and aedes gets only the first one (of a closed client), so a 300 KB
+ *   SUBSCRIBE cannot make the node authorize, answer and log 45,000 filters;
+ * - aedes answers with the QoS the client asked for, read before
+ *   authorizeSubscribe can lower it, and persists the list as asked. fleetgate
+ *   delivers at QoS 1 at most, so a QoS 2 request is lowered to 1 here: the
+ *   SUBACK says 1 (MQTT 3.1.1 §3.9.3), and a persistent session stores 1.
+ */
+function limitSubscribe(client: Client, log: Logger): void {
+  const parser = (client as unknown as { _parser?: PacketParser })._parser;
+  parser?.prependListener('packet', (packet: { cmd?: string; subscriptions?: unknown }) => {
+    if (packet.cmd !== 'subscribe' || !Array.isArray(packet.subscriptions)) return;
+    const subscriptions = packet.subscriptions as Array<{ qos?: number }>;
+    if (subscriptions.length > MQTT_MAX_FILTERS_PER_SUBSCRIBE) {
+      log.info(
+        { filters: subscriptions.length, max: MQTT_MAX_FILTERS_PER_SUBSCRIBE },
+        'MQTT SUBSCRIBE with too many filters, closed',
+      );
+      client.conn.destroy();
+      subscriptions.length = 1;
+    }
+    for (const sub of subscriptions) {
+      if (typeof sub.qos === 'number' && sub.qos > 1) sub.qos = 1;
+    }
+  });
+}
+
+/** The part of mqtt-packet's parser (untyped) the length limit and QoS grant hook into. */
 interface PacketParser {
   packet: { length: number };
   _parseLength(): boolean;
+  prependListener(event: 'packet', listener: (packet: never) => void): void;
 }
 
 /** aedes' reading switch (untyped): a paused client's socket is not read (TCP backpressure). */

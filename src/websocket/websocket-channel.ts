@@ -27,6 +27,13 @@ const ID_MAX = 128;
  * faster than its messages are stored cannot fill the server's memory.
  */
 export const WS_MAX_QUEUED_MESSAGES = 16;
+/**
+ * Bytes of answers (acks, errors, pongs) written but not yet taken by the
+ * peer. Beyond it the socket is not read until they drain: a device that
+ * sends and never reads cannot make the server buffer its answers without
+ * bound (an error frame is larger than the frame that caused it).
+ */
+export const WS_MAX_UNSENT_BYTES = 256 * 1024;
 
 interface Connection {
   ws: WebSocket;
@@ -37,6 +44,8 @@ interface Connection {
   queue: Promise<void>;
   /** Messages received and not yet answered (see WS_MAX_QUEUED_MESSAGES). */
   queued: number;
+  /** Answers over WS_MAX_UNSENT_BYTES wait for the peer to read them. */
+  writeBlocked: boolean;
 }
 
 export interface WebSocketChannel {
@@ -106,11 +115,11 @@ export function attachWebSocketChannel(
     wss.handleUpgrade(req, socket, head, (ws) => {
       socket.off('close', release);
       release();
-      accept(ws, id, certificate);
+      accept(ws, socket, id, certificate);
     });
   }
 
-  function accept(ws: WebSocket, deviceId: number, certificate: CertificateInfo) {
+  function accept(ws: WebSocket, socket: Duplex, deviceId: number, certificate: CertificateInfo) {
     const connection: Connection = {
       ws,
       deviceId,
@@ -118,7 +127,19 @@ export function attachWebSocketChannel(
       alive: true,
       queue: Promise.resolve(),
       queued: 0,
+      writeBlocked: false,
     };
+    // Read while fewer than WS_MAX_QUEUED_MESSAGES wait to be stored and the
+    // peer takes its answers; otherwise leave the frames in the socket (TCP backpressure).
+    const flow = () => {
+      connection.writeBlocked = ws.bufferedAmount > WS_MAX_UNSENT_BYTES;
+      const hold = connection.queued >= WS_MAX_QUEUED_MESSAGES || connection.writeBlocked;
+      if (hold && !ws.isPaused) ws.pause();
+      else if (!hold && ws.isPaused && ws.readyState === WebSocket.OPEN) ws.resume();
+    };
+    socket.on('drain', flow);
+    // ws answers a ping with a pong by itself: a ping flood is answers too.
+    ws.on('ping', flow);
     const set = byDevice.get(deviceId) ?? new Set();
     byDevice.set(deviceId, set);
     set.add(connection);
@@ -132,12 +153,12 @@ export function attachWebSocketChannel(
     });
     ws.on('message', (data, isBinary) => {
       connection.queued += 1;
-      if (connection.queued >= WS_MAX_QUEUED_MESSAGES) ws.pause();
+      flow();
       connection.queue = connection.queue
         .then(() => handleMessage(connection, data, isBinary))
         .finally(() => {
           connection.queued -= 1;
-          if (connection.queued < WS_MAX_QUEUED_MESSAGES && ws.isPaused) ws.resume();
+          flow();
         });
     });
   }
@@ -212,8 +233,10 @@ export function attachWebSocketChannel(
     for (const set of byDevice.values()) {
       for (const connection of set) {
         // A socket paused by the server (its queue is full) cannot read the
-        // pong: that is the server's wait, not a dead peer.
-        if (!connection.alive && !connection.ws.isPaused) {
+        // pong: that is the server's wait, not a dead peer. One paused because
+        // the peer does not take its answers is the peer's fault.
+        const serversWait = connection.ws.isPaused && !connection.writeBlocked;
+        if (!connection.alive && !serversWait) {
           connection.ws.terminate();
           continue;
         }

@@ -166,6 +166,96 @@ describe('MQTT channel: cases after the aedes and mosquitto suites', function ()
     });
   });
 
+  // mosquitto 02-subscribe-qos2 / aedes test/qos2.js (third pass): a SUBACK says
+  // what the broker will deliver at, and fleetgate delivers at QoS 1 at most.
+  describe('granted QoS of a SUBSCRIBE (mosquitto 02-subscribe-qos*, aedes qos2)', () => {
+    it('grants QoS 1 to a QoS 2 subscription, 0 to QoS 0 and 0x80 outside the ACL, and delivers at QoS 1', async () => {
+      const b = await bound('subqos');
+      const client = await connect(b);
+      const grants = await client
+        .subscribeAsync({ [b.res('+')]: { qos: 2 }, '#': { qos: 2 }, [b.res('time')]: { qos: 0 } })
+        .then(
+          (g) => g.map((x) => x.qos),
+          (err: { packet?: { granted?: number[] } }) => err.packet?.granted,
+        );
+      // Before the fix aedes answered the requested 2, which fleetgate never honours.
+      expect(grants).to.deep.equal([1, 128, 0]);
+      const delivered = new Promise<number>((resolve) =>
+        client.on('packetreceive', (packet) => {
+          if (packet.cmd === 'publish' && packet.topic === b.res('status')) resolve(packet.qos);
+        }),
+      );
+      await client.publishAsync(b.req('status'), JSON.stringify({ id: 's' }), { qos: 1 });
+      expect(await delivered).to.equal(1);
+    });
+  });
+
+  // mosquitto 02-subscribe-* with long filter lists (third pass): one SUBSCRIBE of
+  // 300 KB held 45,000 refused filters, each authorized, answered and logged.
+  describe('SUBSCRIBE floods (third pass)', () => {
+    const subscribePacket = (messageId: number, filters: string[]) => {
+      const body = Buffer.concat([
+        Buffer.from([messageId >> 8, messageId & 0xff]),
+        ...filters.map((filter) => {
+          const text = Buffer.from(filter, 'utf8');
+          return Buffer.concat([
+            Buffer.from([text.length >> 8, text.length & 0xff]),
+            text,
+            Buffer.from([1]),
+          ]);
+        }),
+      ]);
+      return Buffer.concat([Buffer.from([0x82]), remainingLength(body.length), body]);
+    };
+    const logLines = (marker: string) =>
+      fx()
+        .server.output()
+        .split('\n')
+        .filter((line) => line.includes(marker)).length;
+
+    it('closes a connection whose SUBSCRIBE carries more than 64 filters, handling and logging none of them', async () => {
+      const b = await bound('subflood');
+      const conn = await rawConnection(fx(), b.device);
+      let closed = false;
+      void conn.closed.then(() => (closed = true));
+      conn.socket.write(connectPacket(uniqueName('subflood')));
+      await waitForBytes(conn, 4);
+      const marker = uniqueName('flood');
+      const filters = Array.from({ length: 1000 }, (_, i) => `${marker}/${i}`);
+      conn.socket.write(subscribePacket(1, filters));
+      // Before the fix: a SUBACK of 1000 refusals, 1000 log lines, and the connection open.
+      const bytes = await waitForBytes(conn, 4 + 1);
+      expect(bytes.length, 'nothing after the CONNACK').to.equal(4);
+      expect(closed).to.equal(true);
+      expect(logLines(marker)).to.be.at.most(1);
+      expect(fx().server.output()).to.include('MQTT SUBSCRIBE with too many filters, closed');
+    });
+
+    it('logs the refused filters of one connection a bounded number of times, and still answers each with 0x80', async () => {
+      const b = await bound('sublog');
+      const conn = await rawConnection(fx(), b.device);
+      conn.socket.write(connectPacket(uniqueName('sublog')));
+      await waitForBytes(conn, 4);
+      const marker = uniqueName('refused');
+      const packets = 20;
+      for (let p = 0; p < packets; p++) {
+        const filters = Array.from({ length: 64 }, (_, i) => `${marker}/${p}/${i}`);
+        conn.socket.write(subscribePacket(p + 1, filters));
+      }
+      const subacks = packets * (4 + 64);
+      const bytes = await waitForBytes(conn, 4 + subacks);
+      expect(bytes.length).to.equal(4 + subacks);
+      for (let p = 0; p < packets; p++) {
+        const suback = bytes.subarray(4 + p * 68, 4 + (p + 1) * 68);
+        expect(suback[0]).to.equal(0x90);
+        expect([...suback.subarray(4)].every((code) => code === 0x80)).to.equal(true);
+      }
+      // 1280 refusals: logged at the 1st, 2nd, 4th, ... 1024th (11 lines); before the fix 1280.
+      expect(logLines(marker)).to.be.at.most(11);
+      conn.socket.destroy();
+    });
+  });
+
   // aedes test/retain.js and mosquitto 04-retain-*: a device's retained publish is
   // not kept, so no later subscriber receives it.
   describe('retained messages (aedes retain, mosquitto 04-retain)', () => {
