@@ -271,9 +271,20 @@ export async function startMqttBroker(
     for (const client of byDevice.get(deviceId) ?? []) client.close();
   };
   deviceEvents.on('revoked', closeDevice);
-  // The NOTIFY bus only carries device revocations; a certificate retired by a
-  // rotation or revoked by its CA's CRL is caught here. A session is held by a
-  // certificate, and a retired one still matches the device's name topics.
+  // A session is held by a certificate, and a retired one still matches the
+  // device's name topics: a certificate retired at once or revoked by its
+  // CA's CRL closes its sessions too.
+  const closeCertificates = (fingerprints: readonly string[]) => {
+    const refused = new Set(fingerprints);
+    for (const set of byDevice.values()) {
+      for (const client of set) {
+        if (refused.has(sessions.get(client)!.certificate.fingerprint)) client.close();
+      }
+    }
+  };
+  deviceEvents.on('certificatesRefused', closeCertificates);
+  // What the news missed (this node's bus reconnecting) and a retirement
+  // whose grace period ends are caught here.
   let polling = false;
   const poll = setInterval(() => {
     if (polling || byDevice.size === 0) return;
@@ -325,6 +336,7 @@ export async function startMqttBroker(
       unwatch();
       clearInterval(poll);
       deviceEvents.off('revoked', closeDevice);
+      deviceEvents.off('certificatesRefused', closeCertificates);
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       // Publishes in flight finish (their PUBACKs are sent) before the close.
       const all = [...byDevice.values()].flatMap((set) => [...set]);

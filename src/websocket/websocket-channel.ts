@@ -51,8 +51,9 @@ export interface WebSocketChannel {
  * (the TLS socket, or nginx's header from a trusted proxy). Each message is
  * stored through the one ingest path (storeMessages) and acknowledged only
  * after its commit. The device is looked up again for every message, and a
- * revocation closes its sockets: at once when made in this process, within
- * `revocationPollMs` when made by another one (a CLI on PostgreSQL).
+ * revocation closes its sockets at once, on whichever node or CLI it was made
+ * (devices/device-events.ts), or within `revocationPollMs` when that news was
+ * missed (this node's event bus reconnecting).
  */
 export function attachWebSocketChannel(
   server: http.Server | https.Server,
@@ -194,6 +195,17 @@ export function attachWebSocketChannel(
   };
   const onRevoked = (deviceId: number) => closeDevice(deviceId, 'device_revoked');
   deviceEvents.on('revoked', onRevoked);
+  const onCertificatesRefused = (fingerprints: readonly string[]) => {
+    const refused = new Set(fingerprints);
+    for (const set of byDevice.values()) {
+      for (const connection of set) {
+        if (!refused.has(connection.certificate.fingerprint)) continue;
+        connection.ws.close(CLOSE_POLICY, 'certificate_refused');
+        setTimeout(() => connection.ws.terminate(), 1000).unref();
+      }
+    }
+  };
+  deviceEvents.on('certificatesRefused', onCertificatesRefused);
 
   let polling = false;
   const poll = setInterval(() => {
@@ -232,6 +244,7 @@ export function attachWebSocketChannel(
       closing = true;
       server.off('upgrade', onUpgrade);
       deviceEvents.off('revoked', onRevoked);
+      deviceEvents.off('certificatesRefused', onCertificatesRefused);
       clearInterval(poll);
       clearInterval(heartbeat);
       const all = [...byDevice.values()].flatMap((set) => [...set]);
