@@ -186,24 +186,43 @@ export function attachWebSocketChannel(
     }
   }
 
-  const closeDevice = (deviceId: number, reason: string) => {
-    for (const connection of byDevice.get(deviceId) ?? []) {
+  /**
+   * Closes these open connections, and says so (with what told: the news of
+   * devices/device-events.ts or the poll). One already closing is left be.
+   */
+  const closeConnections = (
+    connections: Iterable<Connection>,
+    reason: string,
+    by: 'news' | 'poll',
+  ) => {
+    const devices = new Set<number>();
+    let closed = 0;
+    for (const connection of connections) {
+      if (connection.ws.readyState !== WebSocket.OPEN) continue;
+      closed++;
+      devices.add(connection.deviceId);
       connection.ws.close(CLOSE_POLICY, reason);
       // A peer that does not answer the close handshake is cut shortly after.
       setTimeout(() => connection.ws.terminate(), 1000).unref();
     }
+    if (closed > 0) {
+      log.info(
+        { reason, by, connections: closed, devices: [...devices] },
+        'WebSocket connections closed',
+      );
+    }
   };
-  const onRevoked = (deviceId: number) => closeDevice(deviceId, 'device_revoked');
+  const onRevoked = (deviceId: number) =>
+    closeConnections(byDevice.get(deviceId) ?? [], 'device_revoked', 'news');
   deviceEvents.on('revoked', onRevoked);
   const onCertificatesRefused = (fingerprints: readonly string[]) => {
     const refused = new Set(fingerprints);
-    for (const set of byDevice.values()) {
-      for (const connection of set) {
-        if (!refused.has(connection.certificate.fingerprint)) continue;
-        connection.ws.close(CLOSE_POLICY, 'certificate_refused');
-        setTimeout(() => connection.ws.terminate(), 1000).unref();
-      }
-    }
+    const held = [...byDevice.values()].flatMap((set) => [...set]);
+    closeConnections(
+      held.filter((c) => refused.has(c.certificate.fingerprint)),
+      'certificate_refused',
+      'news',
+    );
   };
   deviceEvents.on('certificatesRefused', onCertificatesRefused);
 
@@ -213,7 +232,8 @@ export function attachWebSocketChannel(
     polling = true;
     findSilencedDevices(deps.db, [...byDevice.keys()])
       .then((silenced) => {
-        for (const deviceId of silenced) closeDevice(deviceId, 'device_revoked');
+        const held = silenced.flatMap((deviceId) => [...(byDevice.get(deviceId) ?? [])]);
+        closeConnections(held, 'device_revoked', 'poll');
       })
       .catch((err: unknown) => log.debug({ err }, 'revocation poll failed'))
       .finally(() => (polling = false));
