@@ -10,7 +10,16 @@ import { sql, type Kysely } from 'kysely';
  * application code here.
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
-  await sql`drop trigger if exists devices_notify_change on devices`.execute(db);
+  // Only where it is: Citus refuses even `drop trigger if exists` on a
+  // distributed table, and one distributed before this migration has none.
+  const trigger = await sql<{ present: boolean }>`
+    select exists (
+      select 1 from pg_trigger
+      where tgname = 'devices_notify_change' and tgrelid = 'devices'::regclass
+    ) as present`.execute(db);
+  if (trigger.rows[0]?.present) {
+    await sql`drop trigger devices_notify_change on devices`.execute(db);
+  }
   await sql`drop function if exists devices_notify_change()`.execute(db);
 }
 

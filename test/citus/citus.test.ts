@@ -107,6 +107,18 @@ describe('fleetgate on a Citus cluster', function () {
     expect(Number(months[0]!.n)).to.be.greaterThan(0);
     // Running migrate again distributes nothing twice and fails on nothing.
     expect((await fg.server.cli(['migrate'])).code).to.equal(0);
+    // A database distributed before the migration that drops the devices trigger
+    // (the news now comes from the application) takes it: Citus refuses even
+    // `drop trigger if exists` on a distributed table.
+    await sql(
+      "delete from kysely_migration where name = '2026-12-03T0600_device_events_from_application'",
+    );
+    const upgrade = await fg.server.cli(['migrate']);
+    expect(upgrade.code, upgrade.stderr).to.equal(0);
+    const [{ n }] = await sql<{ n: string }>(
+      "select count(*)::text as n from kysely_migration where name = '2026-12-03T0600_device_events_from_application'",
+    );
+    expect(n).to.equal('1');
   });
 
   it('walks through the README: identity, PSK, bind, upload, export; the points live on the workers', async () => {
