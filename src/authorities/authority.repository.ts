@@ -120,6 +120,26 @@ export async function replaceRevokedSerials(
     .execute();
 }
 
+/**
+ * The device certificates a serial on the CA's loaded CRL refuses (through
+ * the chain serials recorded at bind). Retired ones included: harmless.
+ */
+export async function certificatesRevokedByCa(
+  db: Kysely<Database>,
+  caId: number,
+): Promise<string[]> {
+  const rows = await db
+    .selectFrom('device_chain_serials as s')
+    .innerJoin('ca_revoked_serials as r', (join) =>
+      join.onRef('r.ca_id', '=', 's.ca_id').onRef('r.serial_number', '=', 's.serial_number'),
+    )
+    .select('s.fingerprint')
+    .distinct()
+    .where('s.ca_id', '=', caId)
+    .execute();
+  return rows.map((row) => row.fingerprint);
+}
+
 export async function revokedSerialsAmong(
   db: Kysely<Database>,
   caIds: number[],

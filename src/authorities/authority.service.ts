@@ -2,11 +2,14 @@ import type { Kysely } from 'kysely';
 import { insertAuditEvent } from '../audit/audit.repository.js';
 import type { Actor } from '../audit/actor.js';
 import type { Database } from '../db/schema.js';
+import { emitDeviceEvent, type DeviceEvent } from '../devices/device-events.js';
+import { notifyDeviceEvent } from '../devices/device-events.repository.js';
 import { isUniqueViolation } from '../db/errors.js';
 import { AppError, badRequest, conflict, notFound } from '../http/app-error.js';
 import { lockIdentity } from '../identities/identity.repository.js';
 import { requireIdentity } from '../identities/identity.service.js';
 import {
+  certificatesRevokedByCa,
   deleteAuthority,
   findAuthorityByFingerprint,
   insertAuthority,
@@ -224,7 +227,7 @@ export async function loadCrl(
     serialNumber: normaliseSerial(e.serialNumber),
     revokedAt: e.revocationDate,
   }));
-  return db.transaction().execute(async (trx) => {
+  const loaded = await db.transaction().execute(async (trx) => {
     await lockIdentity(trx, identity.id);
     const current = await findAuthorityByFingerprint(trx, ca.fingerprint);
     if (!current) throw notFound('ca_not_found', 'the CA was removed meanwhile');
@@ -249,12 +252,23 @@ export async function loadCrl(
       remoteAddress: actor.remoteAddress,
       details: { revokedSerials: serials.length, thisUpdate: crl.thisUpdate.toISOString() },
     });
+    // The sessions the certificates it revokes hold on any node are closed at once.
+    const news: DeviceEvent = {
+      event: 'certificates_refused',
+      fingerprints: await certificatesRevokedByCa(trx, current.id),
+    };
+    await notifyDeviceEvent(trx, news);
     const updated = (await findAuthorityByFingerprint(trx, ca.fingerprint))!;
     return {
-      authority: view(updated, identity.name, serials.length),
-      revokedSerials: serials.length,
+      news,
+      result: {
+        authority: view(updated, identity.name, serials.length),
+        revokedSerials: serials.length,
+      },
     };
   });
+  emitDeviceEvent(loaded.news);
+  return loaded.result;
 }
 
 /**

@@ -2,6 +2,8 @@ import type { Kysely } from 'kysely';
 import { insertAuditEvent } from '../audit/audit.repository.js';
 import type { Actor } from '../audit/actor.js';
 import type { Database } from '../db/schema.js';
+import { emitDeviceEvent, type DeviceEvent } from '../devices/device-events.js';
+import { notifyDeviceEvent } from '../devices/device-events.repository.js';
 import {
   findCertificate,
   insertActiveCertificate,
@@ -36,7 +38,7 @@ export async function replaceDeviceCertificate(
   } catch (err) {
     throw badRequest('unacceptable_certificate', (err as Error).message);
   }
-  return db.transaction().execute(async (trx) => {
+  const replaced = await db.transaction().execute(async (trx) => {
     const device = await lockDevice(trx, found.deviceId);
     if (device.revoked_at) throw conflict('device_revoked', 'the device is revoked');
     if (await findCertificate(trx, certificate.fingerprint)) {
@@ -53,7 +55,12 @@ export async function replaceDeviceCertificate(
       }
     }
     await insertActiveCertificate(trx, device.id, certificate);
-    await retireOtherCertificates(trx, device.id, certificate.fingerprint, new Date());
+    const retired = await retireOtherCertificates(
+      trx,
+      device.id,
+      certificate.fingerprint,
+      new Date(),
+    );
     await dropRotationsOfDevice(trx, device.id, actor);
     await insertAuditEvent(trx, {
       action: 'certificate.replaced',
@@ -64,11 +71,19 @@ export async function replaceDeviceCertificate(
       remoteAddress: actor.remoteAddress,
       details: { replaces: fingerprint, subject: certificate.subject },
     });
+    // The sessions the old certificates hold on any node are closed at once.
+    const news: DeviceEvent = { event: 'certificates_refused', fingerprints: retired };
+    await notifyDeviceEvent(trx, news);
     return {
-      deviceId: device.id,
-      identity: found.identityName,
-      fingerprint: certificate.fingerprint,
-      replaced: fingerprint,
+      news,
+      view: {
+        deviceId: device.id,
+        identity: found.identityName,
+        fingerprint: certificate.fingerprint,
+        replaced: fingerprint,
+      },
     };
   });
+  emitDeviceEvent(replaced.news);
+  return replaced.view;
 }

@@ -1,23 +1,20 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
-import { deviceEvents } from '../devices/device-events.js';
-
-/** The channel the devices trigger notifies (migration 2026-12-01T0300). */
-export const DEVICE_EVENTS_CHANNEL = 'fleetgate_device_events';
-
-interface DeviceEventMessage {
-  event: string;
-  deviceId: number;
-}
+import {
+  DEVICE_EVENTS_CHANNEL,
+  emitDeviceEvent,
+  parseDeviceEvent,
+} from '../devices/device-events.js';
 
 /**
- * Carries device state changes between the nodes on one PostgreSQL: a
- * trigger NOTIFYs on every revocation, whichever node (or CLI) made it, and
- * each node LISTENs on its own connection and re-emits the news on its
- * in-process `deviceEvents`, so that the WebSocket sessions it holds for the
- * device are closed at once. Requests need no news: each one reads the
- * device's state afresh. A lost connection is reopened; the WebSocket
- * channel's poll covers what was missed meanwhile.
+ * Carries device state changes between the nodes on one PostgreSQL (or one
+ * Citus coordinator): whichever node (or CLI) revokes a device, disables an
+ * identity or retires a certificate NOTIFYs in the same transaction
+ * (devices/device-events.repository.ts), and each node LISTENs on its own
+ * connection and re-emits the news on its in-process `deviceEvents`, so that
+ * the WebSocket and MQTT sessions it holds are closed at once. Requests need
+ * no news: each one reads the device's state afresh. A lost connection is
+ * reopened; the channels' poll covers what was missed meanwhile.
  */
 export function startDeviceEventBus(databaseUrl: string, log: Logger): { close(): Promise<void> } {
   let client: pg.Client | undefined;
@@ -27,8 +24,8 @@ export function startDeviceEventBus(databaseUrl: string, log: Logger): { close()
   const connect = async () => {
     const next = new pg.Client({ connectionString: databaseUrl });
     next.on('notification', (message) => {
-      const parsed = parse(message.payload);
-      if (parsed?.event === 'revoked') deviceEvents.emit('revoked', parsed.deviceId);
+      const news = parseDeviceEvent(message.payload);
+      if (news) emitDeviceEvent(news);
     });
     next.on('error', (err) => {
       log.warn({ err: err.message }, 'device event bus: connection lost, reconnecting');
@@ -63,15 +60,4 @@ export function startDeviceEventBus(databaseUrl: string, log: Logger): { close()
       await client?.end().catch(() => undefined);
     },
   };
-}
-
-function parse(payload: string | undefined): DeviceEventMessage | undefined {
-  try {
-    const value = JSON.parse(payload ?? '') as Partial<DeviceEventMessage>;
-    return typeof value.event === 'string' && Number.isSafeInteger(value.deviceId)
-      ? (value as DeviceEventMessage)
-      : undefined;
-  } catch {
-    return undefined;
-  }
 }

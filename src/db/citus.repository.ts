@@ -57,10 +57,6 @@ export async function addForeignKey(db: Kysely<unknown>, fk: ForeignKey): Promis
   )}`.execute(db);
 }
 
-export async function dropTrigger(db: Kysely<unknown>, table: string, name: string): Promise<void> {
-  await sql`drop trigger if exists ${sql.id(name)} on ${sql.table(table)}`.execute(db);
-}
-
 /**
  * Creating several distributed tables in one transaction needs the
  * sequential mode (one connection per worker), or Citus refuses the next DDL.

@@ -4,7 +4,6 @@ import {
   createDistributedTable,
   createReferenceTable,
   dropForeignKey,
-  dropTrigger,
   existingTables,
   hasCitus,
   listCitusTables,
@@ -84,8 +83,6 @@ export async function distributeForCitus(db: Kysely<unknown>): Promise<string[]>
     // (it would make them "Citus local" first), so the keys go and come back.
     const keys = await listForeignKeys(trx, [...present]);
     for (const fk of keys) await dropForeignKey(trx, fk);
-    // Its NOTIFY would fire on a worker, where no node listens.
-    if (todo.includes('devices')) await dropTrigger(trx, 'devices', 'devices_notify_change');
     for (const table of todo) {
       if ((REFERENCE_TABLES as readonly string[]).includes(table)) {
         await createReferenceTable(trx, table);

@@ -323,14 +323,16 @@ export async function insertActiveCertificate(
 /**
  * Retires every certificate of the device but `keep` as of `retireAt` (now,
  * or the end of the grace period); one already retiring keeps its earlier end.
+ * Returns those of them no longer accepted now (all of them when `retireAt`
+ * is now; none retired by this call when it is later).
  */
 export async function retireOtherCertificates(
   db: Kysely<Database>,
   deviceId: number,
   keep: string,
   retireAt: Date,
-): Promise<void> {
-  await db
+): Promise<string[]> {
+  const rows = await db
     .updateTable('device_certificates')
     .set({
       state: 'retired',
@@ -338,7 +340,12 @@ export async function retireOtherCertificates(
     })
     .where('device_id', '=', deviceId)
     .where('fingerprint', '<>', keep)
+    .returning(['fingerprint', 'retired_at'])
     .execute();
+  const now = Date.now();
+  return rows
+    .filter((row) => row.retired_at !== null && row.retired_at.getTime() <= now)
+    .map((row) => row.fingerprint);
 }
 
 /**

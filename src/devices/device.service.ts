@@ -1,6 +1,7 @@
 import { findDeviceStates, type DeviceState } from './device-state.repository.js';
 import type { Kysely } from 'kysely';
-import { deviceEvents } from './device-events.js';
+import { emitDeviceEvent } from './device-events.js';
+import { notifyDeviceEvent } from './device-events.repository.js';
 import { insertAuditEvent } from '../audit/audit.repository.js';
 import type { Actor } from '../audit/actor.js';
 import type { Database } from '../db/schema.js';
@@ -196,6 +197,8 @@ export async function showDevice(db: Kysely<Database>, fingerprint: string): Pro
 /**
  * Permanent: a revoked device is refused on its very next request (device
  * auth reads the database on every request) and can never be bound again.
+ * Its long-lived sessions on every node are closed at once: the news is sent
+ * with the change (see device-events.ts).
  */
 export async function revokeDevice(
   db: Kysely<Database>,
@@ -220,8 +223,9 @@ export async function revokeDevice(
       remoteAddress: actor.remoteAddress,
       details: reason ? { reason } : {},
     });
+    await notifyDeviceEvent(trx, { event: 'revoked', deviceId: device.id });
   });
-  deviceEvents.emit('revoked', found.deviceId);
+  emitDeviceEvent({ event: 'revoked', deviceId: found.deviceId });
   return showDevice(db, fingerprint);
 }
 

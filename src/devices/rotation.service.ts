@@ -14,6 +14,8 @@ import {
 import { assertAcceptableDeviceCertificate } from '../tls/device-certificate-policy.js';
 import { decodeSignature, rotationMessage, verifyPossession } from '../tls/possession-proof.js';
 import type { AuthenticatedDevice } from './device-auth.js';
+import { emitDeviceEvent } from './device-events.js';
+import { notifyDeviceEvent } from './device-events.repository.js';
 import {
   findCertificate,
   insertActiveCertificate,
@@ -226,6 +228,7 @@ export async function completeRotation(
   const retireAt = new Date(Date.now() + settings.graceMs);
   let outcome: 'completed' | 'expired' | 'known';
   let identity = '';
+  let retired: string[] = [];
   try {
     outcome = await db.transaction().execute(async (trx) => {
       const device = await lockDevice(trx, found.device_id);
@@ -249,7 +252,10 @@ export async function completeRotation(
       identity = owner.name;
       await deletePendingRotations(trx, { id: pending.id });
       await insertActiveCertificate(trx, device.id, presented);
-      await retireOtherCertificates(trx, device.id, presented.fingerprint, retireAt);
+      retired = await retireOtherCertificates(trx, device.id, presented.fingerprint, retireAt);
+      // Without a grace period, the sessions the old certificates hold on any
+      // node are closed at once; after one, the channels' poll closes them.
+      await notifyDeviceEvent(trx, { event: 'certificates_refused', fingerprints: retired });
       await insertAuditEvent(trx, {
         action: 'certificate.activated',
         actor: 'device',
@@ -278,6 +284,7 @@ export async function completeRotation(
     throw new AppError(410, 'rotation_expired', 'the rotation expired; start it again');
   }
   if (outcome === 'known') throw knownElsewhere();
+  emitDeviceEvent({ event: 'certificates_refused', fingerprints: retired });
   return {
     status: 'active',
     fingerprint: presented.fingerprint,

@@ -112,3 +112,17 @@ export async function listIdentitiesWithCounts(
     psks: Number(r.psks),
   }));
 }
+
+/** The devices of an identity not revoked yet (those a disable silences). */
+export async function liveDeviceIdsOfIdentity(
+  db: Kysely<Database>,
+  identityId: number,
+): Promise<number[]> {
+  const rows = await db
+    .selectFrom('devices')
+    .select('id')
+    .where('identity_id', '=', identityId)
+    .where('revoked_at', 'is', null)
+    .execute();
+  return rows.map((row) => Number(row.id));
+}

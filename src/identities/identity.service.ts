@@ -4,10 +4,13 @@ import { CLI_ACTOR, type Actor } from '../audit/actor.js';
 import { AppError, badRequest, conflict, notFound } from '../http/app-error.js';
 import { isUniqueViolation } from '../db/errors.js';
 import type { Database } from '../db/schema.js';
+import { emitDeviceEvent, type DeviceEvent } from '../devices/device-events.js';
+import { notifyDeviceEvent } from '../devices/device-events.repository.js';
 import {
   findIdentityByName,
   insertIdentity,
   listIdentitiesWithCounts,
+  liveDeviceIdsOfIdentity,
   updateIdentity,
   type IdentityCounts,
   type IdentityRow,
@@ -101,7 +104,8 @@ export async function showIdentity(db: Kysely<Database>, name: string): Promise<
 
 /**
  * Disabling is reversible: the identity's devices and PSKs are refused while
- * it lasts (device auth and binding check it on every request).
+ * it lasts (device auth and binding check it on every request), and its
+ * devices' WebSocket and MQTT sessions are closed on every node.
  */
 export async function setIdentityDisabled(
   db: Kysely<Database>,
@@ -109,14 +113,23 @@ export async function setIdentityDisabled(
   disabled: boolean,
   actor: Actor,
 ): Promise<IdentityView> {
-  await db.transaction().execute(async (trx) => {
+  const news = await db.transaction().execute(async (trx) => {
     const identity = await requireIdentity(trx, name);
-    if ((identity.disabled_at !== null) === disabled) return;
+    if ((identity.disabled_at !== null) === disabled) return undefined;
     const updated = await updateIdentity(trx, identity.id, {
       disabled_at: disabled ? new Date() : null,
     });
     await audit(trx, disabled ? 'identity.disabled' : 'identity.enabled', updated, actor);
+    if (!disabled) return undefined;
+    // Its devices' long-lived sessions on every node are closed at once.
+    const silenced: DeviceEvent = {
+      event: 'identity_disabled',
+      deviceIds: await liveDeviceIdsOfIdentity(trx, identity.id),
+    };
+    await notifyDeviceEvent(trx, silenced);
+    return silenced;
   });
+  if (news) emitDeviceEvent(news);
   return showIdentity(db, name);
 }
 

@@ -279,13 +279,44 @@ export async function startMqttBroker(
     });
   }
 
-  const closeDevice = (deviceId: number) => {
-    for (const client of byDevice.get(deviceId) ?? []) client.close();
+  /**
+   * Closes these connections, and says so (with what told: the news of
+   * devices/device-events.ts or the poll). One already closed is left be.
+   */
+  const closeClients = (clients: Iterable<Client>, reason: string, by: 'news' | 'poll') => {
+    const devices = new Set<number>();
+    let closed = 0;
+    for (const client of clients) {
+      if (client.closed) continue;
+      closed++;
+      devices.add(sessions.get(client)!.deviceId);
+      client.close();
+    }
+    if (closed > 0) {
+      log.info(
+        { reason, by, connections: closed, devices: [...devices] },
+        'MQTT connections closed',
+      );
+    }
   };
+  const closeDevice = (deviceId: number) =>
+    closeClients(byDevice.get(deviceId) ?? [], 'device_revoked', 'news');
   deviceEvents.on('revoked', closeDevice);
-  // The NOTIFY bus only carries device revocations; a certificate retired by a
-  // rotation or revoked by its CA's CRL is caught here. A session is held by a
-  // certificate, and a retired one still matches the device's name topics.
+  // A session is held by a certificate, and a retired one still matches the
+  // device's name topics: a certificate retired at once or revoked by its
+  // CA's CRL closes its sessions too.
+  const closeCertificates = (fingerprints: readonly string[]) => {
+    const refused = new Set(fingerprints);
+    const open = [...byDevice.values()].flatMap((set) => [...set]);
+    closeClients(
+      open.filter((client) => refused.has(sessions.get(client)!.certificate.fingerprint)),
+      'certificate_refused',
+      'news',
+    );
+  };
+  deviceEvents.on('certificatesRefused', closeCertificates);
+  // What the news missed (this node's bus reconnecting) and a retirement
+  // whose grace period ends are caught here.
   let polling = false;
   const poll = setInterval(() => {
     if (polling || byDevice.size === 0) return;
@@ -297,9 +328,10 @@ export async function startMqttBroker(
     findRefusedCertificates(deps.db, [...fingerprints])
       .then((refused) => {
         const gone = new Set(refused);
-        for (const client of open) {
-          if (gone.has(sessions.get(client)!.certificate.fingerprint)) client.close();
-        }
+        const held = open.filter((client) =>
+          gone.has(sessions.get(client)!.certificate.fingerprint),
+        );
+        closeClients(held, 'certificate_refused', 'poll');
       })
       .catch((err: unknown) => log.debug({ err }, 'MQTT revocation poll failed'))
       .finally(() => (polling = false));
@@ -339,6 +371,7 @@ export async function startMqttBroker(
       unwatch();
       clearInterval(poll);
       deviceEvents.off('revoked', closeDevice);
+      deviceEvents.off('certificatesRefused', closeCertificates);
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       // Publishes in flight finish (their PUBACKs are sent) before the close.
       const all = [...byDevice.values()].flatMap((set) => [...set]);

@@ -60,8 +60,9 @@ export interface WebSocketChannel {
  * (the TLS socket, or nginx's header from a trusted proxy). Each message is
  * stored through the one ingest path (storeMessages) and acknowledged only
  * after its commit. The device is looked up again for every message, and a
- * revocation closes its sockets: at once when made in this process, within
- * `revocationPollMs` when made by another one (a CLI on PostgreSQL).
+ * revocation closes its sockets at once, on whichever node or CLI it was made
+ * (devices/device-events.ts), or within `revocationPollMs` when that news was
+ * missed (this node's event bus reconnecting).
  */
 export function attachWebSocketChannel(
   server: http.Server | https.Server,
@@ -206,15 +207,45 @@ export function attachWebSocketChannel(
     }
   }
 
-  const closeDevice = (deviceId: number, reason: string) => {
-    for (const connection of byDevice.get(deviceId) ?? []) {
+  /**
+   * Closes these open connections, and says so (with what told: the news of
+   * devices/device-events.ts or the poll). One already closing is left be.
+   */
+  const closeConnections = (
+    connections: Iterable<Connection>,
+    reason: string,
+    by: 'news' | 'poll',
+  ) => {
+    const devices = new Set<number>();
+    let closed = 0;
+    for (const connection of connections) {
+      if (connection.ws.readyState !== WebSocket.OPEN) continue;
+      closed++;
+      devices.add(connection.deviceId);
       connection.ws.close(CLOSE_POLICY, reason);
       // A peer that does not answer the close handshake is cut shortly after.
       setTimeout(() => connection.ws.terminate(), 1000).unref();
     }
+    if (closed > 0) {
+      log.info(
+        { reason, by, connections: closed, devices: [...devices] },
+        'WebSocket connections closed',
+      );
+    }
   };
-  const onRevoked = (deviceId: number) => closeDevice(deviceId, 'device_revoked');
+  const onRevoked = (deviceId: number) =>
+    closeConnections(byDevice.get(deviceId) ?? [], 'device_revoked', 'news');
   deviceEvents.on('revoked', onRevoked);
+  const onCertificatesRefused = (fingerprints: readonly string[]) => {
+    const refused = new Set(fingerprints);
+    const held = [...byDevice.values()].flatMap((set) => [...set]);
+    closeConnections(
+      held.filter((c) => refused.has(c.certificate.fingerprint)),
+      'certificate_refused',
+      'news',
+    );
+  };
+  deviceEvents.on('certificatesRefused', onCertificatesRefused);
 
   let polling = false;
   const poll = setInterval(() => {
@@ -222,7 +253,8 @@ export function attachWebSocketChannel(
     polling = true;
     findSilencedDevices(deps.db, [...byDevice.keys()])
       .then((silenced) => {
-        for (const deviceId of silenced) closeDevice(deviceId, 'device_revoked');
+        const held = silenced.flatMap((deviceId) => [...(byDevice.get(deviceId) ?? [])]);
+        closeConnections(held, 'device_revoked', 'poll');
       })
       .catch((err: unknown) => log.debug({ err }, 'revocation poll failed'))
       .finally(() => (polling = false));
@@ -255,6 +287,7 @@ export function attachWebSocketChannel(
       closing = true;
       server.off('upgrade', onUpgrade);
       deviceEvents.off('revoked', onRevoked);
+      deviceEvents.off('certificatesRefused', onCertificatesRefused);
       clearInterval(poll);
       clearInterval(heartbeat);
       const all = [...byDevice.values()].flatMap((set) => [...set]);

@@ -1,4 +1,6 @@
+import fs from 'node:fs';
 import { expect } from 'chai';
+import WebSocket from 'ws';
 import { curl } from '../support/curl.js';
 import { fixtureEndpoint, INTERMEDIATE_EXT, useDevicePki } from '../support/device-pki.js';
 import { useFixture, uniqueName } from '../support/fixture.js';
@@ -14,6 +16,23 @@ describe('revocation by CA CRL on every request', () => {
   const ca = useDevicePki(fixtureEndpoint(() => fx().server));
   const { ok, enroll, upload, tls, url } = ca;
 
+  async function openWebSocket(device: string) {
+    const server = fx().server;
+    const socket = new WebSocket(`${server.baseUrl.replace(/^https/, 'wss')}/device_endpoint/ws`, {
+      ca: server.caPem,
+      cert: fs.readFileSync(ca.pki.file(`${device}.crt`)),
+      key: fs.readFileSync(ca.pki.file(`${device}.key`)),
+    });
+    const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+      socket.once('close', (code, reason) => resolve({ code, reason: String(reason) })),
+    );
+    await new Promise<void>((resolve, reject) => {
+      socket.once('open', () => resolve());
+      socket.once('error', reject);
+    });
+    return { socket, closed };
+  }
+
   it('refuses the next upload of an enrolled device once its CA’s CRL lists it', async () => {
     const identity = uniqueName('crlreq');
     const root = `${identity}-root`;
@@ -26,9 +45,17 @@ describe('revocation by CA CRL on every request', () => {
     expect((await enroll(`${identity}-other`, [])).status).to.equal(200);
     const before = await upload(`${identity}-dev`, [], '1526292559214,1\n');
     expect(before.status, before.text).to.equal(200);
+    // Both hold a WebSocket: the CRL's news closes the revoked certificate's
+    // (the channel's poll looks at devices, not at CRLs: only the news can).
+    const [revokedWs, otherWs] = await Promise.all(
+      [`${identity}-dev`, `${identity}-other`].map((name) => openWebSocket(name)),
+    );
 
     ca.pki.revoke(`${identity}-dev`, root);
     await ok(['ca', 'crl', identity, ca.pki.crl(root)]);
+    expect(await revokedWs!.closed).to.deep.equal({ code: 1008, reason: 'certificate_refused' });
+    expect(otherWs!.socket.readyState).to.equal(WebSocket.OPEN);
+    otherWs!.socket.terminate();
     const after = await upload(`${identity}-dev`, [], '1526292559215,2\n');
     expect(after.status, after.text).to.equal(403);
     expect(after.json.code).to.equal('certificate_revoked_by_ca');

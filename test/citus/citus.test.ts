@@ -1,12 +1,18 @@
+import { once } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
 import { expect } from 'chai';
-import { boundDevice, useFleetgate } from '../support/admin-client.js';
+import mqtt, { type MqttClient } from 'mqtt';
+import WebSocket from 'ws';
+import { AdminClient, boundDevice, useFleetgate } from '../support/admin-client.js';
 import {
   citusCluster,
   citusUnavailable,
   createCitusTestDatabase,
   query,
 } from '../support/citus-cluster.js';
-import { DeviceClient, newDevice } from '../support/device-client.js';
+import { DeviceClient, newDevice, type TestDevice } from '../support/device-client.js';
+import { startFleetgate, type FleetgateProcess } from '../support/fleetgate-process.js';
 import { completeRotation, opensslKeyPair, proveRotation } from '../support/rotation.js';
 import { skipBecause } from '../support/skip.js';
 
@@ -31,7 +37,16 @@ describe('fleetgate on a Citus cluster', function () {
     if (why) skipBecause(this, why);
     await citusCluster();
   });
-  const fg = useFleetgate({}, createCitusTestDatabase);
+  // Node A of the two-node test: its channels' revocation poll as slow as
+  // allowed, and MQTT on, so that a session closed at once was closed by the news.
+  const fg = useFleetgate(
+    {
+      FLEETGATE_MQTT_PORT: '0',
+      FLEETGATE_WS_REVOCATION_POLL_MS: '60000',
+      FLEETGATE_MQTT_REVOCATION_POLL_MS: '60000',
+    },
+    createCitusTestDatabase,
+  );
   afterEach(function () {
     // A failure on Citus is usually a refused distributed query: show the server's errors.
     if (this.currentTest?.state !== 'failed') return;
@@ -92,6 +107,18 @@ describe('fleetgate on a Citus cluster', function () {
     expect(Number(months[0]!.n)).to.be.greaterThan(0);
     // Running migrate again distributes nothing twice and fails on nothing.
     expect((await fg.server.cli(['migrate'])).code).to.equal(0);
+    // A database distributed before the migration that drops the devices trigger
+    // (the news now comes from the application) takes it: Citus refuses even
+    // `drop trigger if exists` on a distributed table.
+    await sql(
+      "delete from kysely_migration where name = '2026-12-03T0600_device_events_from_application'",
+    );
+    const upgrade = await fg.server.cli(['migrate']);
+    expect(upgrade.code, upgrade.stderr).to.equal(0);
+    const [{ n }] = await sql<{ n: string }>(
+      "select count(*)::text as n from kysely_migration where name = '2026-12-03T0600_device_events_from_application'",
+    );
+    expect(n).to.equal('1');
   });
 
   it('walks through the README: identity, PSK, bind, upload, export; the points live on the workers', async () => {
@@ -268,4 +295,144 @@ describe('fleetgate on a Citus cluster', function () {
       await Promise.all([oldClient.close(), newClient.close()]);
     }
   });
+
+  describe('two nodes on the cluster: news of a revocation made on node B closes the sessions node A holds', () => {
+    let nodeB: FleetgateProcess;
+    let adminB: AdminClient;
+    const opened: Array<() => Promise<void> | void> = [];
+    before(async function () {
+      this.timeout(120_000);
+      nodeB = await startFleetgate(fg.db, {
+        FLEETGATE_DATA_DIR: path.join(fg.db.workDir, 'data-b'),
+      });
+      adminB = new AdminClient(nodeB);
+      // Both nodes' event buses listen on the coordinator before anything is revoked.
+      for (let attempt = 0; attempt < 400; attempt++) {
+        const [{ n }] = await sql<{ n: string }>(
+          `select count(*)::text as n from pg_stat_activity
+           where datname = current_database() and state = 'idle'
+             and query = 'listen fleetgate_device_events'`,
+        );
+        if (Number(n) >= 2) break;
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+    });
+    after(async () => {
+      for (const close of opened) await close();
+      await adminB?.close();
+      await nodeB?.stop();
+    });
+
+    /** A device bound through node A, holding a WebSocket and an MQTT session on node A. */
+    async function sessionsOnA(identity: string) {
+      const psk = await fg.admin.identityWithPsk(identity);
+      const device = newDevice();
+      const client = await boundDevice(fg.server, device, psk);
+      opened.push(() => client.close());
+      const [{ id }] = await sql<{ id: number }>(
+        'select device_id as id from device_certificates where fingerprint = $1',
+        [device.fingerprint],
+      );
+      const ws = await openWebSocket(fg.server, device);
+      opened.push(() => ws.socket.terminate());
+      const mq = await connectMqtt(fg.server, device);
+      opened.push(() => mq.client.endAsync(true).catch(() => undefined));
+      return { device, id: Number(id), ws, mq };
+    }
+
+    /** What node A logged when it closed sessions of this device: once it logged `count` closes. */
+    async function closedOnA(deviceId: number, count: number) {
+      const logged = () =>
+        fg.server
+          .output()
+          .split('\n')
+          .filter((line) => line.includes('connections closed'))
+          .map(
+            (line) =>
+              JSON.parse(line) as { msg: string; by: string; reason: string; devices: number[] },
+          )
+          .filter((entry) => entry.devices.includes(deviceId))
+          .map((entry) => ({ msg: entry.msg, by: entry.by, reason: entry.reason }));
+      // The client may see its socket closed before the server's log line reaches us.
+      const stdout = fg.server.child.stdout!;
+      while (logged().length < count) await once(stdout, 'data');
+      return logged();
+    }
+
+    it("revoked through node B's admin API: node A closes its WebSocket and MQTT sessions on the news", async () => {
+      const { device, id, ws, mq } = await sessionsOnA('news-revoked');
+      const revoked = await adminB.post(`/v1/devices/${device.fingerprint}/revoke`, {
+        reason: 'stolen',
+      });
+      expect(revoked.status, revoked.text).to.equal(200);
+      expect(await ws.closed).to.deep.equal({ code: 1008, reason: 'device_revoked' });
+      await mq.closed;
+      // Node A's poll runs once a minute: the log says the news closed them.
+      expect(await closedOnA(id, 2)).to.have.deep.members([
+        { msg: 'WebSocket connections closed', by: 'news', reason: 'device_revoked' },
+        { msg: 'MQTT connections closed', by: 'news', reason: 'device_revoked' },
+      ]);
+    });
+
+    it("identity disabled through node B's CLI: node A closes its devices' sessions on the news", async () => {
+      const { id, ws, mq } = await sessionsOnA('news-disabled');
+      const disabled = await nodeB.cli(['identity', 'disable', 'news-disabled']);
+      expect(disabled.code, disabled.stderr).to.equal(0);
+      expect(await ws.closed).to.deep.equal({ code: 1008, reason: 'device_revoked' });
+      await mq.closed;
+      expect((await closedOnA(id, 2)).map((e) => e.msg + ' by ' + e.by)).to.have.members([
+        'WebSocket connections closed by news',
+        'MQTT connections closed by news',
+      ]);
+    });
+
+    it("certificate replaced through node B's CLI: node A closes the sessions of the retired one on the news", async () => {
+      const { device, id, ws, mq } = await sessionsOnA('news-replaced');
+      const next = newDevice();
+      const file = path.join(fg.db.workDir, 'replacement.crt');
+      fs.writeFileSync(file, next.certPem);
+      const replaced = await nodeB.cli(['device', 'replace-cert', device.fingerprint, file]);
+      expect(replaced.code, replaced.stderr).to.equal(0);
+      expect(await ws.closed).to.deep.equal({ code: 1008, reason: 'certificate_refused' });
+      await mq.closed;
+      expect(await closedOnA(id, 2)).to.have.deep.members([
+        { msg: 'WebSocket connections closed', by: 'news', reason: 'certificate_refused' },
+        { msg: 'MQTT connections closed', by: 'news', reason: 'certificate_refused' },
+      ]);
+    });
+  });
 });
+
+async function openWebSocket(server: FleetgateProcess, device: TestDevice) {
+  const socket = new WebSocket(`${server.baseUrl.replace(/^https/, 'wss')}/device_endpoint/ws`, {
+    ca: server.caPem,
+    cert: device.certPem,
+    key: device.keyPem,
+  });
+  const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+    socket.once('close', (code, reason) => resolve({ code, reason: String(reason) })),
+  );
+  await new Promise<void>((resolve, reject) => {
+    socket.once('open', () => resolve());
+    socket.once('error', reject);
+  });
+  return { socket, closed };
+}
+
+async function connectMqtt(
+  server: FleetgateProcess,
+  device: TestDevice,
+): Promise<{ client: MqttClient; closed: Promise<void> }> {
+  const port = /"mqttPort":(\d+)/.exec(server.output())?.[1];
+  if (!port) throw new Error(`no MQTT listener in the server log:\n${server.output()}`);
+  const client = await mqtt.connectAsync(`mqtts://localhost:${port}`, {
+    ca: server.caPem,
+    cert: device.certPem,
+    key: device.keyPem,
+    reconnectPeriod: 0,
+    protocolVersion: 4,
+    connectTimeout: 10_000,
+  });
+  const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+  return { client, closed };
+}

@@ -5,6 +5,7 @@
  * forwards them; the rest go through nginx, which spreads them over the nodes.
  */
 import crypto from 'node:crypto';
+import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
@@ -88,6 +89,8 @@ describe('several nodes on one PostgreSQL behind nginx', function () {
       FLEETGATE_BIND_FAILURES_PER_CERTIFICATE: '5',
       FLEETGATE_UPLOADS_PER_DEVICE: '4',
       FLEETGATE_UPLOAD_WINDOW_SECONDS: '3600',
+      // At their slowest: a WebSocket closed at once was closed by the news, not the poll.
+      FLEETGATE_WS_REVOCATION_POLL_MS: '60000',
     };
     // Started together on an empty database: each one migrates and sets up the admin token.
     nodes = await Promise.all(
@@ -231,6 +234,22 @@ describe('several nodes on one PostgreSQL behind nginx', function () {
       expect(answer.json.code).to.equal('device_revoked');
     }
     expect(await closed).to.deep.equal({ code: 1008, reason: 'device_revoked' });
+    // Node C says why it closed the socket: the news of node A's transaction.
+    const [{ id }] = await queryTestDatabase<{ id: number }>(
+      db,
+      'select device_id as id from device_certificates where fingerprint = $1',
+      [device.fingerprint],
+    );
+    const closes = () =>
+      nodes[2]!
+        .output()
+        .split('\n')
+        .filter((line) => line.includes('WebSocket connections closed'))
+        .map((line) => JSON.parse(line) as { by: string; devices: number[] })
+        .filter((entry) => entry.devices.includes(Number(id)));
+    // The client may see its socket closed before the server's log line reaches us.
+    while (closes().length === 0) await once(nodes[2]!.child.stdout!, 'data');
+    expect(closes().map((entry) => entry.by)).to.deep.equal(['news']);
   });
 
   it('a node killed (SIGKILL) mid-upload: the retry through nginx stores every point once', async () => {

@@ -4,7 +4,7 @@
  */
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
-import { Kysely, PostgresDialect, sql } from 'kysely';
+import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import { pino } from 'pino';
 import { ensureAdminToken } from '../../src/admin/admin-token.service.js';
@@ -12,6 +12,7 @@ import { startDeviceEventBus } from '../../src/control/device-event-bus.js';
 import { migrateToLatest } from '../../src/db/migrate.js';
 import type { Database } from '../../src/db/schema.js';
 import { deviceEvents } from '../../src/devices/device-events.js';
+import { notifyDeviceEvent } from '../../src/devices/device-events.repository.js';
 import { PostgresThrottleStore } from '../../src/throttle/postgres-throttle-store.js';
 import { RedisThrottleStore } from '../../src/throttle/redis-throttle-store.js';
 import { MemoryThrottleStore, type NamedPolicy } from '../../src/throttle/throttle-store.js';
@@ -222,7 +223,7 @@ describe('shared node state on PostgreSQL', function () {
     expect(rotated.previous?.name.equals(loaded[0]!.current.name)).to.equal(true);
   });
 
-  it('a revocation made anywhere reaches every node through the device event bus', async () => {
+  it('news sent in a committed transaction reaches every node through the device event bus, a rolled-back one none', async () => {
     const busA = startDeviceEventBus(db.url!, log);
     const busB = startDeviceEventBus(db.url!, log);
     closers.push(
@@ -230,53 +231,66 @@ describe('shared node state on PostgreSQL', function () {
       () => busB.close(),
     );
     const kysely = node();
-    const identity = await kysely
-      .insertInto('identities')
-      .values({ name: 'bus', disabled_at: null })
-      .returning('id')
-      .executeTakeFirstOrThrow();
-    const device = await kysely
-      .insertInto('devices')
-      .values({
-        identity_id: identity.id,
-        psk_id: null,
-        enrolled_by_ca: 'a test CA fingerprint',
-        bound_from: null,
-        last_seen_at: null,
-        revoked_at: null,
-      })
-      .returning('id')
-      .executeTakeFirstOrThrow();
-    // Both buses are listening once a notification sent now reaches each of them.
+    // The application sends the news: no trigger on devices (it would fire on a Citus worker).
+    const triggers = await queryTestDatabase<{ n: string }>(
+      db,
+      "select count(*)::text as n from pg_trigger where tgname = 'devices_notify_change'",
+    );
+    expect(triggers[0]!.n).to.equal('0');
+    // Both buses are listening once their connections have run LISTEN.
+    for (let attempt = 0; attempt < 200; attempt++) {
+      const listening = await queryTestDatabase<{ n: string }>(
+        db,
+        `select count(*)::text as n from pg_stat_activity
+         where datname = current_database() and state = 'idle'
+           and query = 'listen fleetgate_device_events'`,
+      );
+      if (listening[0]!.n === '2') break;
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
     const heard: number[] = [];
+    const refused: string[] = [];
     const onRevoked = (deviceId: number) => heard.push(deviceId);
+    const onRefused = (fingerprints: readonly string[]) => refused.push(...fingerprints);
     deviceEvents.on('revoked', onRevoked);
+    deviceEvents.on('certificatesRefused', onRefused);
     try {
-      for (let attempt = 0; attempt < 100 && heard.length < 2; attempt++) {
-        await sql`select pg_notify('fleetgate_device_events', ${JSON.stringify({ event: 'revoked', deviceId: -1 })})`.execute(
-          kysely,
-        );
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-      heard.length = 0;
-      const both = new Promise<void>((resolve) => {
-        const check = (deviceId: number) => {
-          if (heard.filter((id) => id === deviceId && id === Number(device.id)).length === 2) {
+      const rolledBack = await kysely
+        .transaction()
+        .execute(async (trx) => {
+          await notifyDeviceEvent(trx, { event: 'revoked', deviceId: 1001 });
+          throw new Error('rolled back');
+        })
+        .catch((err: Error) => err.message);
+      expect(rolledBack).to.equal('rolled back');
+      // A list longer than one NOTIFY payload takes several; every node hears all of it.
+      const deviceIds = Array.from({ length: 3000 }, (_, i) => 2000 + i);
+      const fingerprints = ['a'.repeat(64), 'b'.repeat(64)];
+      const allHeard = new Promise<void>((resolve) => {
+        const check = () => {
+          if (heard.filter((id) => id === 1002).length === 2 && refused.length === 4) {
             deviceEvents.off('revoked', check);
+            deviceEvents.off('certificatesRefused', check);
             resolve();
           }
         };
         deviceEvents.on('revoked', check);
+        deviceEvents.on('certificatesRefused', check);
       });
-      await kysely
-        .updateTable('devices')
-        .set({ revoked_at: new Date() })
-        .where('id', '=', device.id)
-        .execute();
-      await both;
-      expect(heard.filter((id) => id === Number(device.id))).to.have.length(2);
+      await kysely.transaction().execute(async (trx) => {
+        await notifyDeviceEvent(trx, { event: 'identity_disabled', deviceIds });
+        await notifyDeviceEvent(trx, { event: 'certificates_refused', fingerprints });
+        await notifyDeviceEvent(trx, { event: 'revoked', deviceId: 1002 });
+      });
+      await allHeard;
+      // Delivered in order, at commit: the rolled-back news never came.
+      expect(heard).to.not.include(1001);
+      expect(heard).to.have.length(2 * (deviceIds.length + 1));
+      expect(new Set(heard)).to.deep.equal(new Set([...deviceIds, 1002]));
+      expect(refused.sort()).to.deep.equal([...fingerprints, ...fingerprints].sort());
     } finally {
       deviceEvents.off('revoked', onRevoked);
+      deviceEvents.off('certificatesRefused', onRefused);
     }
   });
 });
