@@ -17,33 +17,13 @@
  * nothing is stored). Prints "DONE uploads=N resumed=R cipher=SUITE" and exits 0, or
  * "FAILED ..." and exits 1 at the first error.
  */
-#include <mbedtls/ctr_drbg.h>
-#include <mbedtls/debug.h>
-#include <mbedtls/entropy.h>
-#include <mbedtls/error.h>
 #include <mbedtls/net_sockets.h>
-#include <mbedtls/ssl.h>
 #include <mbedtls/ssl_ciphersuites.h>
-#include <mbedtls/x509_crt.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/socket.h>
-
-static int resumed_flag;
-static void debug_cb(void *ctx, int level, const char *file, int line, const char *msg) {
-  (void)ctx; (void)level; (void)file; (void)line;
-  if (strstr(msg, "a session has been resumed")) resumed_flag = 1;
-}
-
-static void fail(const char *what, int ret) {
-  char buf[200];
-  mbedtls_strerror(ret, buf, sizeof buf);
-  printf("FAILED %s: -0x%04x %s\n", what, (unsigned)-ret, buf);
-  exit(1);
-}
+/* The set-up shared with the tests' mbed TLS client (compiled with -I test/tls/clients). */
+#include "mbedtls_setup.h"
 
 static const char *arg(int argc, char **argv, const char *name, const char *fallback) {
   for (int i = 1; i + 1 < argc; i++)
@@ -91,40 +71,20 @@ int main(int argc, char **argv) {
   static int suites[2];
   static char suite[100];
   static char request[1 << 21];
-  mbedtls_entropy_context entropy;
-  mbedtls_ctr_drbg_context drbg;
-  mbedtls_x509_crt ca, cert;
-  mbedtls_pk_context key;
-  mbedtls_ssl_config conf;
+  struct fg_mbedtls m;
   mbedtls_ssl_session saved;
   int ret, have_session = 0, resumed = 0;
 
-  mbedtls_entropy_init(&entropy);
-  mbedtls_ctr_drbg_init(&drbg);
-  mbedtls_x509_crt_init(&ca);
-  mbedtls_x509_crt_init(&cert);
-  mbedtls_pk_init(&key);
-  mbedtls_ssl_config_init(&conf);
+  fg_mbedtls_setup(&m, arg(argc, argv, "--ca", NULL), arg(argc, argv, "--cert", NULL),
+                   arg(argc, argv, "--key", NULL));
+  mbedtls_ssl_config *conf = &m.conf;
   mbedtls_ssl_session_init(&saved);
-  if ((ret = mbedtls_ctr_drbg_seed(&drbg, mbedtls_entropy_func, &entropy, NULL, 0)) != 0) fail("seed", ret);
-  if ((ret = mbedtls_x509_crt_parse_file(&ca, arg(argc, argv, "--ca", NULL))) != 0) fail("ca", ret);
-  if ((ret = mbedtls_x509_crt_parse_file(&cert, arg(argc, argv, "--cert", NULL))) != 0) fail("cert", ret);
-  if ((ret = mbedtls_pk_parse_keyfile(&key, arg(argc, argv, "--key", NULL), NULL)) != 0) fail("key", ret);
-  if ((ret = mbedtls_ssl_config_defaults(&conf, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_STREAM,
-                                         MBEDTLS_SSL_PRESET_DEFAULT)) != 0) fail("config", ret);
-  mbedtls_ssl_conf_authmode(&conf, MBEDTLS_SSL_VERIFY_REQUIRED);
-  mbedtls_ssl_conf_ca_chain(&conf, &ca, NULL);
-  mbedtls_ssl_conf_rng(&conf, mbedtls_ctr_drbg_random, &drbg);
-  mbedtls_ssl_conf_dbg(&conf, debug_cb, NULL);
-  mbedtls_debug_set_threshold(3);
-  if ((ret = mbedtls_ssl_conf_own_cert(&conf, &cert, &key)) != 0) fail("own cert", ret);
-  mbedtls_ssl_conf_min_version(&conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
   if (cipher[0]) {
     suites[0] = mbedtls_ssl_get_ciphersuite_id(cipher);
     if (suites[0] == 0) { printf("FAILED unknown suite %s\n", cipher); return 2; }
-    mbedtls_ssl_conf_ciphersuites(&conf, suites);
+    mbedtls_ssl_conf_ciphersuites(conf, suites);
   }
-  mbedtls_ssl_conf_session_tickets(&conf, tickets ? MBEDTLS_SSL_SESSION_TICKETS_ENABLED
+  mbedtls_ssl_conf_session_tickets(conf, tickets ? MBEDTLS_SSL_SESSION_TICKETS_ENABLED
                                                   : MBEDTLS_SSL_SESSION_TICKETS_DISABLED);
 
   for (int n = 0; n < uploads; n++) {
@@ -132,23 +92,23 @@ int main(int argc, char **argv) {
     mbedtls_ssl_context ssl;
     mbedtls_net_init(&net);
     mbedtls_ssl_init(&ssl);
-    if ((ret = mbedtls_ssl_setup(&ssl, &conf)) != 0) fail("setup", ret);
-    if ((ret = mbedtls_ssl_set_hostname(&ssl, "localhost")) != 0) fail("hostname", ret);
-    if ((ret = mbedtls_net_connect(&net, host, port, MBEDTLS_NET_PROTO_TCP)) != 0) fail("connect", ret);
+    if ((ret = mbedtls_ssl_setup(&ssl, conf)) != 0) fg_fail("setup", ret);
+    if ((ret = mbedtls_ssl_set_hostname(&ssl, "localhost")) != 0) fg_fail("hostname", ret);
+    if ((ret = mbedtls_net_connect(&net, host, port, MBEDTLS_NET_PROTO_TCP)) != 0) fg_fail("connect", ret);
     /* As openssl s_time, which writes each flight at once: without it Nagle's
        algorithm holds the client's Finished behind the server's delayed ACK. */
     int one = 1;
     setsockopt(net.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     mbedtls_ssl_set_bio(&ssl, &net, mbedtls_net_send, mbedtls_net_recv, NULL);
-    if (resume && have_session && (ret = mbedtls_ssl_set_session(&ssl, &saved)) != 0) fail("set session", ret);
-    resumed_flag = 0;
+    if (resume && have_session && (ret = mbedtls_ssl_set_session(&ssl, &saved)) != 0) fg_fail("set session", ret);
+    fg_resumed_flag = 0;
     while ((ret = mbedtls_ssl_handshake(&ssl)) != 0)
-      if (ret != MBEDTLS_ERR_SSL_WANT_READ && ret != MBEDTLS_ERR_SSL_WANT_WRITE) fail("handshake", ret);
-    resumed += resumed_flag;
+      if (ret != MBEDTLS_ERR_SSL_WANT_READ && ret != MBEDTLS_ERR_SSL_WANT_WRITE) fg_fail("handshake", ret);
+    resumed += fg_resumed_flag;
     snprintf(suite, sizeof suite, "%s", mbedtls_ssl_get_ciphersuite(&ssl));
     mbedtls_ssl_session_free(&saved);
     mbedtls_ssl_session_init(&saved);
-    if ((ret = mbedtls_ssl_get_session(&ssl, &saved)) != 0) fail("get session", ret);
+    if ((ret = mbedtls_ssl_get_session(&ssl, &saved)) != 0) fg_fail("get session", ret);
     have_session = 1;
 
     size_t len = status_only
@@ -158,7 +118,7 @@ int main(int argc, char **argv) {
     for (size_t off = 0; off < len;) {
       ret = mbedtls_ssl_write(&ssl, (unsigned char *)request + off, len - off);
       if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE) continue;
-      if (ret < 0) fail("write", ret);
+      if (ret < 0) fg_fail("write", ret);
       off += (size_t)ret;
     }
     unsigned char answer[4096];

@@ -18,12 +18,11 @@ const inspected = new WeakMap<object, CertificateInfo | null>();
 
 function certificateOfSocket(socket: TLSSocket): CertificateInfo | null {
   if (inspected.has(socket)) return inspected.get(socket) ?? null;
-  // The DER bytes only: getPeerCertificate() would build an object of every
-  // field with three fingerprints, on every new connection.
+  // Not getPeerX509Certificate(): on Node 20 it loses the intermediates the
+  // client sent, which peerIntermediates() reads afterwards (tested by the
+  // enrollment tests).
   const peer =
-    typeof socket.getPeerX509Certificate === 'function'
-      ? socket.getPeerX509Certificate()
-      : undefined;
+    typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate(false) : null;
   const der = peer && Buffer.isBuffer(peer.raw) && peer.raw.length > 0 ? peer.raw : null;
   const info = der ? inspectCertificateCached(der) : null;
   inspected.set(socket, info);
