@@ -5,7 +5,7 @@ import WebSocket from 'ws';
 import type { TestDevice } from '../support/device-client.js';
 import { useFixture, uniqueName, type Fixture } from '../support/fixture.js';
 import { countStoredPoints } from '../support/stored-points.js';
-import { connectDevice, Inbox } from '../mqtt/mqtt-support.js';
+import { connectDevice, deviceTopics, Inbox } from '../support/mqtt-client.js';
 
 const T0 = 1_764_500_000_000;
 
@@ -89,7 +89,7 @@ async function openChannels(fx: Fixture, prefix: string): Promise<Channels> {
   const mqttClosed = new Promise<number>((resolve) =>
     mqtt.once('close', () => resolve(Date.now())),
   );
-  await mqtt.subscribeAsync(`${identity}/res/${device.fingerprint}/+`, { qos: 1 });
+  await mqtt.subscribeAsync(deviceTopics(identity, device).res('+'), { qos: 1 });
   return { device, identity, agent, ws, wsFrames, wsClosed, mqtt, inbox, mqttClosed };
 }
 
@@ -106,7 +106,7 @@ async function wsAck(c: Channels, id: string, ts: number): Promise<unknown> {
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- RES payloads are arbitrary JSON
 async function mqttPoints(c: Channels, id: string, ts: number): Promise<any> {
   await c.mqtt.publishAsync(
-    `${c.identity}/req/${c.device.fingerprint}/points`,
+    deviceTopics(c.identity, c.device).req('points'),
     JSON.stringify({ id, data: { series: 'mqtt', points: [[ts, 1]] } }),
     { qos: 1 },
   );

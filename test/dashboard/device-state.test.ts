@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import type { Page } from 'playwright-core';
 import { signIn, useChromium } from '../support/chromium.js';
 import { useFixture, uniqueName } from '../support/fixture.js';
-import { connectDevice } from '../mqtt/mqtt-support.js';
+import { connectDevice, deviceTopics } from '../support/mqtt-client.js';
 
 /** What a hostile device may publish as its state: HTML and script in every field. */
 const HOSTILE_STATUS = '<img src=x onerror="window.__xss=1">online';
@@ -34,7 +34,7 @@ describe('dashboard: the last state of a device', function () {
     const client = await connectDevice(fx(), device);
     try {
       await client.publishAsync(
-        `devices/out/${identity}/${device.fingerprint}/state`,
+        deviceTopics(identity, device).state,
         JSON.stringify({ status: HOSTILE_STATUS, ...HOSTILE_FIELDS }),
         { qos: 1 },
       );

@@ -6,10 +6,11 @@ import { storedPoints } from '../support/stored-points.js';
 import {
   connectDevice,
   connectPacket,
+  deviceTopics,
   Inbox,
   rawConnection,
   waitForBytes,
-} from '../mqtt/mqtt-support.js';
+} from '../support/mqtt-client.js';
 
 /** Bounded so the suite stays fast; FLEETGATE_FUZZ_RUNS raises it, FLEETGATE_FUZZ_SEED replays. */
 const RUNS = Number(process.env.FLEETGATE_FUZZ_RUNS ?? 15);
@@ -101,18 +102,15 @@ describe('fuzz: MQTT requests', function () {
     let client: MqttClient | undefined;
     try {
       client = await connectDevice(fx(), device);
+      const topics = deviceTopics(identity, device);
       const inbox = new Inbox(client);
-      await client.subscribeAsync(`${identity}/res/${device.fingerprint}/+`, { qos: 1 });
+      await client.subscribeAsync(topics.res('+'), { qos: 1 });
       await fc.assert(
         fc.asyncProperty(
           fc.array(fc.oneof(validRequest, badRequest), { minLength: 1, maxLength: 5 }),
           async (requests) => {
             for (const request of requests) {
-              await client!.publishAsync(
-                `${identity}/req/${device.fingerprint}/${request.endpoint}`,
-                request.payload,
-                { qos: 1 },
-              );
+              await client!.publishAsync(topics.req(request.endpoint), request.payload, { qos: 1 });
               // The PUBACK came: the answer was published before it.
               const { json } = await inbox.next();
               if (request.points) {

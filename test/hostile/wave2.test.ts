@@ -2,14 +2,18 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import mqtt from 'mqtt';
 import { curl } from '../support/curl.js';
 import { OpensslPki } from '../support/openssl-ca.js';
 import { waitFor } from '../support/concurrency.js';
 import { newDevice } from '../support/device-client.js';
 import { useFixture, uniqueName } from '../support/fixture.js';
-import { remainingLength } from '../mqtt/mqtt-support.js';
-import { connectPacket, mqttPortOf, rawConnection, waitForBytes } from '../mqtt/mqtt-support.js';
+import {
+  connectDevice,
+  connectPacket,
+  rawConnection,
+  remainingLength,
+  waitForBytes,
+} from '../support/mqtt-client.js';
 
 /**
  * Regressions for what the adversarial review of the wave 2 features (owner
@@ -96,13 +100,11 @@ describe('wave 2 review findings', function () {
       ]);
       expect(enrolled.status, enrolled.text).to.equal(200);
 
-      const client = await mqtt.connectAsync(`mqtts://localhost:${mqttPortOf(fx())}`, {
-        ca: fx().server.caPem,
-        cert: fs.readFileSync(certFile),
-        key: fs.readFileSync(keyFile),
-        reconnectPeriod: 0,
-        protocolVersion: 4,
-      });
+      const enrolledPems = {
+        certPem: fs.readFileSync(certFile, 'utf8'),
+        keyPem: fs.readFileSync(keyFile, 'utf8'),
+      };
+      const client = await connectDevice(fx(), enrolledPems);
       const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
       const granted = await client.subscribeAsync(`${identity}/res/sensor-crl/+`, { qos: 1 });
       expect(granted.map((g) => g.qos)).to.deep.equal([1]);
@@ -110,18 +112,10 @@ describe('wave 2 review findings', function () {
       pki.revoke(`${identity}-dev`, root);
       await cli(['ca', 'crl', identity, pki.crl(root)]);
       await closed;
-      const again = await mqtt
-        .connectAsync(`mqtts://localhost:${mqttPortOf(fx())}`, {
-          ca: fx().server.caPem,
-          cert: fs.readFileSync(certFile),
-          key: fs.readFileSync(keyFile),
-          reconnectPeriod: 0,
-          protocolVersion: 4,
-        })
-        .then(
-          (c) => (c.end(true), null),
-          (e: Error & { code?: number }) => e,
-        );
+      const again = await connectDevice(fx(), enrolledPems).then(
+        (c) => (c.end(true), null),
+        (e: Error & { code?: number }) => e,
+      );
       expect(again?.code, 'refused at CONNECT').to.equal(5);
     } finally {
       fs.rmSync(pki.dir, { recursive: true, force: true });

@@ -1,17 +1,21 @@
 import { expect } from 'chai';
-import type { MqttClient } from 'mqtt';
-import { newDevice, type TestDevice } from '../support/device-client.js';
+import type { IClientOptions, MqttClient } from 'mqtt';
+import { newDevice } from '../support/device-client.js';
 import { useFixture, uniqueName } from '../support/fixture.js';
 import { countStoredPoints } from '../support/stored-points.js';
 import {
+  boundTopics,
   connectDevice,
   connectPacket,
+  deviceTopics,
   Inbox,
   publishPacket,
   rawConnection,
   remainingLength,
+  useMqttClients,
   waitForBytes,
-} from './mqtt-support.js';
+  type DeviceTopics as Bound,
+} from '../support/mqtt-client.js';
 
 const T0 = 1_764_600_000_000;
 
@@ -24,27 +28,8 @@ const T0 = 1_764_600_000_000;
 describe('MQTT channel: cases after the aedes and mosquitto suites', function () {
   this.timeout(60_000);
   const fx = useFixture({ FLEETGATE_MQTT_PORT: '0', FLEETGATE_MQTT_MAX_PAYLOAD_BYTES: '4096' });
-  const open: MqttClient[] = [];
-  afterEach(async () => {
-    await Promise.all(open.splice(0).map((c) => c.endAsync(true).catch(() => undefined)));
-  });
-
-  interface Bound {
-    device: TestDevice;
-    identity: string;
-    req: (endpoint: string) => string;
-    res: (endpoint: string) => string;
-  }
-  const topics = (identity: string, device: TestDevice): Bound => ({
-    device,
-    identity,
-    req: (endpoint) => `${identity}/req/${device.fingerprint}/${endpoint}`,
-    res: (endpoint) => `${identity}/res/${device.fingerprint}/${endpoint}`,
-  });
-  async function bound(prefix: string): Promise<Bound> {
-    const identity = uniqueName(prefix);
-    return topics(identity, (await fx().boundDevice(identity)).device);
-  }
+  const clients = useMqttClients(fx);
+  const bound = (prefix: string) => boundTopics(fx(), prefix);
   /** Two devices of one identity, bound with one PSK. */
   async function pair(prefix: string): Promise<[Bound, Bound]> {
     const identity = uniqueName(prefix);
@@ -54,15 +39,11 @@ describe('MQTT channel: cases after the aedes and mosquitto suites', function ()
       const device = newDevice();
       const answer = await fx().client(device).bind(psk);
       if (answer.status !== 200) throw new Error(`bind failed: ${answer.text}`);
-      devices.push(topics(identity, device));
+      devices.push(deviceTopics(identity, device));
     }
     return [devices[0]!, devices[1]!];
   }
-  const connect = async (b: Bound, options: Parameters<typeof connectDevice>[2] = {}) => {
-    const client = await connectDevice(fx(), b.device, options);
-    open.push(client);
-    return client;
-  };
+  const connect = (b: Bound, options: IClientOptions = {}) => clients.connect(b.device, options);
   const grantsOf = (client: MqttClient, filters: string[]) =>
     client.subscribeAsync(filters, { qos: 1 }).then(
       (grants) => grants.map((g) => g.qos),

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { newDevice } from '../support/device-client.js';
 import { useFixture } from '../support/fixture.js';
 import { readmeBlock, runReadmeScript, shownLines, writeFiles } from '../support/readme-block.js';
-import { mqttPortOf } from './mqtt-support.js';
+import { mqttPortOf } from '../support/mqtt-client.js';
 
 /** The "Talking MQTT" example of README.md, run as written with Debian's mosquitto clients. */
 describe('README: Talking MQTT', function () {

@@ -3,25 +3,13 @@ import { newDevice } from '../support/device-client.js';
 import { useFixture, uniqueName } from '../support/fixture.js';
 import {
   connectDevice,
+  connectPacket,
+  deviceTopics,
   mosquitto,
-  mqttPortOf,
-  pemFiles,
+  mosquittoTlsArgs,
   rawConnection,
-  remainingLength,
   waitForBytes,
-} from './mqtt-support.js';
-
-/** A CONNECT of protocol level 5 (MQTT 5): no properties, clean start, keep-alive 60 s. */
-function connectV5Packet(clientId: string): Buffer {
-  const utf8 = (text: string) => {
-    const body = Buffer.from(text, 'utf8');
-    const length = Buffer.alloc(2);
-    length.writeUInt16BE(body.length);
-    return Buffer.concat([length, body]);
-  };
-  const body = Buffer.concat([utf8('MQTT'), Buffer.from([5, 0x02, 0, 60, 0]), utf8(clientId)]);
-  return Buffer.concat([Buffer.from([0x10]), remainingLength(body.length), body]);
-}
+} from '../support/mqtt-client.js';
 
 /**
  * Issue 13: fleetgate's broker (aedes) speaks MQTT 3.1.1. An MQTT 5 CONNECT
@@ -36,7 +24,7 @@ describe('MQTT channel: an MQTT 5 CONNECT is refused cleanly', function () {
   it('answers CONNACK 0x01 on the wire and closes the connection', async () => {
     const { device } = await fx().boundDevice(uniqueName('v5-raw'));
     const connection = await rawConnection(fx(), device);
-    connection.socket.write(connectV5Packet('v5-raw'));
+    connection.socket.write(connectPacket('v5-raw', 5));
     const bytes = await waitForBytes(connection, 4);
     // CONNACK, remaining length 2, no session present, return code 1.
     expect(bytes.toString('hex')).to.equal('20020001');
@@ -71,24 +59,15 @@ describe('MQTT channel: an MQTT 5 CONNECT is refused cleanly', function () {
   it('mosquitto_pub -V mqttv5: "Unsupported Protocol Version", nothing published', async () => {
     const identity = uniqueName('v5-mosquitto');
     const { device } = await fx().boundDevice(identity);
-    const files = pemFiles(fx(), device);
+    const tlsArgs = mosquittoTlsArgs(fx(), device);
     const args = (version: string) => [
-      '-h',
-      'localhost',
-      '-p',
-      String(mqttPortOf(fx())),
-      '--cafile',
-      files.cafile,
-      '--cert',
-      files.cert,
-      '--key',
-      files.key,
+      ...tlsArgs,
       '-V',
       version,
       '-q',
       '1',
       '-t',
-      `devices/out/${identity}/${device.fingerprint}/state`,
+      deviceTopics(identity, device).state,
       '-m',
       '{"status": "v5"}',
     ];

@@ -6,21 +6,24 @@ import pg from 'pg';
 import { decryptResponse } from '../../src/mqtt/response-encryption.js';
 import { waitFor } from '../support/concurrency.js';
 import { skipBecause } from '../support/skip.js';
-import { newDevice, type TestDevice } from '../support/device-client.js';
+import { newDevice } from '../support/device-client.js';
 import { useFixture, uniqueName } from '../support/fixture.js';
 import { countStoredPoints, storedPoints } from '../support/stored-points.js';
 import {
+  boundTopics,
   closedWithin,
   connectDevice,
   connectPacket,
+  deviceTopics,
   Inbox,
   mosquitto,
-  mqttPortOf,
-  pemFiles,
+  mosquittoTlsArgs,
   publishPacket,
   rawConnection,
+  useMqttClients,
   waitForBytes,
-} from './mqtt-support.js';
+  type DeviceTopics as Bound,
+} from '../support/mqtt-client.js';
 
 const T0 = 1_764_500_000_000;
 
@@ -31,34 +34,12 @@ describe('MQTT channel', function () {
     FLEETGATE_MQTT_PORT: '0',
     FLEETGATE_MQTT_MAX_PAYLOAD_BYTES: '4096',
   });
-  const open: MqttClient[] = [];
-  afterEach(async () => {
-    await Promise.all(open.splice(0).map((c) => c.endAsync(true).catch(() => undefined)));
-  });
+  const clients = useMqttClients(fx);
 
-  interface Bound {
-    device: TestDevice;
-    identity: string;
-    req: (endpoint: string) => string;
-    res: (endpoint: string) => string;
-    state: string;
-  }
-
-  async function bound(prefix: string): Promise<Bound> {
-    const identity = uniqueName(prefix);
-    const { device } = await fx().boundDevice(identity);
-    return {
-      device,
-      identity,
-      req: (endpoint) => `${identity}/req/${device.fingerprint}/${endpoint}`,
-      res: (endpoint) => `${identity}/res/${device.fingerprint}/${endpoint}`,
-      state: `devices/out/${identity}/${device.fingerprint}/state`,
-    };
-  }
+  const bound = (prefix: string) => boundTopics(fx(), prefix);
 
   async function session(b: Bound): Promise<{ client: MqttClient; inbox: Inbox }> {
-    const client = await connectDevice(fx(), b.device);
-    open.push(client);
+    const client = await clients.connect(b.device);
     const inbox = new Inbox(client);
     const granted = await client.subscribeAsync(b.res('+'), { qos: 1 });
     expect(granted.map((g) => g.qos)).to.deep.equal([1]);
@@ -310,7 +291,7 @@ describe('MQTT channel', function () {
       `${a.identity}/res/${a.device.fingerprint}/#`,
       `${a.identity}/#`,
       '$SYS/#',
-      `devices/out/${a.identity}/${a.device.fingerprint}/state`,
+      a.state,
       `$share/g/${other.res('+')}`,
     ];
     for (const filter of filters) {
@@ -342,10 +323,9 @@ describe('MQTT channel', function () {
       a.res('points'),
       `${a.identity}/req/${other.device.fingerprint}/points`,
       'anything/else',
-      `devices/out/${other.identity}/${other.device.fingerprint}/state`,
+      other.state,
     ]) {
-      const client = await connectDevice(fx(), a.device);
-      open.push(client);
+      const client = await clients.connect(a.device);
       client.publish(topic, JSON.stringify({ id: 1, data: { series: 'p', points: [[T0, 1]] } }), {
         qos: 1,
       });
@@ -359,12 +339,10 @@ describe('MQTT channel', function () {
     const b = await bound('limits');
     const body = (n: number) =>
       JSON.stringify({ id: 1, data: { series: 'q', points: [[T0 + n, 1]] } });
-    const qos2 = await connectDevice(fx(), b.device);
-    open.push(qos2);
+    const qos2 = await clients.connect(b.device);
     qos2.publish(b.req('points'), body(0), { qos: 2 });
     expect(await closedWithin(qos2, 10_000)).to.equal(true);
-    const large = await connectDevice(fx(), b.device);
-    open.push(large);
+    const large = await clients.connect(b.device);
     large.publish(b.req('points'), `${body(1)}${' '.repeat(5000)}`, { qos: 1 });
     expect(await closedWithin(large, 10_000)).to.equal(true);
     expect(await countStoredPoints(fx().db, fx().server, b.device, ['q'])).to.equal(0);
@@ -460,19 +438,7 @@ describe('MQTT channel', function () {
 
   it('works with mosquitto_pub and mosquitto_sub over mTLS', async () => {
     const b = await bound('mosquitto');
-    const files = pemFiles(fx(), b.device);
-    const tlsArgs = [
-      '-h',
-      'localhost',
-      '-p',
-      String(mqttPortOf(fx())),
-      '--cafile',
-      files.cafile,
-      '--cert',
-      files.cert,
-      '--key',
-      files.key,
-    ];
+    const tlsArgs = mosquittoTlsArgs(fx(), b.device);
     const key = crypto.randomBytes(32);
     // mosquitto_sub waits for one RES; it is subscribed once it printed nothing yet, so
     // the test publishes until the answer arrives.
@@ -536,18 +502,8 @@ describe('MQTT channel', function () {
       '{}',
     ]);
     expect(denied.code).to.not.equal(0);
-    const unbound = pemFiles(fx(), newDevice());
     const refused = await mosquitto('mosquitto_pub', [
-      '-h',
-      'localhost',
-      '-p',
-      String(mqttPortOf(fx())),
-      '--cafile',
-      unbound.cafile,
-      '--cert',
-      unbound.cert,
-      '--key',
-      unbound.key,
+      ...mosquittoTlsArgs(fx(), newDevice()),
       '-t',
       b.req('time'),
       '-m',
@@ -567,12 +523,13 @@ describe('MQTT channel: messages per minute', function () {
     const { device } = await fx().boundDevice(identity);
     const client = await connectDevice(fx(), device);
     try {
+      const topics = deviceTopics(identity, device);
       const inbox = new Inbox(client);
-      await client.subscribeAsync(`${identity}/res/${device.fingerprint}/+`, { qos: 1 });
+      await client.subscribeAsync(topics.res('+'), { qos: 1 });
       const codes: number[] = [];
       for (let i = 0; i < 3; i++) {
         await client.publishAsync(
-          `${identity}/req/${device.fingerprint}/points`,
+          topics.req('points'),
           JSON.stringify({ id: `r${i}`, data: { series: 'rate', points: [[T0 + i, i]] } }),
           { qos: 1 },
         );

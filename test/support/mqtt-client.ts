@@ -4,8 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import type { TestDevice } from '../support/device-client.js';
-import type { Fixture } from '../support/fixture.js';
+import type { TestDevice } from './device-client.js';
+import { uniqueName, type Fixture } from './fixture.js';
 
 /** The MQTT port of a fixture's server, from its log line. */
 export function mqttPortOf(fx: Fixture): number {
@@ -14,9 +14,10 @@ export function mqttPortOf(fx: Fixture): number {
   return Number(match[1]);
 }
 
+/** An MQTT.js client over mTLS with the device's certificate: MQTT 3.1.1, no reconnects. */
 export function connectDevice(
   fx: Fixture,
-  device: TestDevice,
+  device: Pick<TestDevice, 'certPem' | 'keyPem'>,
   options: IClientOptions = {},
 ): Promise<MqttClient> {
   return mqtt.connectAsync(`mqtts://localhost:${mqttPortOf(fx)}`, {
@@ -28,6 +29,50 @@ export function connectDevice(
     connectTimeout: 10_000,
     ...options,
   });
+}
+
+/**
+ * MQTT clients for a mocha suite: `connect` is connectDevice, and every client
+ * it made is ended after its test.
+ */
+export function useMqttClients(fx: () => Fixture): {
+  connect: (device: TestDevice, options?: IClientOptions) => Promise<MqttClient>;
+  track: (client: MqttClient) => MqttClient;
+} {
+  const open: MqttClient[] = [];
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((c) => c.endAsync(true).catch(() => undefined)));
+  });
+  const track = (client: MqttClient) => (open.push(client), client);
+  return {
+    connect: async (device, options = {}) => track(await connectDevice(fx(), device, options)),
+    track,
+  };
+}
+
+/** A bound device's topics: requests, answers (RES) and its state. */
+export interface DeviceTopics {
+  device: TestDevice;
+  identity: string;
+  req: (endpoint: string) => string;
+  res: (endpoint: string) => string;
+  state: string;
+}
+
+export function deviceTopics(identity: string, device: TestDevice): DeviceTopics {
+  return {
+    device,
+    identity,
+    req: (endpoint) => `${identity}/req/${device.fingerprint}/${endpoint}`,
+    res: (endpoint) => `${identity}/res/${device.fingerprint}/${endpoint}`,
+    state: `devices/out/${identity}/${device.fingerprint}/state`,
+  };
+}
+
+/** A device bound to a new identity named after `prefix`, with its topics. */
+export async function boundTopics(fx: Fixture, prefix: string): Promise<DeviceTopics> {
+  const identity = uniqueName(prefix);
+  return deviceTopics(identity, (await fx.boundDevice(identity)).device);
 }
 
 /** Messages received by a client, taken in order by topic. */
@@ -81,6 +126,23 @@ export interface PemFiles {
   key: string;
 }
 
+/** mosquitto_pub/sub's arguments to reach the fixture's server as the device, over mTLS. */
+export function mosquittoTlsArgs(fx: Fixture, device: TestDevice): string[] {
+  const files = pemFiles(fx, device);
+  return [
+    '-h',
+    'localhost',
+    '-p',
+    String(mqttPortOf(fx)),
+    '--cafile',
+    files.cafile,
+    '--cert',
+    files.cert,
+    '--key',
+    files.key,
+  ];
+}
+
 /** The device's certificate and key, and the server's CA, as files for mosquitto_pub/sub. */
 export function pemFiles(fx: Fixture, device: TestDevice): PemFiles {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-mqtt-'));
@@ -128,8 +190,13 @@ function utf8(text: string): Buffer {
   return Buffer.concat([length, body]);
 }
 
-export function connectPacket(clientId: string): Buffer {
-  const variable = Buffer.concat([utf8('MQTT'), Buffer.from([4, 0x02, 0, 60])]);
+/**
+ * A CONNECT with clean session and keep-alive 60 s: MQTT 3.1.1 (protocol level 4),
+ * or level 5 (MQTT 5, with an empty property list).
+ */
+export function connectPacket(clientId: string, protocolLevel: 4 | 5 = 4): Buffer {
+  const flags = [protocolLevel, 0x02, 0, 60, ...(protocolLevel === 5 ? [0] : [])];
+  const variable = Buffer.concat([utf8('MQTT'), Buffer.from(flags)]);
   const body = Buffer.concat([variable, utf8(clientId)]);
   return Buffer.concat([Buffer.from([0x10]), remainingLength(body.length), body]);
 }
