@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { requireActiveCertificate } from '../devices/device-auth.js';
 import { deviceEvents } from '../devices/device-events.js';
-import { findSilencedDevices } from '../devices/device.repository.js';
+import { findRefusedCertificates } from '../devices/device.repository.js';
 import { AppError, badRequest, notFound } from '../http/app-error.js';
 import { toHttpError } from '../http/error-handler.js';
 import { storeMessages, type MessageDeps } from '../messages/messages.service.js';
@@ -206,23 +206,33 @@ export function attachWebSocketChannel(
     }
   }
 
+  const closeConnection = (connection: Connection, reason: string) => {
+    connection.ws.close(CLOSE_POLICY, reason);
+    // A peer that does not answer the close handshake is cut shortly after.
+    setTimeout(() => connection.ws.terminate(), 1000).unref();
+  };
   const closeDevice = (deviceId: number, reason: string) => {
-    for (const connection of byDevice.get(deviceId) ?? []) {
-      connection.ws.close(CLOSE_POLICY, reason);
-      // A peer that does not answer the close handshake is cut shortly after.
-      setTimeout(() => connection.ws.terminate(), 1000).unref();
-    }
+    for (const connection of byDevice.get(deviceId) ?? []) closeConnection(connection, reason);
   };
   const onRevoked = (deviceId: number) => closeDevice(deviceId, 'device_revoked');
   deviceEvents.on('revoked', onRevoked);
 
+  // The NOTIFY bus only carries device revocations; a certificate revoked by
+  // its CA's CRL or retired by a rotation is caught here, per connection (the
+  // conditions of requireActiveCertificate, as for MQTT).
   let polling = false;
   const poll = setInterval(() => {
     if (polling || byDevice.size === 0) return;
     polling = true;
-    findSilencedDevices(deps.db, [...byDevice.keys()])
-      .then((silenced) => {
-        for (const deviceId of silenced) closeDevice(deviceId, 'device_revoked');
+    const open = [...byDevice.values()].flatMap((set) => [...set]);
+    const fingerprints = new Set(open.map((connection) => connection.certificate.fingerprint));
+    findRefusedCertificates(deps.db, [...fingerprints])
+      .then((refused) => {
+        const gone = new Set(refused);
+        for (const connection of open) {
+          if (gone.has(connection.certificate.fingerprint))
+            closeConnection(connection, 'device_revoked');
+        }
       })
       .catch((err: unknown) => log.debug({ err }, 'revocation poll failed'))
       .finally(() => (polling = false));
