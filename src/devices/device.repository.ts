@@ -349,25 +349,6 @@ export async function retireOtherCertificates(
 }
 
 /**
- * Of the given devices, those that may no longer talk: revoked, or of a
- * disabled identity. One query for every open long-lived connection.
- */
-export async function findSilencedDevices(
-  db: Kysely<Database>,
-  deviceIds: readonly number[],
-): Promise<number[]> {
-  if (deviceIds.length === 0) return [];
-  const rows = await db
-    .selectFrom('devices as d')
-    .innerJoin('identities as i', 'i.id', 'd.identity_id')
-    .select('d.id')
-    .where('d.id', 'in', [...deviceIds])
-    .where((eb) => eb.or([eb('d.revoked_at', 'is not', null), eb('i.disabled_at', 'is not', null)]))
-    .execute();
-  return rows.map((row) => row.id);
-}
-
-/**
  * Of the given certificates, those no longer accepted (what
  * requireActiveCertificate refuses): the device revoked, its identity
  * disabled, the certificate retired past its grace period, or a serial of its

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { requireActiveCertificate } from '../devices/device-auth.js';
 import { deviceEvents } from '../devices/device-events.js';
-import { findSilencedDevices } from '../devices/device.repository.js';
+import { findRefusedCertificates } from '../devices/device.repository.js';
 import { AppError, badRequest, notFound } from '../http/app-error.js';
 import { toHttpError } from '../http/error-handler.js';
 import { storeMessages, type MessageDeps } from '../messages/messages.service.js';
@@ -247,14 +247,24 @@ export function attachWebSocketChannel(
   };
   deviceEvents.on('certificatesRefused', onCertificatesRefused);
 
+  // What no news told (a change made by a node on older code, a notification
+  // missed while the bus reconnected, a certificate whose grace period ended)
+  // is caught here, per connection (the conditions of requireActiveCertificate,
+  // as for MQTT).
   let polling = false;
   const poll = setInterval(() => {
     if (polling || byDevice.size === 0) return;
     polling = true;
-    findSilencedDevices(deps.db, [...byDevice.keys()])
-      .then((silenced) => {
-        const held = silenced.flatMap((deviceId) => [...(byDevice.get(deviceId) ?? [])]);
-        closeConnections(held, 'device_revoked', 'poll');
+    const open = [...byDevice.values()].flatMap((set) => [...set]);
+    const fingerprints = new Set(open.map((connection) => connection.certificate.fingerprint));
+    findRefusedCertificates(deps.db, [...fingerprints])
+      .then((refused) => {
+        const gone = new Set(refused);
+        closeConnections(
+          open.filter((connection) => gone.has(connection.certificate.fingerprint)),
+          'device_revoked',
+          'poll',
+        );
       })
       .catch((err: unknown) => log.debug({ err }, 'revocation poll failed'))
       .finally(() => (polling = false));

@@ -1,8 +1,13 @@
+import fs from 'node:fs';
 import type { Socket } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { expect } from 'chai';
 import WebSocket from 'ws';
 import { DeviceClient, type Answer, type TestDevice } from '../support/device-client.js';
 import { useFixture, uniqueName, type Fixture } from '../support/fixture.js';
+import { curl } from '../support/curl.js';
+import { OpensslPki } from '../support/openssl-ca.js';
 import { countStoredPoints } from '../support/stored-points.js';
 
 const T0 = 1_764_500_000_000;
@@ -139,6 +144,52 @@ describe('third pass: messages without ts', function () {
       expect(await countStoredPoints(fx().db, fx().server, device, ['burst'])).to.equal(readings);
     } finally {
       await client.close();
+    }
+  });
+});
+
+describe('third pass: WebSocket revocation', function () {
+  this.timeout(60_000);
+  const fx = useFixture({ FLEETGATE_WS_REVOCATION_POLL_MS: '100' });
+
+  it('closes the socket of a CA-enrolled device once its CA’s CRL revokes its certificate (1008)', async () => {
+    // Every message re-checks the certificate, but the poll looked only at devices
+    // revoked or of disabled identities: the socket stayed open until its next message.
+    const pki = new OpensslPki(fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-third-')));
+    try {
+      const identity = uniqueName('crl-ws');
+      const root = `${identity}-root`;
+      pki.root(root);
+      const cli = async (args: string[]) => {
+        const r = await fx().server.cli(args);
+        if (r.code !== 0) throw new Error(`fleetgate ${args.join(' ')}: ${r.stderr}`);
+      };
+      await cli(['identity', 'create', identity]);
+      await cli(['ca', 'trust', identity, pki.file(`${root}.crt`)]);
+      pki.issue(`${identity}-dev`, root, { cn: 'sensor-crl' });
+      const caFile = path.join(pki.dir, 'server-ca.pem');
+      fs.writeFileSync(caFile, fx().server.caPem);
+      const certFile = pki.chainFile(`${identity}-dev`, []);
+      const keyFile = pki.file(`${identity}-dev.key`);
+      const enrolled = await curl([
+        ...['--cacert', caFile, '--cert', certFile, '--key', keyFile],
+        ...['-H', 'Content-Type: application/json', '-d', '{}'],
+        `https://localhost:${fx().server.port}/device_endpoint`,
+      ]);
+      expect(enrolled.status, enrolled.text).to.equal(200);
+      const ws = await openSocket(fx(), {
+        certPem: fs.readFileSync(certFile, 'utf8'),
+        keyPem: fs.readFileSync(keyFile, 'utf8'),
+      } as TestDevice);
+      const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+        ws.once('close', (code, reason) => resolve({ code, reason: String(reason) })),
+      );
+      pki.revoke(`${identity}-dev`, root);
+      await cli(['ca', 'crl', identity, pki.crl(root)]);
+      // Before the fix this never came (the test timed out), and no message was sent.
+      expect(await closed).to.deep.equal({ code: 1008, reason: 'device_revoked' });
+    } finally {
+      fs.rmSync(pki.dir, { recursive: true, force: true });
     }
   });
 });
