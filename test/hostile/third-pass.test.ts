@@ -1,29 +1,14 @@
 import fs from 'node:fs';
 import type { Socket } from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 import { expect } from 'chai';
-import WebSocket from 'ws';
 import { DeviceClient, type Answer, type TestDevice } from '../support/device-client.js';
-import { useFixture, uniqueName, type Fixture } from '../support/fixture.js';
-import { curl } from '../support/curl.js';
-import { OpensslPki } from '../support/openssl-ca.js';
+import { openSocket } from '../support/websocket-client.js';
+import { useFixture, uniqueName } from '../support/fixture.js';
+import { fixtureEndpoint, useDevicePki } from '../support/device-pki.js';
 import { countStoredPoints } from '../support/stored-points.js';
 
 const T0 = 1_764_500_000_000;
 const ID = 'i'.repeat(120);
-
-function openSocket(fx: Fixture, device: TestDevice): Promise<WebSocket> {
-  const ws = new WebSocket(`${fx.server.baseUrl.replace(/^https/, 'wss')}/device_endpoint/ws`, {
-    ca: fx.server.caPem,
-    cert: device.certPem,
-    key: device.keyPem,
-  });
-  return new Promise((resolve, reject) => {
-    ws.once('open', () => resolve(ws));
-    ws.once('error', reject);
-  });
-}
 
 /** Resolves once `read()` gave the same value twice, 1.5 s apart (the peer stopped moving). */
 async function settled(read: () => number | Promise<number>): Promise<number> {
@@ -151,46 +136,31 @@ describe('third pass: messages without ts', function () {
 describe('third pass: WebSocket revocation', function () {
   this.timeout(60_000);
   const fx = useFixture({ FLEETGATE_WS_REVOCATION_POLL_MS: '100' });
+  const ca = useDevicePki(fixtureEndpoint(() => fx().server));
 
   it('closes the socket of a CA-enrolled device once its CA’s CRL revokes its certificate (1008)', async () => {
     // Every message re-checks the certificate, but the poll looked only at devices
     // revoked or of disabled identities: the socket stayed open until its next message.
-    const pki = new OpensslPki(fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-third-')));
-    try {
-      const identity = uniqueName('crl-ws');
-      const root = `${identity}-root`;
-      pki.root(root);
-      const cli = async (args: string[]) => {
-        const r = await fx().server.cli(args);
-        if (r.code !== 0) throw new Error(`fleetgate ${args.join(' ')}: ${r.stderr}`);
-      };
-      await cli(['identity', 'create', identity]);
-      await cli(['ca', 'trust', identity, pki.file(`${root}.crt`)]);
-      pki.issue(`${identity}-dev`, root, { cn: 'sensor-crl' });
-      const caFile = path.join(pki.dir, 'server-ca.pem');
-      fs.writeFileSync(caFile, fx().server.caPem);
-      const certFile = pki.chainFile(`${identity}-dev`, []);
-      const keyFile = pki.file(`${identity}-dev.key`);
-      const enrolled = await curl([
-        ...['--cacert', caFile, '--cert', certFile, '--key', keyFile],
-        ...['-H', 'Content-Type: application/json', '-d', '{}'],
-        `https://localhost:${fx().server.port}/device_endpoint`,
-      ]);
-      expect(enrolled.status, enrolled.text).to.equal(200);
-      const ws = await openSocket(fx(), {
-        certPem: fs.readFileSync(certFile, 'utf8'),
-        keyPem: fs.readFileSync(keyFile, 'utf8'),
-      } as TestDevice);
-      const closed = new Promise<{ code: number; reason: string }>((resolve) =>
-        ws.once('close', (code, reason) => resolve({ code, reason: String(reason) })),
-      );
-      pki.revoke(`${identity}-dev`, root);
-      await cli(['ca', 'crl', identity, pki.crl(root)]);
-      // Before the fix this never came (the test timed out), and no message was sent.
-      // The CRL load sends the news of the refused certificates: closed at once, by news.
-      expect(await closed).to.deep.equal({ code: 1008, reason: 'certificate_refused' });
-    } finally {
-      fs.rmSync(pki.dir, { recursive: true, force: true });
-    }
+    const identity = uniqueName('crl-ws');
+    const root = `${identity}-root`;
+    const device = `${identity}-dev`;
+    ca.pki.root(root);
+    await ca.ok(['identity', 'create', identity]);
+    await ca.ok(['ca', 'trust', identity, ca.pki.file(`${root}.crt`)]);
+    ca.pki.issue(device, root, { cn: 'sensor-crl' });
+    const enrolled = await ca.enroll(device, []);
+    expect(enrolled.status, enrolled.text).to.equal(200);
+    const ws = await openSocket(fx(), {
+      certPem: fs.readFileSync(ca.pki.chainFile(device, []), 'utf8'),
+      keyPem: fs.readFileSync(ca.pki.file(`${device}.key`), 'utf8'),
+    } as TestDevice);
+    const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+      ws.once('close', (code, reason) => resolve({ code, reason: String(reason) })),
+    );
+    ca.pki.revoke(device, root);
+    await ca.ok(['ca', 'crl', identity, ca.pki.crl(root)]);
+    // Before the fix this never came (the test timed out), and no message was sent.
+    // The CRL load sends the news of the refused certificates: closed at once, by news.
+    expect(await closed).to.deep.equal({ code: 1008, reason: 'certificate_refused' });
   });
 });

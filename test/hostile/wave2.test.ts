@@ -1,9 +1,6 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { curl } from '../support/curl.js';
-import { OpensslPki } from '../support/openssl-ca.js';
+import { fixtureEndpoint, useDevicePki } from '../support/device-pki.js';
 import { waitFor } from '../support/concurrency.js';
 import { newDevice } from '../support/device-client.js';
 import { useFixture, uniqueName } from '../support/fixture.js';
@@ -29,6 +26,7 @@ describe('wave 2 review findings', function () {
     // A silent client is not closed for this long: only the packet limit can end these connections.
     FLEETGATE_FIRST_REQUEST_TIMEOUT_MS: '3600000',
   });
+  const ca = useDevicePki(fixtureEndpoint(() => fx().server));
 
   /** A fixed header declaring `length` bytes of packet body. */
   function header(first: number, length: number): Buffer {
@@ -77,48 +75,32 @@ describe('wave 2 review findings', function () {
   it('MQTT: disconnects a CA-enrolled device once its CA’s CRL revokes its certificate', async () => {
     // Requests re-check the certificate, but the open session stayed subscribed to the
     // device's name topics, where the RES of whichever certificate holds the name arrive.
-    const pki = new OpensslPki(fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-wave2-')));
-    try {
-      const identity = uniqueName('crl-mqtt');
-      const root = `${identity}-root`;
-      pki.root(root);
-      const cli = async (args: string[]) => {
-        const r = await fx().server.cli(args);
-        if (r.code !== 0) throw new Error(`fleetgate ${args.join(' ')}: ${r.stderr}`);
-      };
-      await cli(['identity', 'create', identity]);
-      await cli(['ca', 'trust', identity, pki.file(`${root}.crt`)]);
-      pki.issue(`${identity}-dev`, root, { cn: 'sensor-crl' });
-      const caFile = path.join(pki.dir, 'server-ca.pem');
-      fs.writeFileSync(caFile, fx().server.caPem);
-      const certFile = pki.chainFile(`${identity}-dev`, []);
-      const keyFile = pki.file(`${identity}-dev.key`);
-      const enrolled = await curl([
-        ...['--cacert', caFile, '--cert', certFile, '--key', keyFile],
-        ...['-H', 'Content-Type: application/json', '-d', '{}'],
-        `https://localhost:${fx().server.port}/device_endpoint`,
-      ]);
-      expect(enrolled.status, enrolled.text).to.equal(200);
+    const identity = uniqueName('crl-mqtt');
+    const root = `${identity}-root`;
+    const device = `${identity}-dev`;
+    ca.pki.root(root);
+    await ca.ok(['identity', 'create', identity]);
+    await ca.ok(['ca', 'trust', identity, ca.pki.file(`${root}.crt`)]);
+    ca.pki.issue(device, root, { cn: 'sensor-crl' });
+    const enrolled = await ca.enroll(device, []);
+    expect(enrolled.status, enrolled.text).to.equal(200);
 
-      const enrolledPems = {
-        certPem: fs.readFileSync(certFile, 'utf8'),
-        keyPem: fs.readFileSync(keyFile, 'utf8'),
-      };
-      const client = await connectDevice(fx(), enrolledPems);
-      const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
-      const granted = await client.subscribeAsync(`${identity}/res/sensor-crl/+`, { qos: 1 });
-      expect(granted.map((g) => g.qos)).to.deep.equal([1]);
+    const enrolledPems = {
+      certPem: fs.readFileSync(ca.pki.chainFile(device, []), 'utf8'),
+      keyPem: fs.readFileSync(ca.pki.file(`${device}.key`), 'utf8'),
+    };
+    const client = await connectDevice(fx(), enrolledPems);
+    const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+    const granted = await client.subscribeAsync(`${identity}/res/sensor-crl/+`, { qos: 1 });
+    expect(granted.map((g) => g.qos)).to.deep.equal([1]);
 
-      pki.revoke(`${identity}-dev`, root);
-      await cli(['ca', 'crl', identity, pki.crl(root)]);
-      await closed;
-      const again = await connectDevice(fx(), enrolledPems).then(
-        (c) => (c.end(true), null),
-        (e: Error & { code?: number }) => e,
-      );
-      expect(again?.code, 'refused at CONNECT').to.equal(5);
-    } finally {
-      fs.rmSync(pki.dir, { recursive: true, force: true });
-    }
+    ca.pki.revoke(device, root);
+    await ca.ok(['ca', 'crl', identity, ca.pki.crl(root)]);
+    await closed;
+    const again = await connectDevice(fx(), enrolledPems).then(
+      (c) => (c.end(true), null),
+      (e: Error & { code?: number }) => e,
+    );
+    expect(again?.code, 'refused at CONNECT').to.equal(5);
   });
 });

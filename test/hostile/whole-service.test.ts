@@ -1,7 +1,6 @@
 import { expect } from 'chai';
-import WebSocket from 'ws';
-import type { TestDevice } from '../support/device-client.js';
-import { useFixture, uniqueName, type Fixture } from '../support/fixture.js';
+import { openSocket } from '../support/websocket-client.js';
+import { useFixture, uniqueName } from '../support/fixture.js';
 import { connectRaw, parseRawAnswer, readUntilClosed } from '../support/raw-tls.js';
 import { skipBecause } from '../support/skip.js';
 import { countStoredPoints } from '../support/stored-points.js';
@@ -9,18 +8,6 @@ import pg from 'pg';
 
 const T0 = 1_764_500_000_000;
 const FIRST_REQUEST_MS = 400;
-
-function openSocket(fx: Fixture, device: TestDevice): Promise<WebSocket> {
-  const ws = new WebSocket(`${fx.server.baseUrl.replace(/^https/, 'wss')}/device_endpoint/ws`, {
-    ca: fx.server.caPem,
-    cert: device.certPem,
-    key: device.keyPem,
-  });
-  return new Promise((resolve, reject) => {
-    ws.once('open', () => resolve(ws));
-    ws.once('error', reject);
-  });
-}
 
 /**
  * Findings of the whole-service adversarial review (docs/security-review-2026-12.md):
