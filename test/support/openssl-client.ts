@@ -19,6 +19,9 @@ export function sClient(port: number, args: string[], input = GET_STATUS): Promi
     let output = '';
     child.stdout.on('data', (chunk) => (output += String(chunk)));
     child.stderr.on('data', (chunk) => (output += String(chunk)));
+    // s_client may exit before it reads stdin (a handshake refused at once): the
+    // write then fails with EPIPE, and what it printed is still the answer.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(input);
     const timer = setTimeout(() => child.kill(), 20_000);
     child.on('close', () => {
