@@ -1,4 +1,6 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import express, { Router, type NextFunction, type Request, type Response } from 'express';
+import typeIs from 'type-is';
 import type { Kysely } from 'kysely';
 import type { Config } from '../config/config.js';
 import type { Database } from '../db/schema.js';
@@ -28,6 +30,47 @@ export const ROTATE_COMPLETE_ENDPOINT = '/device_endpoint/rotate/complete';
 export const REGISTRATION_ENDPOINT = '/device_endpoint/registrations/:rid';
 export const REGISTRATION_STATUS_ENDPOINT = '/device_endpoint/registrations/:rid/status';
 
+/** What the routes of one app share: one upload budget and one set of upload slots per device. */
+export interface DeviceEndpointState {
+  /** Shared with the WebSocket channel: one upload budget per device over every channel. */
+  throttles: Throttles;
+  slots: UploadSlots;
+}
+
+export function deviceEndpointState(config: Config, throttles?: Throttles): DeviceEndpointState {
+  return {
+    throttles: throttles ?? createThrottles(config.throttle),
+    slots: new UploadSlots(config.maxConcurrentUploadsPerDevice),
+  };
+}
+
+/**
+ * The device endpoint's hot routes, the requests a fleet sends all day: a
+ * status request (GET /device_endpoint) and a multipart upload (POST
+ * /device_endpoint). They run the same handlers as through express, without
+ * express's per-request set-up (app.ts); anything else, or a path express
+ * would also match in another spelling (a query, a trailing slash, capitals),
+ * returns undefined and goes through express.
+ */
+export function hotDeviceRoute(
+  db: Kysely<Database>,
+  config: Config,
+  ingest: IngestBackend,
+  { throttles, slots }: DeviceEndpointState,
+): (req: IncomingMessage) => ((res: ServerResponse) => Promise<void>) | undefined {
+  return (req) => {
+    if (req.url !== DEVICE_ENDPOINT) return undefined;
+    if (req.method === 'GET') return (res) => handleStatus(db, req, res);
+    if (req.method === 'POST' && typeIs(req, ['multipart/form-data'])) {
+      return async (res) => {
+        requireClientCertificate(req);
+        await handleUpload(db, ingest, config, throttles, slots, req, res);
+      };
+    }
+    return undefined;
+  };
+}
+
 /** A PEM certificate is a few KB; a whole chain would still fit. */
 const MAX_PEM_BYTES = 64 * 1024;
 
@@ -40,11 +83,9 @@ export function deviceEndpointRoutes(
   db: Kysely<Database>,
   config: Config,
   ingest: IngestBackend,
-  /** Shared with the WebSocket channel: one upload budget per device over every channel. */
-  throttles: Throttles = createThrottles(config.throttle),
+  { throttles, slots }: DeviceEndpointState,
 ): Router {
   const router = Router();
-  const slots = new UploadSlots(config.maxConcurrentUploadsPerDevice);
   const json = express.json({ limit: config.limits.maxJsonBytes, strict: false, type: () => true });
   /**
    * Reads a small body with a body parser under the same idle and minimum-rate

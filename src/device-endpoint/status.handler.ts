@@ -1,7 +1,8 @@
-import type { Request, Response } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import { certificateRetired, lookUpDevice } from '../devices/device-auth.js';
+import { answerJson } from '../http/json-answer.js';
 import { requireClientCertificate } from '../tls/client-certificate.js';
 
 /**
@@ -9,7 +10,11 @@ import { requireClientCertificate } from '../tls/client-certificate.js';
  * so firmware can tell whether it must enroll. Always 200 for a readable
  * certificate: `unbound` is an answer, not an error.
  */
-export async function handleStatus(db: Kysely<Database>, req: Request, res: Response) {
+export async function handleStatus(
+  db: Kysely<Database>,
+  req: IncomingMessage,
+  res: ServerResponse,
+) {
   const certificate = requireClientCertificate(req);
   const device = await lookUpDevice(db, certificate);
   const base = {
@@ -17,7 +22,7 @@ export async function handleStatus(db: Kysely<Database>, req: Request, res: Resp
     notAfter: certificate.notAfter.toISOString(),
   };
   if (!device) {
-    res.status(200).json({ status: 'unbound', ...base });
+    answerJson(res, 200, { status: 'unbound', ...base });
     return;
   }
   // Revoked by an admin, or by a CRL of the CA that admitted it.
@@ -31,7 +36,7 @@ export async function handleStatus(db: Kysely<Database>, req: Request, res: Resp
           : device.pendingConfirmation
             ? 'pending_confirmation'
             : 'active';
-  res.status(200).json({
+  answerJson(res, 200, {
     status,
     ...base,
     identity: device.identityName,

@@ -1,4 +1,4 @@
-import type { Request, Response } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Kysely } from 'kysely';
 import type { Config } from '../config/config.js';
 import type { Database } from '../db/schema.js';
@@ -6,6 +6,7 @@ import { enrollOnFirstContact } from '../authorities/first-contact.js';
 import { lookUpDevice, requireActive } from '../devices/device-auth.js';
 import { bodyGuardOptions, guardBody } from '../http/body-guard.js';
 import { continueIfExpected } from '../http/expect-continue.js';
+import { answerJson } from '../http/json-answer.js';
 import { ingestUpload } from '../ingest/ingest.service.js';
 import { multipartFileParts } from '../ingest/multipart-parts.js';
 import type { IngestBackend } from '../ingest/upload-transaction.js';
@@ -27,8 +28,8 @@ export async function handleUpload(
   config: Config,
   throttles: Throttles,
   slots: UploadSlots,
-  req: Request,
-  res: Response,
+  req: IncomingMessage,
+  res: ServerResponse,
 ) {
   const releaseCertificateSlot = slots.take(
     'certificate',
@@ -86,7 +87,7 @@ export async function handleUpload(
       );
       countUploadedPoints(summary);
       res.removeHeader('Connection');
-      res.status(200).json(summary);
+      answerJson(res, 200, summary);
     } finally {
       guard.stop();
     }

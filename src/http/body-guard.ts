@@ -1,7 +1,7 @@
-import type { IncomingMessage } from 'node:http';
-import type { Response } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Config } from '../config/config.js';
 import { AppError } from './app-error.js';
+import { answerJson } from './json-answer.js';
 
 export interface BodyGuardOptions {
   /** No byte for this long: 408 `body_timeout` (0: off). */
@@ -116,14 +116,14 @@ export function guardBody(
  * once and closes the connection; the parser then fails on the closed request
  * and its error is dropped, as the answer has gone out.
  */
-export function answerAndClose(res: Response, err: AppError): void {
+export function answerAndClose(res: ServerResponse, err: AppError): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
   for (const [name, value] of Object.entries(err.headers ?? {})) res.setHeader(name, value);
   res.setHeader('Connection', 'close');
-  res.status(err.status).json({
+  answerJson(res, err.status, {
     error: err.message,
     code: err.code,
     ...(err.details ? { details: err.details } : {}),

@@ -1,9 +1,10 @@
-import { STATUS_CODES } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import { isDatabaseUnavailable, isRetryableConflict } from '../db/errors.js';
 import { AppError, notFound } from './app-error.js';
+import { answerJson } from './json-answer.js';
 
 /** body-parser reports its own failures with a `type`; give them our codes. */
 function fromBodyParser(err: {
@@ -72,23 +73,34 @@ export function toHttpError(err: unknown): AppError {
 }
 
 export function errorHandler(log: Logger): ErrorRequestHandler {
-  return (err, req, res, _next) => {
-    const appError = toHttpError(err);
-    res.locals.errorCode = appError.code; // for the metrics: outcomes by code
-    if (appError.status >= 500) {
-      log.error({ err, reqId: res.locals.requestId, url: req.originalUrl }, 'request failed');
-    }
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    for (const [name, value] of Object.entries(appError.headers ?? {})) res.setHeader(name, value);
-    res.status(appError.status).json({
-      error: appError.message,
-      code: appError.code,
-      ...(appError.details ? { details: appError.details } : {}),
-    });
-  };
+  return (err, req, res, _next) => answerError(log, err, req, res);
+}
+
+/** What the error handler does, for express's requests and the hot routes' plain ones. */
+export function answerError(
+  log: Logger,
+  err: unknown,
+  req: IncomingMessage & { originalUrl?: string },
+  res: ServerResponse & { locals: Record<string, unknown> },
+): void {
+  const appError = toHttpError(err);
+  res.locals.errorCode = appError.code; // for the metrics: outcomes by code
+  if (appError.status >= 500) {
+    log.error(
+      { err, reqId: res.locals.requestId, url: req.originalUrl ?? req.url },
+      'request failed',
+    );
+  }
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  for (const [name, value] of Object.entries(appError.headers ?? {})) res.setHeader(name, value);
+  answerJson(res, appError.status, {
+    error: appError.message,
+    code: appError.code,
+    ...(appError.details ? { details: appError.details } : {}),
+  });
 }
 
 /**

@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import type { RequestHandler } from 'express';
 import type { Logger } from 'pino';
+import { pathOf, type PlainMiddleware } from './plain-middleware.js';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{8,128}$/;
 
@@ -17,7 +17,7 @@ export function requestLog(
   /** Where the client is; behind a proxy, not the socket's peer. */
   addressOf: (req: IncomingMessage) => string | null | undefined = (req) =>
     req.socket.remoteAddress,
-): RequestHandler {
+): PlainMiddleware {
   return (req, res, next) => {
     const started = process.hrtime.bigint();
     // An id from a proxy in front (nginx's $request_id) is kept when it is a
@@ -26,14 +26,12 @@ export function requestLog(
     res.locals.requestId =
       typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : crypto.randomUUID();
     res.setHeader('X-Request-Id', res.locals.requestId as string);
-    // Anything logged about this request carries its id.
-    res.locals.log = log.child({ reqId: res.locals.requestId });
     res.on('finish', () => {
       log.info(
         {
           reqId: res.locals.requestId,
           method: req.method,
-          path: req.path,
+          path: pathOf(req),
           status: res.statusCode,
           ms: Number(process.hrtime.bigint() - started) / 1e6,
           remote: addressOf(req),

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { RequestHandler } from 'express';
+import type { PlainMiddleware } from './plain-middleware.js';
 import helmet from 'helmet';
 
 /**
@@ -9,7 +9,7 @@ import helmet from 'helmet';
  * hot path more than setting the list below. Any header helmet would set or
  * remove is set or removed here, in the same order.
  */
-export function securityHeaders(): RequestHandler {
+export function securityHeaders(): PlainMiddleware {
   const actions: Array<[name: string, value: string | null]> = [];
   const recorder = {
     setHeader(name: string, value: string) {

@@ -1,8 +1,9 @@
-import type { Server as HttpServer } from 'node:http';
+import type { Server as HttpServer, IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import type { RequestHandler, Request } from 'express';
+import typeIs from 'type-is';
 import type pg from 'pg';
 import client from 'prom-client';
+import { pathOf, type PlainMiddleware } from '../http/plain-middleware.js';
 
 /**
  * Prometheus metrics of one fleetgate process (prom-client), scraped at
@@ -150,10 +151,12 @@ export function countBind(outcome: string): void {
  * The request's route template (`/v1/devices/:fingerprint`), never its path:
  * a label per raw path would grow without bound. Unmatched requests share one.
  */
-export function routeTemplate(req: Request): string {
-  const route = (req as Request & { route?: { path?: unknown } }).route;
+export function routeTemplate(
+  req: IncomingMessage & { route?: { path?: unknown }; baseUrl?: string },
+): string {
+  const route = req.route;
   if (!route || typeof route.path !== 'string') return 'unmatched';
-  return `${req.baseUrl}${route.path}`;
+  return `${req.baseUrl ?? ''}${route.path}`;
 }
 
 /**
@@ -161,14 +164,14 @@ export function routeTemplate(req: Request): string {
  * and binds by outcome: a refusal by its JSON error code (set by the error
  * handler in `res.locals.errorCode`), a success as the handler named it.
  */
-export function httpMetrics(options: { deviceEndpoint?: string } = {}): RequestHandler {
+export function httpMetrics(options: { deviceEndpoint?: string } = {}): PlainMiddleware {
   return (req, res, next) => {
     const end = requestDuration.startTimer();
     const kind =
-      options.deviceEndpoint && req.method === 'POST' && req.path === options.deviceEndpoint
-        ? req.is('multipart/form-data')
+      options.deviceEndpoint && req.method === 'POST' && pathOf(req) === options.deviceEndpoint
+        ? typeIs(req, ['multipart/form-data'])
           ? 'upload'
-          : req.is('application/json')
+          : typeIs(req, ['application/json'])
             ? 'bind'
             : null
         : null;

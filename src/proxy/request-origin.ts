@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { BlockList, isIP } from 'node:net';
-import type { RequestHandler } from 'express';
+import type { PlainMiddleware } from '../http/plain-middleware.js';
 import type { Config } from '../config/config.js';
 
 /**
@@ -32,7 +32,7 @@ export function clientAddressOf(req: IncomingMessage): string | null {
   return req.socket.remoteAddress ?? null;
 }
 
-export function requestOrigin(proxy: Config['proxy']): RequestHandler {
+export function requestOrigin(proxy: Config['proxy']): PlainMiddleware {
   const assign = originAssigner(proxy);
   return (req, _res, next) => {
     assign(req);

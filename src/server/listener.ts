@@ -3,7 +3,6 @@ import http from 'node:http';
 import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
-import type { Express } from 'express';
 import type { Logger } from 'pino';
 import { clientErrorHandler } from '../http/error-handler.js';
 import type { Config } from '../config/config.js';
@@ -44,7 +43,7 @@ export interface SharedResumption {
  */
 export async function listen(
   config: Config,
-  app: Express,
+  app: http.RequestListener,
   log: Logger,
   shared?: SharedResumption,
 ): Promise<Listener> {
@@ -104,7 +103,7 @@ export async function listen(
   return { server, port: (server.address() as AddressInfo).port, socketPath: null, stop };
 }
 
-function createTlsServer(config: Config, app: Express, log: Logger): https.Server {
+function createTlsServer(config: Config, app: http.RequestListener, log: Logger): https.Server {
   let server: https.Server;
   try {
     server = https.createServer(

@@ -11,7 +11,7 @@ import { isDatabaseUnavailable } from '../db/errors.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { hasCitus } from '../db/citus.repository.js';
 import { setOnCitus } from '../db/citus-mode.js';
-import { createApp } from '../http/app.js';
+import { createDeviceRequestListener } from '../http/app.js';
 import { createIngestBackend, partitionMonthsAhead } from '../ingest/ingest-backend.js';
 import { PointPartitions, startPartitionMaintenance } from '../ingest/partition-months.js';
 import { watchDbPool, watchTlsHandshakes } from '../observability/metrics.js';
@@ -84,7 +84,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     const shared = await openSharedState(config, database, log);
     cleanups.push(() => shared.close());
     const throttles = createThrottles(config.throttle, shared.throttleStore);
-    const app = createApp({ db: database.db, config, log, ingest, throttles });
+    const app = createDeviceRequestListener({ db: database.db, config, log, ingest, throttles });
     const { server, port, socketPath, stop } = await listen(config, app, log, shared.resumption);
     const websocket = attachWebSocketChannel(
       server,
