@@ -1,0 +1,33 @@
+import { expect } from 'chai';
+import { useFixture, uniqueName } from '../support/fixture.js';
+import { skipBecause } from '../support/skip.js';
+import { queryTestDatabase } from '../support/test-database.js';
+
+/**
+ * Findings of the fourth adversarial pass (docs/security-review-2026-12.md,
+ * "Fourth pass"): each case failed before its fix.
+ */
+describe('fourth pass: prepared statements', function () {
+  this.timeout(120_000);
+  // One pooled connection: every request uses the connection that prepared the statements.
+  const fx = useFixture({ FLEETGATE_DB_POOL_SIZE: '1' });
+
+  it('keeps answering 200 after a schema change alters what a prepared statement returns (cached plan must not change result type)', async function () {
+    if (!fx().db.url)
+      skipBecause(this, 'changes the schema from a second session; the embedded database has one');
+    const { client } = await fx().boundDevice(uniqueName('plan'));
+    const upload = (i: number) =>
+      client.upload([{ name: 'plan', content: `${1_764_500_000_000 + i},${i}\n` }]);
+    // The first upload creates the series; the second goes through the fast path's
+    // named statement. Both looked the device up through its named statement.
+    for (const i of [0, 1]) expect((await upload(i)).status).to.equal(200);
+    // A migration of another node (expand: a wider type) changes the result types
+    // of both statements while this node runs.
+    await queryTestDatabase(fx().db, 'alter table identities alter column name type varchar(200)');
+    await queryTestDatabase(fx().db, 'alter table series alter column id type bigint');
+    for (const i of [2, 3, 4]) {
+      const answer = await upload(i);
+      expect(answer.status, answer.text).to.equal(200);
+    }
+  });
+});
