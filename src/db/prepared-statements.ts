@@ -44,12 +44,16 @@ type Callback = (err: Error | null, result?: unknown) => void;
  * query config that names its statement (points.repository.ts sends one on
  * the pool), with the callback pg-pool passes. Anything else is not ours.
  */
-function namedQueryOf(args: unknown[]): { query: NamedQuery; callback?: Callback } | undefined {
+function namedQueryOf(
+  args: unknown[],
+  alone: boolean,
+): { query: NamedQuery; callback?: Callback } | undefined {
   const [first, second, third] = args;
   const callbackOf = (...candidates: unknown[]) =>
     candidates.find((c): c is Callback => typeof c === 'function');
   if (typeof first === 'string' && Array.isArray(second)) {
-    const name = preparedName(first);
+    // In a transaction a registered text goes unnamed (see PreparingClient).
+    const name = alone ? preparedName(first) : undefined;
     if (name === undefined) return undefined;
     return { query: { name, text: first, values: second }, callback: callbackOf(third) };
   }
@@ -84,9 +88,12 @@ function isStalePreparedStatement(err: unknown): boolean {
 /**
  * pg's client, with registered statements sent by name (see prepareOnPostgres).
  * A statement gone stale on this connection (isStalePreparedStatement) is
- * prepared again under a new name; a query that was alone on the connection
- * (no transaction open) is then sent once more, so the request never sees it.
- * In a transaction the error stands (the transaction is aborted), once.
+ * prepared again under a new name, and the query, alone on its connection (no
+ * transaction open, so it did nothing), is sent once more: the request never
+ * sees it. In a transaction a failed statement aborts the transaction and
+ * cannot be sent again, so there registered texts go unnamed (planned each
+ * time: binding and enrollment, not the hot path). A query config that names
+ * its own statement keeps it; in a transaction a stale one fails once.
  */
 export class PreparingClient extends pg.Client {
   /** The statements prepared again on this connection: their current names. */
@@ -97,12 +104,12 @@ export class PreparingClient extends pg.Client {
   // except that a named query goes through the stale-statement check.
   override query(...args: unknown[]): never {
     const call = super.query as (...a: unknown[]) => never;
-    const named = namedQueryOf(args);
-    if (named === undefined) return call.apply(this, args);
-    const { query, callback } = named;
     // Nothing in flight and no transaction open: the query is a transaction of its own.
     const idle = (this as unknown as { readyForQuery?: boolean }).readyForQuery === true;
     const alone = idle && this.getTransactionStatus() === 'I';
+    const named = namedQueryOf(args, alone);
+    if (named === undefined) return call.apply(this, args);
+    const { query, callback } = named;
     const send = (name: string) =>
       new Promise((resolve, reject) => {
         call.call(this, { ...query, name }, (err: Error | null, result: unknown) =>

@@ -30,4 +30,19 @@ describe('fourth pass: prepared statements', function () {
       expect(answer.status, answer.text).to.equal(200);
     }
   });
+
+  it('binds a device in the first transaction after such a schema change', async function () {
+    if (!fx().db.url)
+      skipBecause(this, 'changes the schema from a second session; the embedded database has one');
+    const { client } = await fx().boundDevice(uniqueName('plan-tx'));
+    expect((await client.upload([{ name: 'tx', content: '1764500000000,1\n' }])).status).to.equal(
+      200,
+    );
+    await queryTestDatabase(fx().db, 'alter table identities alter column name type varchar(300)');
+    // Binding looks the certificate up inside its transaction, where a failed
+    // statement cannot be sent again: the transaction is aborted.
+    const { client: next } = await fx().boundDevice(uniqueName('plan-tx-next'));
+    const answer = await next.upload([{ name: 'tx', content: '1764500000000,1\n' }]);
+    expect(answer.status, answer.text).to.equal(200);
+  });
 });

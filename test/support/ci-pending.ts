@@ -15,6 +15,12 @@ type Database = 'postgres' | 'embedded';
 export const PENDING_ALLOWED: ReadonlyArray<{ title: string; on: Database; why: string }> = [
   {
     title:
+      'fourth pass: prepared statements binds a device in the first transaction after such a schema change',
+    on: 'embedded',
+    why: 'changes the schema from a second PostgreSQL session; the embedded database has one session and prepares nothing',
+  },
+  {
+    title:
       'fourth pass: prepared statements keeps answering 200 after a schema change alters what a prepared statement returns (cached plan must not change result type)',
     on: 'embedded',
     why: 'changes the schema from a second PostgreSQL session; the embedded database has one session and prepares nothing',
