@@ -1,4 +1,7 @@
+import { spawn } from 'node:child_process';
+import path from 'node:path';
 import { expect } from 'chai';
+import { REPO_ROOT } from '../support/fleetgate-process.js';
 import { useFixture, uniqueName } from '../support/fixture.js';
 import { skipBecause } from '../support/skip.js';
 import { queryTestDatabase } from '../support/test-database.js';
@@ -44,5 +47,36 @@ describe('fourth pass: prepared statements', function () {
     const { client: next } = await fx().boundDevice(uniqueName('plan-tx-next'));
     const answer = await next.upload([{ name: 'tx', content: '1764500000000,1\n' }]);
     expect(answer.status, answer.text).to.equal(200);
+  });
+});
+
+describe('fourth pass: server log', function () {
+  this.timeout(60_000);
+
+  it('holds a bounded amount of unwritten lines while nobody reads stdout (asynchronous log)', async () => {
+    // The server's logger (sync: false) with a stdout pipe nobody reads: ~80 MB of
+    // request lines. Before the fix every one of them waited in memory.
+    const logger = path.join(REPO_ROOT, 'dist', 'src', 'server', 'logger.js');
+    const script = `
+      const { createLogger } = await import(${JSON.stringify(logger)});
+      const log = createLogger('info', 1, { sync: false });
+      const before = process.memoryUsage().heapUsed;
+      for (let i = 0; i < 600000; i++) {
+        log.info({ reqId: 'r'.repeat(36), path: '/device_endpoint', status: 401, i }, 'request');
+      }
+      globalThis.gc();
+      process.stderr.write(JSON.stringify({ grown: process.memoryUsage().heapUsed - before }));
+      process.kill(process.pid, 'SIGKILL');
+    `;
+    const child = spawn(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout.pause();
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    await new Promise((resolve) => child.once('exit', resolve));
+    child.stdout.destroy();
+    const { grown } = JSON.parse(stderr) as { grown: number };
+    expect(grown, 'bytes of heap held by unwritten log lines').to.be.below(40 * 1024 * 1024);
   });
 });
