@@ -1,6 +1,8 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { expect } from 'chai';
+import pg from 'pg';
+import { PreparingClient } from '../../src/db/prepared-statements.js';
 import { REPO_ROOT } from '../support/fleetgate-process.js';
 import { useFixture, uniqueName } from '../support/fixture.js';
 import { skipBecause } from '../support/skip.js';
@@ -47,6 +49,22 @@ describe('fourth pass: prepared statements', function () {
     const { client: next } = await fx().boundDevice(uniqueName('plan-tx-next'));
     const answer = await next.upload([{ name: 'tx', content: '1764500000000,1\n' }]);
     expect(answer.status, answer.text).to.equal(200);
+  });
+  it('sends a named query config of the pool (the single-statement upload) again after its plan went stale', async function () {
+    if (!fx().db.url) skipBecause(this, 'needs a PostgreSQL server');
+    await queryTestDatabase(fx().db, 'create table plan_probe (id int, v text)');
+    await queryTestDatabase(fx().db, "insert into plan_probe values (1, 'a')");
+    const pool = new pg.Pool({ connectionString: fx().db.url, max: 1, Client: PreparingClient });
+    try {
+      const probe = () =>
+        pool.query({ name: 'fourth_pass_probe', text: 'select id, v from plan_probe', values: [] });
+      expect((await probe()).rows).to.deep.equal([{ id: 1, v: 'a' }]);
+      await queryTestDatabase(fx().db, 'alter table plan_probe alter column id type bigint');
+      expect((await probe()).rows).to.deep.equal([{ id: '1', v: 'a' }]);
+      expect((await probe()).rows).to.deep.equal([{ id: '1', v: 'a' }]);
+    } finally {
+      await pool.end();
+    }
   });
 });
 
