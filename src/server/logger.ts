@@ -9,8 +9,14 @@ import { pino, type Logger } from 'pino';
  * of a blocking write per line on the event loop (a request's log line cost
  * about 0.2-0.45 ms of the server's CPU that way). pino flushes what is
  * buffered when the process exits, also on a crash; only a SIGKILL (or the
- * machine going down) can lose the last lines.
+ * machine going down) can lose the last lines. While stdout is not read (a
+ * stalled log collector), at most LOG_BUFFER_MAX_BYTES wait in memory and
+ * later lines are dropped: a blocking write used to stall the server instead,
+ * and an unbounded buffer would grow with every request until the process
+ * runs out of memory.
  */
+export const LOG_BUFFER_MAX_BYTES = 16 * 1024 * 1024;
+
 export function createLogger(
   level: string,
   destination: 1 | 2 = 1,
@@ -25,6 +31,10 @@ export function createLogger(
         censor: '[redacted]',
       },
     },
-    pino.destination({ dest: destination, sync: options.sync ?? true }),
+    pino.destination({
+      dest: destination,
+      sync: options.sync ?? true,
+      ...(options.sync === false ? { maxLength: LOG_BUFFER_MAX_BYTES } : {}),
+    }),
   );
 }

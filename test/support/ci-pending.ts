@@ -14,6 +14,24 @@ type Database = 'postgres' | 'embedded';
  */
 export const PENDING_ALLOWED: ReadonlyArray<{ title: string; on: Database; why: string }> = [
   {
+    title:
+      'fourth pass: prepared statements sends a named query config of the pool (the single-statement upload) again after its plan went stale',
+    on: 'embedded',
+    why: 'a pg pool on a PostgreSQL server; the embedded database prepares nothing',
+  },
+  {
+    title:
+      'fourth pass: prepared statements binds a device in the first transaction after such a schema change',
+    on: 'embedded',
+    why: 'changes the schema from a second PostgreSQL session; the embedded database has one session and prepares nothing',
+  },
+  {
+    title:
+      'fourth pass: prepared statements keeps answering 200 after a schema change alters what a prepared statement returns (cached plan must not change result type)',
+    on: 'embedded',
+    why: 'changes the schema from a second PostgreSQL session; the embedded database has one session and prepares nothing',
+  },
+  {
     title: 'MQTT channel sends no PUBACK while the commit cannot happen (PostgreSQL)',
     on: 'embedded',
     why: 'holds a table lock from a second PostgreSQL session; the embedded database has one',
