@@ -1,29 +1,12 @@
 import { expect } from 'chai';
 import WebSocket from 'ws';
 import { DeviceClient, newDevice } from '../support/device-client.js';
-import { startFleetgate } from '../support/fleetgate-process.js';
-import {
-  skipUnlessNginx,
-  startBehindNginx,
-  type ProxiedFleetgate,
-} from '../support/nginx-front.js';
-import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+import { useFleetgateBehindNginx } from '../support/nginx-suite.js';
 
 /** Issue 13: the WebSocket channel through nginx with the shipped template (proxy mode). */
 describe('WebSocket channel behind nginx', function () {
   this.timeout(120_000);
-  let db: TestDatabase;
-  let front: ProxiedFleetgate;
-
-  before(async function () {
-    skipUnlessNginx(this);
-    db = await createTestDatabase({ migrated: true });
-    front = await startBehindNginx((env) => startFleetgate(db, env), db.workDir);
-  });
-  after(async () => {
-    await front?.stop();
-    await db?.drop();
-  });
+  const front = useFleetgateBehindNginx();
 
   it('authenticates by the forwarded certificate, acks after commit and closes on revocation', async () => {
     expect((await front.app.cli(['identity', 'create', 'acme'])).code).to.equal(0);
