@@ -1,9 +1,9 @@
-import fs from 'node:fs';
 import { expect } from 'chai';
 import WebSocket from 'ws';
 import { curl } from '../support/curl.js';
 import { fixtureEndpoint, INTERMEDIATE_EXT, useDevicePki } from '../support/device-pki.js';
 import { useFixture, uniqueName } from '../support/fixture.js';
+import { openWatchedSocket } from '../support/websocket-client.js';
 
 /**
  * Revocation by a CA's CRL is checked on every request, not only when the
@@ -16,29 +16,10 @@ describe('revocation by CA CRL on every request', () => {
   const ca = useDevicePki(fixtureEndpoint(() => fx().server));
   const { ok, enroll, upload, tls, url } = ca;
 
-  async function openWebSocket(device: string) {
-    const server = fx().server;
-    const socket = new WebSocket(`${server.baseUrl.replace(/^https/, 'wss')}/device_endpoint/ws`, {
-      ca: server.caPem,
-      cert: fs.readFileSync(ca.pki.file(`${device}.crt`)),
-      key: fs.readFileSync(ca.pki.file(`${device}.key`)),
-    });
-    const closed = new Promise<{ code: number; reason: string }>((resolve) =>
-      socket.once('close', (code, reason) => resolve({ code, reason: String(reason) })),
-    );
-    await new Promise<void>((resolve, reject) => {
-      socket.once('open', () => resolve());
-      socket.once('error', reject);
-    });
-    return { socket, closed };
-  }
+  const openWebSocket = (device: string) => openWatchedSocket(fx().server, ca.pems(device));
 
   it('refuses the next upload of an enrolled device once its CA’s CRL lists it', async () => {
-    const identity = uniqueName('crlreq');
-    const root = `${identity}-root`;
-    ca.pki.root(root);
-    await ok(['identity', 'create', identity]);
-    await ok(['ca', 'trust', identity, ca.pki.file(`${root}.crt`)]);
+    const { identity, root } = await ca.trustedRoot('crlreq');
     ca.pki.issue(`${identity}-dev`, root, { cn: 'revoked-later' });
     ca.pki.issue(`${identity}-other`, root, { cn: 'stays' });
     expect((await enroll(`${identity}-dev`, [])).status).to.equal(200);
@@ -70,11 +51,7 @@ describe('revocation by CA CRL on every request', () => {
   });
 
   it('refuses the next upload of every device under an intermediate once the root’s CRL revokes the intermediate', async () => {
-    const identity = uniqueName('crlinter');
-    const root = `${identity}-root`;
-    ca.pki.root(root);
-    await ok(['identity', 'create', identity]);
-    await ok(['ca', 'trust', identity, ca.pki.file(`${root}.crt`)]);
+    const { identity, root } = await ca.trustedRoot('crlinter');
     ca.pki.issue(`${identity}-bad`, root, { ext: INTERMEDIATE_EXT });
     ca.pki.issue(`${identity}-good`, root, { ext: INTERMEDIATE_EXT });
     ca.pki.issue(`${identity}-dev1`, `${identity}-bad`);

@@ -3,18 +3,9 @@ import path from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { expect } from 'chai';
 import { curl } from '../support/curl.js';
-import { startFleetgate } from '../support/fleetgate-process.js';
-import {
-  skipUnlessNginx,
-  startBehindNginx,
-  type ProxiedFleetgate,
-} from '../support/nginx-front.js';
-import { OpensslPki } from '../support/openssl-ca.js';
+import { INTERMEDIATE_EXT, useDevicePki } from '../support/device-pki.js';
+import { useFleetgateBehindNginx } from '../support/nginx-suite.js';
 import { sClient } from '../support/openssl-client.js';
-import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
-
-const INTERMEDIATE =
-  'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign';
 
 /**
  * Chain enrollment behind a real nginx. nginx forwards only the device
@@ -25,57 +16,13 @@ const INTERMEDIATE =
  */
 describe('enrollment by certificate chain behind nginx', function () {
   this.timeout(180_000);
-  let db: TestDatabase;
-  let front: ProxiedFleetgate;
-  let pki: OpensslPki;
-
-  before(async function () {
-    skipUnlessNginx(this);
-    db = await createTestDatabase({ migrated: true });
-    front = await startBehindNginx((env) => startFleetgate(db, env), db.workDir, {
-      FLEETGATE_BIND_FAILURES_PER_ADDRESS: '0',
-    });
-    pki = new OpensslPki(fs.mkdtempSync(path.join(db.workDir, 'pki-')));
-  });
-  after(async () => {
-    await front?.stop();
-    await db?.drop();
-  });
-
-  const ok = async (args: string[]) => {
-    const r = await front.app.cli(args);
-    if (r.code !== 0) throw new Error(`fleetgate ${args.join(' ')}: ${r.stderr}`);
-    return r.stdout;
-  };
-  const enroll = (device: string, chain: string[]) =>
-    curl([
-      '--cacert',
-      front.nginx.caPath,
-      '--cert',
-      pki.chainFile(device, chain),
-      '--key',
-      pki.file(`${device}.key`),
-      '-H',
-      'Content-Type: application/json',
-      '-d',
-      '{}',
-      `${front.nginx.baseUrl}/device_endpoint`,
-    ]);
-  const upload = (device: string, chain: string[], points: string) => {
-    const file = pki.file(`${device}-points.csv`);
-    fs.writeFileSync(file, points);
-    return curl([
-      '--cacert',
-      front.nginx.caPath,
-      '--cert',
-      pki.chainFile(device, chain),
-      '--key',
-      pki.file(`${device}.key`),
-      '-F',
-      `temp=@${file};type=text/plain`,
-      `${front.nginx.baseUrl}/device_endpoint`,
-    ]);
-  };
+  const front = useFleetgateBehindNginx({ FLEETGATE_BIND_FAILURES_PER_ADDRESS: '0' });
+  const ca = useDevicePki(() => ({
+    server: front.app,
+    caPem: front.nginx.caPem,
+    baseUrl: front.nginx.baseUrl,
+  }));
+  const { ok, enroll, upload } = ca;
   const refusal = async (device: string, chain: string[], code: string, status = 403) => {
     const answer = await enroll(device, chain);
     expect(answer.status, answer.text).to.equal(status);
@@ -92,7 +39,7 @@ describe('enrollment by certificate chain behind nginx', function () {
   /** Refusals before any CA was found belong to no identity: found by the device. */
   const refusalsOfDevice = async (device: string) => {
     const fingerprint = new X509Certificate(
-      fs.readFileSync(pki.file(`${device}.crt`)),
+      fs.readFileSync(ca.pki.file(`${device}.crt`)),
     ).fingerprint256
       .replace(/:/g, '')
       .toLowerCase();
@@ -105,9 +52,9 @@ describe('enrollment by certificate chain behind nginx', function () {
 
   it('enrolls a device issued directly by a trusted CA (fleetgate checks that one itself)', async () => {
     await ok(['identity', 'create', 'proxied']);
-    pki.root('proxied-root');
-    await ok(['ca', 'trust', 'proxied', pki.file('proxied-root.crt')]);
-    pki.issue('direct-dev', 'proxied-root');
+    ca.pki.root('proxied-root');
+    await ok(['ca', 'trust', 'proxied', ca.pki.file('proxied-root.crt')]);
+    ca.pki.issue('direct-dev', 'proxied-root');
     const direct = await enroll('direct-dev', []);
     expect(direct.status, direct.text).to.equal(200);
     expect(direct.json.status).to.equal('enrolled');
@@ -116,15 +63,15 @@ describe('enrollment by certificate chain behind nginx', function () {
   });
 
   it('enrolls a leaf + intermediate chain with the root trusted only, once nginx has the CAs', async () => {
-    pki.issue('proxied-inter', 'proxied-root', { ext: INTERMEDIATE });
-    pki.issue('chained-dev', 'proxied-inter', { cn: 'aa:bb:cc:00:00:01' });
+    ca.pki.issue('proxied-inter', 'proxied-root', { ext: INTERMEDIATE_EXT });
+    ca.pki.issue('chained-dev', 'proxied-inter', { cn: 'aa:bb:cc:00:00:01' });
     // nginx started before the root was trusted: it cannot verify the intermediate yet.
     const early = await refusal('chained-dev', ['proxied-inter'], 'chain_incomplete');
     expect(early.error).to.contain('intermediate');
 
     await front.nginx.reload();
     expect(fs.readFileSync(path.join(front.nginx.prefix, 'device-cas.pem'), 'utf8')).to.equal(
-      fs.readFileSync(pki.file('proxied-root.crt'), 'utf8'),
+      fs.readFileSync(ca.pki.file('proxied-root.crt'), 'utf8'),
     );
     const chained = await enroll('chained-dev', ['proxied-inter']);
     expect(chained.status, chained.text).to.equal(200);
@@ -140,26 +87,21 @@ describe('enrollment by certificate chain behind nginx', function () {
     expect(up.status, up.text).to.equal(200);
     expect(up.json.stored).to.equal(1);
     // The first upload of another device enrolls it too.
-    pki.issue('chained-dev2', 'proxied-inter', { cn: 'aa:bb:cc:00:00:02' });
+    ca.pki.issue('chained-dev2', 'proxied-inter', { cn: 'aa:bb:cc:00:00:02' });
     const first = await upload('chained-dev2', ['proxied-inter'], '1526292559214,1\n');
     expect(first.status, first.text).to.equal(200);
     expect(first.json.stored).to.equal(1);
   });
 
   it('refuses chains to an untrusted root, expired intermediates and names already taken as direct mode does', async () => {
-    pki.root('stranger-root');
-    pki.issue('stranger-inter', 'stranger-root', { ext: INTERMEDIATE });
-    pki.issue('stranger-dev', 'stranger-inter');
+    ca.pki.root('stranger-root');
+    ca.pki.issue('stranger-inter', 'stranger-root', { ext: INTERMEDIATE_EXT });
+    ca.pki.issue('stranger-dev', 'stranger-inter');
     await refusal('stranger-dev', ['stranger-inter'], 'chain_incomplete');
     // nginx replaces a verdict the device sends itself.
     const digest = fs.readFileSync(path.join(front.nginx.prefix, 'nginx.conf'), 'utf8');
     const spoofed = await curl([
-      '--cacert',
-      front.nginx.caPath,
-      '--cert',
-      pki.chainFile('stranger-dev', ['stranger-inter']),
-      '--key',
-      pki.file('stranger-dev.key'),
+      ...ca.tls('stranger-dev', ['stranger-inter']),
       '-H',
       'X-Client-Verify: SUCCESS',
       '-H',
@@ -168,7 +110,7 @@ describe('enrollment by certificate chain behind nginx', function () {
       'Content-Type: application/json',
       '-d',
       '{}',
-      `${front.nginx.baseUrl}/device_endpoint`,
+      ca.url(),
     ]);
     expect(spoofed.status, spoofed.text).to.equal(403);
     expect(spoofed.json.code).to.equal('chain_incomplete');
@@ -179,16 +121,16 @@ describe('enrollment by certificate chain behind nginx', function () {
     );
     expect(untrusted.error).to.contain('fleetgate ca trust');
 
-    pki.issue('old-inter', 'proxied-root', {
-      ext: INTERMEDIATE,
+    ca.pki.issue('old-inter', 'proxied-root', {
+      ext: INTERMEDIATE_EXT,
       startDate: '20200101000000Z',
       endDate: '20210101000000Z',
     });
-    pki.issue('old-dev', 'old-inter');
+    ca.pki.issue('old-dev', 'old-inter');
     const expired = await refusal('old-dev', ['old-inter'], 'chain_invalid');
     expect(expired.details?.reason).to.equal('expired');
 
-    pki.issue('twin-dev', 'proxied-inter', { cn: 'aa:bb:cc:00:00:01' });
+    ca.pki.issue('twin-dev', 'proxied-inter', { cn: 'aa:bb:cc:00:00:01' });
     await refusal('twin-dev', ['proxied-inter'], 'device_name_taken', 409);
 
     // Refusals are audited with their reason, as in direct mode.
@@ -205,33 +147,33 @@ describe('enrollment by certificate chain behind nginx', function () {
 
   it("refuses an intermediate minted under another identity's factory CA (its path length is 0)", async () => {
     await ok(['identity', 'create', 'factory']);
-    const caDir = path.join(pki.dir, 'factory-ca');
+    const caDir = path.join(ca.pki.dir, 'factory-ca');
     await ok(['ca', 'create', 'factory', '--out', caDir]);
-    fs.copyFileSync(path.join(caDir, 'ca.crt'), pki.file('factory-ca.crt'));
-    fs.copyFileSync(path.join(caDir, 'ca.key'), pki.file('factory-ca.key'));
+    fs.copyFileSync(path.join(caDir, 'ca.crt'), ca.pki.file('factory-ca.crt'));
+    fs.copyFileSync(path.join(caDir, 'ca.key'), ca.pki.file('factory-ca.key'));
     await front.nginx.reload();
     // An intermediate named like the vendor's, signed by the factory CA's key.
-    pki.issue('forged-inter', 'factory-ca', { cn: 'proxied-inter', ext: INTERMEDIATE });
-    pki.issue('forged-dev', 'forged-inter', { cn: 'aa:bb:cc:00:00:66' });
+    ca.pki.issue('forged-inter', 'factory-ca', { cn: 'proxied-inter', ext: INTERMEDIATE_EXT });
+    ca.pki.issue('forged-dev', 'forged-inter', { cn: 'aa:bb:cc:00:00:66' });
     const forged = await refusal('forged-dev', ['forged-inter'], 'chain_invalid');
     expect(forged.details?.proxyVerify).to.match(/path length/);
     // The factory CA cannot be an anchor above an intermediate: vendor chains still enroll.
-    pki.issue('chained-dev3', 'proxied-inter', { cn: 'aa:bb:cc:00:00:03' });
+    ca.pki.issue('chained-dev3', 'proxied-inter', { cn: 'aa:bb:cc:00:00:03' });
     const after = await enroll('chained-dev3', ['proxied-inter']);
     expect(after.status, after.text).to.equal(200);
   });
 
   it('answers 503 proxy_trust_stale until nginx is reloaded, then refuses when two CAs could be the anchor', async () => {
-    pki.issue('chained-dev4', 'proxied-inter', { cn: 'aa:bb:cc:00:00:04' });
+    ca.pki.issue('chained-dev4', 'proxied-inter', { cn: 'aa:bb:cc:00:00:04' });
     // A TLS session carries nginx's verdict: one from before a CA change must not be resumed after it.
-    const session = pki.file('dev4.session');
+    const session = ca.pki.file('dev4.session');
     const tls = (more: string[]) =>
       sClient(front.nginx.port, [
         '-tls1_2',
         '-cert',
-        pki.chainFile('chained-dev4', ['proxied-inter']),
+        ca.pki.chainFile('chained-dev4', ['proxied-inter']),
         '-key',
-        pki.file('chained-dev4.key'),
+        ca.pki.file('chained-dev4.key'),
         ...more,
       ]);
     expect(/(New|Reused), /.exec(await tls(['-sess_out', session]))?.[0]).to.equal('New, ');
@@ -239,8 +181,8 @@ describe('enrollment by certificate chain behind nginx', function () {
     expect(/(New|Reused), /.exec(before)?.[0], 'resumed before the change').to.equal('Reused, ');
 
     await ok(['identity', 'create', 'other-vendor']);
-    pki.root('other-root');
-    await ok(['ca', 'trust', 'other-vendor', pki.file('other-root.crt')]);
+    ca.pki.root('other-root');
+    await ok(['ca', 'trust', 'other-vendor', ca.pki.file('other-root.crt')]);
     const stale = await enroll('chained-dev4', ['proxied-inter']);
     expect(stale.status, stale.text).to.equal(503);
     expect(stale.json.code).to.equal('proxy_trust_stale');
@@ -251,7 +193,7 @@ describe('enrollment by certificate chain behind nginx', function () {
     const ambiguous = await refusal('chained-dev4', ['proxied-inter'], 'chain_incomplete');
     expect(ambiguous.details?.reason).to.equal('proxy_anchor_ambiguous');
     // Trusting the intermediate lets fleetgate check the whole path itself again.
-    await ok(['ca', 'trust', 'proxied', pki.file('proxied-inter.crt')]);
+    await ok(['ca', 'trust', 'proxied', ca.pki.file('proxied-inter.crt')]);
     const trusted = await enroll('chained-dev4', ['proxied-inter']);
     expect(trusted.status, trusted.text).to.equal(200);
 
@@ -268,24 +210,24 @@ describe('enrollment by certificate chain behind nginx', function () {
   });
 
   it('keeps the rules of the identity: pre-registered names only', async () => {
-    const macs = pki.file('macs.txt');
+    const macs = ca.pki.file('macs.txt');
     fs.writeFileSync(macs, 'aa:bb:cc:00:00:10\n');
     await ok(['devices', 'preregister', 'proxied', '--macs', macs]);
-    pki.issue('listed-dev', 'proxied-inter', { cn: 'aa:bb:cc:00:00:10' });
-    pki.issue('unlisted-dev', 'proxied-inter', { cn: 'aa:bb:cc:00:00:11' });
+    ca.pki.issue('listed-dev', 'proxied-inter', { cn: 'aa:bb:cc:00:00:10' });
+    ca.pki.issue('unlisted-dev', 'proxied-inter', { cn: 'aa:bb:cc:00:00:11' });
     await refusal('unlisted-dev', ['proxied-inter'], 'device_not_preregistered');
     const listed = await enroll('listed-dev', ['proxied-inter']);
     expect(listed.status, listed.text).to.equal(200);
   });
 
   it("refuses devices under the root's CRL: revoked ones, and unseen intermediates it cannot check", async () => {
-    pki.issue('revoked-dev', 'proxied-root', { cn: 'aa:bb:cc:00:00:12' });
-    pki.revoke('revoked-dev', 'proxied-root');
-    await ok(['ca', 'crl', 'proxied', pki.crl('proxied-root')]);
+    ca.pki.issue('revoked-dev', 'proxied-root', { cn: 'aa:bb:cc:00:00:12' });
+    ca.pki.revoke('revoked-dev', 'proxied-root');
+    await ok(['ca', 'crl', 'proxied', ca.pki.crl('proxied-root')]);
     // fleetgate sees this whole path: refused exactly as in direct mode.
     await refusal('revoked-dev', [], 'certificate_revoked_by_ca');
     // The intermediate never reaches fleetgate, so the CRL cannot be applied to it: refused.
-    pki.issue('late-dev', 'proxied-inter', { cn: 'aa:bb:cc:00:00:10' });
+    ca.pki.issue('late-dev', 'proxied-inter', { cn: 'aa:bb:cc:00:00:10' });
     const unverifiable = await refusal('late-dev', ['proxied-inter'], 'chain_incomplete');
     expect(unverifiable.details?.reason).to.equal('revocation_unverifiable');
     const refused = await auditOf('proxied', 'device.enroll_refused');

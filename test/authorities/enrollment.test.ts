@@ -91,11 +91,7 @@ describe('enrollment by certificate chain', () => {
   });
 
   it('refuses a device revoked by its CA’s CRL: 403 certificate_revoked_by_ca', async () => {
-    const identity = uniqueName('crl');
-    const root = `${identity}-root`;
-    ca.pki.root(root);
-    await ok(['identity', 'create', identity]);
-    await ok(['ca', 'trust', identity, ca.pki.file(`${root}.crt`)]);
+    const { identity, root } = await ca.trustedRoot('crl');
     ca.pki.issue(`${identity}-dev`, root);
     ca.pki.revoke(`${identity}-dev`, root);
     await ok(['ca', 'crl', identity, ca.pki.crl(root)]);

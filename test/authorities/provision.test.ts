@@ -1,5 +1,4 @@
 import { expect } from 'chai';
-import { execFileSync } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -8,6 +7,7 @@ import { normaliseMac, parseMacFile } from '../../src/authorities/mac-address.js
 import { curl } from '../support/curl.js';
 import { cliOk } from '../support/device-pki.js';
 import { useFixture, uniqueName } from '../support/fixture.js';
+import { certificateRequest, issueWithCaDir } from '../support/openssl-cli.js';
 
 describe('MAC addresses', () => {
   it('normalises the three forms and reports bad lines with their numbers', () => {
@@ -42,19 +42,27 @@ describe('fleetgate provision: from the factory line to the field', () => {
       .split('\n')
       .slice(1)
       .map((line) => line.split(','));
-
-  it('provisions a file of MACs; a bundle uploads with curl; a rerun creates nothing twice', async () => {
-    const identity = uniqueName('factory');
+  /** An identity with a factory CA (`fleetgate ca create`), a MAC file, and its provision command. */
+  async function factoryLine(prefix: string, macLines: string) {
+    const identity = uniqueName(prefix);
     const caDir = path.join(work, `${identity}-ca`);
     const out = path.join(work, `${identity}-out`);
     await ok(['identity', 'create', identity]);
     await ok(['ca', 'create', identity, '--out', caDir]);
-    expect(fs.statSync(path.join(caDir, 'ca.key')).mode & 0o777).to.equal(0o600);
     const macs = path.join(work, `${identity}.txt`);
-    fs.writeFileSync(macs, '44:8A:5B:9C:70:93\n448a5b9c7094\n44-8a-5b-9c-70-95\n');
+    fs.writeFileSync(macs, macLines);
+    const args = ['provision', identity, '--ca-dir', caDir, '--macs', macs, '--out', out];
+    return { identity, caDir, out, args };
+  }
+
+  it('provisions a file of MACs; a bundle uploads with curl; a rerun creates nothing twice', async () => {
+    const { caDir, out, args } = await factoryLine(
+      'factory',
+      '44:8A:5B:9C:70:93\n448a5b9c7094\n44-8a-5b-9c-70-95\n',
+    );
+    expect(fs.statSync(path.join(caDir, 'ca.key')).mode & 0o777).to.equal(0o600);
     const serverCa = path.join(work, 'server-ca.pem');
     fs.writeFileSync(serverCa, fx().server.caPem);
-    const args = ['provision', identity, '--ca-dir', caDir, '--macs', macs, '--out', out];
     const first = await ok([...args, '--server-ca', serverCa]);
     expect(first).to.contain('provisioned 3, existing 0');
     const rows = manifest(out);
@@ -103,74 +111,22 @@ describe('fleetgate provision: from the factory line to the field', () => {
   });
 
   it('reports a bad MAC line with its number and writes nothing', async () => {
-    const identity = uniqueName('badmacs');
-    const caDir = path.join(work, `${identity}-ca`);
-    const out = path.join(work, `${identity}-out`);
-    await ok(['identity', 'create', identity]);
-    await ok(['ca', 'create', identity, '--out', caDir]);
-    const macs = path.join(work, `${identity}.txt`);
-    fs.writeFileSync(macs, '448a5b9c7093\n44:8a:5b:9c:70\n');
-    const r = await fx().server.cli([
-      'provision',
-      identity,
-      '--ca-dir',
-      caDir,
-      '--macs',
-      macs,
-      '--out',
-      out,
-    ]);
+    const { out, args } = await factoryLine('badmacs', '448a5b9c7093\n44:8a:5b:9c:70\n');
+    const r = await fx().server.cli(args);
     expect(r.code).to.equal(1);
     expect(r.stderr).to.contain('line 2: "44:8a:5b:9c:70"');
     expect(fs.existsSync(out)).to.equal(false);
   });
 
   it('only pre-registered names enroll; --csr-dir signs CSRs whose keys never leave the station', async () => {
-    const identity = uniqueName('csr');
-    const caDir = path.join(work, `${identity}-ca`);
-    const out = path.join(work, `${identity}-out`);
+    const { identity, caDir, out, args } = await factoryLine('csr', '02:00:00:00:00:01\n');
     const csrDir = path.join(work, `${identity}-csr`);
     fs.mkdirSync(csrDir);
-    await ok(['identity', 'create', identity]);
-    await ok(['ca', 'create', identity, '--out', caDir]);
-    const macs = path.join(work, `${identity}.txt`);
-    fs.writeFileSync(macs, '02:00:00:00:00:01\n');
     const key = path.join(csrDir, 'station.key');
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-new',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-keyout',
-        key,
-        '-out',
-        path.join(csrDir, '020000000001.csr'),
-        '-subj',
-        '/CN=whatever',
-      ],
-      { stdio: 'pipe' },
-    );
+    certificateRequest(key, path.join(csrDir, '020000000001.csr'), '/CN=whatever');
     const serverCa = path.join(work, 'server-ca.pem');
     fs.writeFileSync(serverCa, fx().server.caPem);
-    await ok([
-      'provision',
-      identity,
-      '--ca-dir',
-      caDir,
-      '--macs',
-      macs,
-      '--out',
-      out,
-      '--csr-dir',
-      csrDir,
-      '--server-ca',
-      serverCa,
-    ]);
+    await ok([...args, '--csr-dir', csrDir, '--server-ca', serverCa]);
     const bundle = path.join(out, '020000000001');
     expect(fs.existsSync(path.join(bundle, 'device.key'))).to.equal(false);
     const enroll = (cert: string, keyFile: string) =>
@@ -196,44 +152,7 @@ describe('fleetgate provision: from the factory line to the field', () => {
     const strayMacs = path.join(work, `${identity}-stray.txt`);
     fs.writeFileSync(strayMacs, '02:00:00:00:00:99\n');
     // Issued by the factory CA but outside fleetgate's knowledge: sign with openssl directly.
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-new',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-keyout',
-        `${stray}.key`,
-        '-out',
-        `${stray}.csr`,
-        '-subj',
-        '/CN=02:00:00:00:00:99',
-      ],
-      { stdio: 'pipe' },
-    );
-    execFileSync(
-      'openssl',
-      [
-        'x509',
-        '-req',
-        '-in',
-        `${stray}.csr`,
-        '-CA',
-        path.join(caDir, 'ca.crt'),
-        '-CAkey',
-        path.join(caDir, 'ca.key'),
-        '-CAcreateserial',
-        '-out',
-        `${stray}.crt`,
-        '-days',
-        '30',
-      ],
-      { stdio: 'pipe' },
-    );
+    issueWithCaDir(caDir, stray, '02:00:00:00:00:99');
     const refused = await enroll(`${stray}.crt`, `${stray}.key`);
     expect(refused.status, refused.text).to.equal(403);
     expect(refused.json.code).to.equal('device_not_preregistered');

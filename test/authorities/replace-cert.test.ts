@@ -1,5 +1,4 @@
 import { expect } from 'chai';
-import { execFileSync } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -7,6 +6,7 @@ import path from 'node:path';
 import { curl } from '../support/curl.js';
 import { cliOk } from '../support/device-pki.js';
 import { useFixture, uniqueName } from '../support/fixture.js';
+import { issueWithCaDir } from '../support/openssl-cli.js';
 
 describe('fleetgate device replace-cert (an admin renews a provisioned device)', () => {
   const fx = useFixture();
@@ -21,47 +21,6 @@ describe('fleetgate device replace-cert (an admin renews a provisioned device)',
     createHash('sha256')
       .update(new X509Certificate(fs.readFileSync(file)).raw)
       .digest('hex');
-
-  function issue(caDir: string, base: string, cn: string): void {
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-new',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-keyout',
-        `${base}.key`,
-        '-out',
-        `${base}.csr`,
-        '-subj',
-        `/CN=${cn}`,
-      ],
-      { stdio: 'pipe' },
-    );
-    execFileSync(
-      'openssl',
-      [
-        'x509',
-        '-req',
-        '-in',
-        `${base}.csr`,
-        '-CA',
-        path.join(caDir, 'ca.crt'),
-        '-CAkey',
-        path.join(caDir, 'ca.key'),
-        '-CAcreateserial',
-        '-out',
-        `${base}.crt`,
-        '-days',
-        '30',
-      ],
-      { stdio: 'pipe' },
-    );
-  }
 
   it('keeps the device, its name and its data; the old certificate is refused; another CN is refused', async () => {
     const identity = uniqueName('renew');
@@ -89,9 +48,9 @@ describe('fleetgate device replace-cert (an admin renews a provisioned device)',
     const old = path.join(work, `${identity}-old`);
     const renewed = path.join(work, `${identity}-new`);
     const other = path.join(work, `${identity}-other`);
-    issue(caDir, old, '02:00:00:00:00:07');
-    issue(caDir, renewed, '02:00:00:00:00:07');
-    issue(caDir, other, '02:00:00:00:00:08');
+    issueWithCaDir(caDir, old, '02:00:00:00:00:07');
+    issueWithCaDir(caDir, renewed, '02:00:00:00:00:07');
+    issueWithCaDir(caDir, other, '02:00:00:00:00:08');
     expect((await upload(old, '1700000000000,1')).status).to.equal(200);
 
     // Without the admin, the new certificate is another device wanting the same name.

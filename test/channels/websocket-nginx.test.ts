@@ -1,29 +1,13 @@
 import { expect } from 'chai';
 import WebSocket from 'ws';
 import { DeviceClient, newDevice } from '../support/device-client.js';
-import { startFleetgate } from '../support/fleetgate-process.js';
-import {
-  skipUnlessNginx,
-  startBehindNginx,
-  type ProxiedFleetgate,
-} from '../support/nginx-front.js';
-import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+import { useFleetgateBehindNginx } from '../support/nginx-suite.js';
+import { openWatchedSocket } from '../support/websocket-client.js';
 
 /** Issue 13: the WebSocket channel through nginx with the shipped template (proxy mode). */
 describe('WebSocket channel behind nginx', function () {
   this.timeout(120_000);
-  let db: TestDatabase;
-  let front: ProxiedFleetgate;
-
-  before(async function () {
-    skipUnlessNginx(this);
-    db = await createTestDatabase({ migrated: true });
-    front = await startBehindNginx((env) => startFleetgate(db, env), db.workDir);
-  });
-  after(async () => {
-    await front?.stop();
-    await db?.drop();
-  });
+  const front = useFleetgateBehindNginx();
 
   it('authenticates by the forwarded certificate, acks after commit and closes on revocation', async () => {
     expect((await front.app.cli(['identity', 'create', 'acme'])).code).to.equal(0);
@@ -33,16 +17,8 @@ describe('WebSocket channel behind nginx', function () {
     expect((await client.bind(psk)).status).to.equal(200);
     await client.close();
 
-    const ws = new WebSocket(`${front.nginx.baseUrl.replace(/^https/, 'wss')}/device_endpoint/ws`, {
-      ca: front.nginx.caPem,
-      cert: device.certPem,
-      key: device.keyPem,
-    });
-    await new Promise((resolve, reject) => {
-      ws.once('open', resolve);
-      ws.once('error', reject);
-    });
-    const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
+    const { socket: ws, closed: closing } = await openWatchedSocket(front.nginx, device);
+    const closed = closing.then(({ code }) => code);
     const frames: string[] = [];
     const next = () =>
       new Promise<string>((resolve) => ws.once('message', (data) => resolve(String(data))));

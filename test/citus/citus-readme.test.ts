@@ -1,11 +1,6 @@
 import { expect } from 'chai';
-import {
-  citusCluster,
-  citusUnavailable,
-  createCitusTestDatabase,
-} from '../support/citus-cluster.js';
+import { createCitusTestDatabase, useCitusCluster } from '../support/citus-cluster.js';
 import { readmeBlock, runReadmeScript, shownLines } from '../support/readme-block.js';
-import { skipBecause } from '../support/skip.js';
 import type { TestDatabase } from '../support/test-database.js';
 
 /**
@@ -18,14 +13,8 @@ describe('README: fleetgate migrate distributes the schema on Citus, run verbati
   this.timeout(180_000);
   let db: TestDatabase | undefined;
 
-  before(async function () {
-    this.timeout(180_000);
-    if (!process.env.DATABASE_URL) {
-      skipBecause(this, 'the Citus suite runs once, in the PostgreSQL run of the tests');
-    }
-    const why = await citusUnavailable();
-    if (why) skipBecause(this, why);
-    await citusCluster();
+  useCitusCluster();
+  before(async () => {
     db = await createCitusTestDatabase();
   });
   after(async () => {

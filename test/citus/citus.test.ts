@@ -3,18 +3,17 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
 import mqtt, { type MqttClient } from 'mqtt';
-import WebSocket from 'ws';
 import { AdminClient, boundDevice, useFleetgate } from '../support/admin-client.js';
 import {
   citusCluster,
-  citusUnavailable,
   createCitusTestDatabase,
   query,
+  useCitusCluster,
 } from '../support/citus-cluster.js';
 import { DeviceClient, newDevice, type TestDevice } from '../support/device-client.js';
 import { startFleetgate, type FleetgateProcess } from '../support/fleetgate-process.js';
 import { completeRotation, opensslKeyPair, proveRotation } from '../support/rotation.js';
-import { skipBecause } from '../support/skip.js';
+import { openWatchedSocket } from '../support/websocket-client.js';
 
 const lines = (from: number, n: number, step = 1000) =>
   Array.from({ length: n }, (_, i) => `${from + i * step},${i}`).join('\n');
@@ -26,17 +25,7 @@ const lines = (from: number, n: number, step = 1000) =>
  */
 describe('fleetgate on a Citus cluster', function () {
   this.timeout(180_000);
-  before(async function () {
-    this.timeout(180_000);
-    // The suite brings its own cluster, whatever the database of the run: it
-    // runs once, in the PostgreSQL run (which has the server binaries).
-    if (!process.env.DATABASE_URL) {
-      skipBecause(this, 'the Citus suite runs once, in the PostgreSQL run of the tests');
-    }
-    const why = await citusUnavailable();
-    if (why) skipBecause(this, why);
-    await citusCluster();
-  });
+  useCitusCluster();
   // Node A of the two-node test: its channels' revocation poll as slow as
   // allowed, and MQTT on, so that a session closed at once was closed by the news.
   const fg = useFleetgate(
@@ -333,7 +322,7 @@ describe('fleetgate on a Citus cluster', function () {
         'select device_id as id from device_certificates where fingerprint = $1',
         [device.fingerprint],
       );
-      const ws = await openWebSocket(fg.server, device);
+      const ws = await openWatchedSocket(fg.server, device);
       opened.push(() => ws.socket.terminate());
       const mq = await connectMqtt(fg.server, device);
       opened.push(() => mq.client.endAsync(true).catch(() => undefined));
@@ -402,22 +391,6 @@ describe('fleetgate on a Citus cluster', function () {
     });
   });
 });
-
-async function openWebSocket(server: FleetgateProcess, device: TestDevice) {
-  const socket = new WebSocket(`${server.baseUrl.replace(/^https/, 'wss')}/device_endpoint/ws`, {
-    ca: server.caPem,
-    cert: device.certPem,
-    key: device.keyPem,
-  });
-  const closed = new Promise<{ code: number; reason: string }>((resolve) =>
-    socket.once('close', (code, reason) => resolve({ code, reason: String(reason) })),
-  );
-  await new Promise<void>((resolve, reject) => {
-    socket.once('open', () => resolve());
-    socket.once('error', reject);
-  });
-  return { socket, closed };
-}
 
 async function connectMqtt(
   server: FleetgateProcess,

@@ -1,26 +1,12 @@
 import { expect } from 'chai';
 import { sql } from 'kysely';
-import pino from 'pino';
-import { loadConfig } from '../../src/config/config.js';
-import { openDatabase, type DatabaseHandle } from '../../src/db/connect.js';
 import { createMigrator } from '../../src/db/migrate.js';
-import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+import { useUnmigratedDatabase } from '../support/migration-database.js';
 
 /** The proof-of-possession migration drops unproven pending certificates of the old scheme. */
 describe('rotation proof-of-possession migration', function () {
   this.timeout(60_000);
-  let testDb: TestDatabase;
-  let database: DatabaseHandle;
-
-  before(async () => {
-    testDb = await createTestDatabase();
-    database = await openDatabase(loadConfig(testDb.env), pino({ level: 'silent' }));
-  });
-
-  after(async () => {
-    await database?.close();
-    await testDb?.drop();
-  });
+  const database = useUnmigratedDatabase();
 
   const fp = (c: string) => c.repeat(64);
   const states = async () =>

@@ -1,8 +1,7 @@
-import fs from 'node:fs';
 import type { Socket } from 'node:net';
 import { expect } from 'chai';
-import { DeviceClient, type Answer, type TestDevice } from '../support/device-client.js';
-import { openSocket } from '../support/websocket-client.js';
+import { DeviceClient, type Answer } from '../support/device-client.js';
+import { openSocket, openWatchedSocket } from '../support/websocket-client.js';
 import { useFixture, uniqueName } from '../support/fixture.js';
 import { fixtureEndpoint, useDevicePki } from '../support/device-pki.js';
 import { countStoredPoints } from '../support/stored-points.js';
@@ -141,22 +140,12 @@ describe('third pass: WebSocket revocation', function () {
   it('closes the socket of a CA-enrolled device once its CA’s CRL revokes its certificate (1008)', async () => {
     // Every message re-checks the certificate, but the poll looked only at devices
     // revoked or of disabled identities: the socket stayed open until its next message.
-    const identity = uniqueName('crl-ws');
-    const root = `${identity}-root`;
+    const { identity, root } = await ca.trustedRoot('crl-ws');
     const device = `${identity}-dev`;
-    ca.pki.root(root);
-    await ca.ok(['identity', 'create', identity]);
-    await ca.ok(['ca', 'trust', identity, ca.pki.file(`${root}.crt`)]);
     ca.pki.issue(device, root, { cn: 'sensor-crl' });
     const enrolled = await ca.enroll(device, []);
     expect(enrolled.status, enrolled.text).to.equal(200);
-    const ws = await openSocket(fx(), {
-      certPem: fs.readFileSync(ca.pki.chainFile(device, []), 'utf8'),
-      keyPem: fs.readFileSync(ca.pki.file(`${device}.key`), 'utf8'),
-    } as TestDevice);
-    const closed = new Promise<{ code: number; reason: string }>((resolve) =>
-      ws.once('close', (code, reason) => resolve({ code, reason: String(reason) })),
-    );
+    const { closed } = await openWatchedSocket(fx().server, ca.pems(device));
     ca.pki.revoke(device, root);
     await ca.ok(['ca', 'crl', identity, ca.pki.crl(root)]);
     // Before the fix this never came (the test timed out), and no message was sent.

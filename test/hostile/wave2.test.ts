@@ -1,5 +1,4 @@
 import { expect } from 'chai';
-import fs from 'node:fs';
 import { fixtureEndpoint, useDevicePki } from '../support/device-pki.js';
 import { waitFor } from '../support/concurrency.js';
 import { newDevice } from '../support/device-client.js';
@@ -75,20 +74,13 @@ describe('wave 2 review findings', function () {
   it('MQTT: disconnects a CA-enrolled device once its CA’s CRL revokes its certificate', async () => {
     // Requests re-check the certificate, but the open session stayed subscribed to the
     // device's name topics, where the RES of whichever certificate holds the name arrive.
-    const identity = uniqueName('crl-mqtt');
-    const root = `${identity}-root`;
+    const { identity, root } = await ca.trustedRoot('crl-mqtt');
     const device = `${identity}-dev`;
-    ca.pki.root(root);
-    await ca.ok(['identity', 'create', identity]);
-    await ca.ok(['ca', 'trust', identity, ca.pki.file(`${root}.crt`)]);
     ca.pki.issue(device, root, { cn: 'sensor-crl' });
     const enrolled = await ca.enroll(device, []);
     expect(enrolled.status, enrolled.text).to.equal(200);
 
-    const enrolledPems = {
-      certPem: fs.readFileSync(ca.pki.chainFile(device, []), 'utf8'),
-      keyPem: fs.readFileSync(ca.pki.file(`${device}.key`), 'utf8'),
-    };
+    const enrolledPems = ca.pems(device);
     const client = await connectDevice(fx(), enrolledPems);
     const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
     const granted = await client.subscribeAsync(`${identity}/res/sensor-crl/+`, { qos: 1 });

@@ -1,13 +1,7 @@
 import path from 'node:path';
 import { expect } from 'chai';
-import { startFleetgate } from '../support/fleetgate-process.js';
-import {
-  skipUnlessNginx,
-  startBehindNginx,
-  type ProxiedFleetgate,
-} from '../support/nginx-front.js';
+import { useFleetgateBehindNginx } from '../support/nginx-suite.js';
 import { readmeBlock, runReadmeScript, writeFiles } from '../support/readme-block.js';
-import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 
 /**
  * The README's "Vendor chains behind nginx" block, run as written with bash
@@ -16,21 +10,10 @@ import { createTestDatabase, type TestDatabase } from '../support/test-database.
  */
 describe('README: a vendor chain enrolls behind nginx, run verbatim with bash', function () {
   this.timeout(180_000);
-  let db: TestDatabase;
-  let front: ProxiedFleetgate;
-
-  before(async function () {
-    skipUnlessNginx(this);
-    db = await createTestDatabase({ migrated: true });
-    front = await startBehindNginx((env) => startFleetgate(db, env), db.workDir);
-  });
-  after(async () => {
-    await front?.stop();
-    await db?.drop();
-  });
+  const front = useFleetgateBehindNginx();
 
   it('trusts the root only, renders and reloads nginx, and the chip enrolls', async () => {
-    const dir = path.join(db.workDir, 'chain-readme');
+    const dir = path.join(front.db.workDir, 'chain-readme');
     writeFiles(dir, { 'certs/dev-ca.crt': front.nginx.caPem });
     const script = readmeBlock({ marker: 'chain-behind-nginx' })
       .replaceAll('/tmp/fg-nginx', front.nginx.prefix)

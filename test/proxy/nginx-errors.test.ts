@@ -1,13 +1,7 @@
 import tls from 'node:tls';
 import { expect } from 'chai';
 import { newDevice } from '../support/device-client.js';
-import { startFleetgate } from '../support/fleetgate-process.js';
-import {
-  skipUnlessNginx,
-  startBehindNginx,
-  type ProxiedFleetgate,
-} from '../support/nginx-front.js';
-import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+import { useFleetgateBehindNginx } from '../support/nginx-suite.js';
 
 interface Answer {
   status: number;
@@ -45,18 +39,7 @@ function rawThroughNginx(port: number, ca: string, bytes: string): Promise<Answe
 
 describe('behind nginx: requests nginx refuses itself get JSON, never a 5xx', function () {
   this.timeout(120_000);
-  let db: TestDatabase;
-  let front: ProxiedFleetgate;
-
-  before(async function () {
-    skipUnlessNginx(this);
-    db = await createTestDatabase({ migrated: true });
-    front = await startBehindNginx((env) => startFleetgate(db, env), db.workDir);
-  });
-  after(async () => {
-    await front?.stop();
-    await db?.drop();
-  });
+  const front = useFleetgateBehindNginx();
 
   const cases: Array<[string, string]> = [
     ['a malformed URI', 'GET /%zz HTTP/1.1\r\nHost: localhost\r\n\r\n'],

@@ -3,35 +3,21 @@ import path from 'node:path';
 import { expect } from 'chai';
 import { curl } from '../support/curl.js';
 import { DeviceClient, newDevice, type TestDevice } from '../support/device-client.js';
-import { startFleetgate } from '../support/fleetgate-process.js';
-import {
-  escapedPem,
-  skipUnlessNginx,
-  startBehindNginx,
-  type ProxiedFleetgate,
-} from '../support/nginx-front.js';
-import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+import { escapedPem } from '../support/nginx-front.js';
+import { useFleetgateBehindNginx } from '../support/nginx-suite.js';
 
 describe('behind nginx: certificates forwarded by the proxy', function () {
   this.timeout(120_000);
-  let db: TestDatabase;
-  let front: ProxiedFleetgate;
+  const front = useFleetgateBehindNginx();
   let psk: string;
 
-  before(async function () {
-    skipUnlessNginx(this);
-    db = await createTestDatabase({ migrated: true });
-    front = await startBehindNginx((env) => startFleetgate(db, env), db.workDir);
+  before(async () => {
     expect((await front.app.cli(['identity', 'create', 'acme'])).code).to.equal(0);
     psk = (await front.app.cli(['psk', 'issue', 'acme', '--max-devices', '100'])).stdout.trim();
   });
-  after(async () => {
-    await front?.stop();
-    await db?.drop();
-  });
 
   const files = (device: TestDevice) => {
-    const dir = fs.mkdtempSync(path.join(db.workDir, 'device-'));
+    const dir = fs.mkdtempSync(path.join(front.db.workDir, 'device-'));
     fs.writeFileSync(path.join(dir, 'device.crt'), device.certPem);
     fs.writeFileSync(path.join(dir, 'device.key'), device.keyPem);
     return ['--cert', path.join(dir, 'device.crt'), '--key', path.join(dir, 'device.key')];
@@ -45,7 +31,7 @@ describe('behind nginx: certificates forwarded by the proxy', function () {
     JSON.stringify({ PSK: psk }),
   ];
   const csvFile = (content: string) => {
-    const file = path.join(db.workDir, `series-${Math.random().toString(16).slice(2)}.csv`);
+    const file = path.join(front.db.workDir, `series-${Math.random().toString(16).slice(2)}.csv`);
     fs.writeFileSync(file, content);
     return file;
   };

@@ -7,11 +7,7 @@ import {
   type TestDevice,
 } from '../support/device-client.js';
 import { startFleetgate, type FleetgateProcess } from '../support/fleetgate-process.js';
-import {
-  skipUnlessNginx,
-  startBehindNginx,
-  type ProxiedFleetgate,
-} from '../support/nginx-front.js';
+import { useFleetgateBehindNginx } from '../support/nginx-suite.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 
 const DAY_MS = 24 * 3600 * 1000;
@@ -22,20 +18,14 @@ const DAY_MS = 24 * 3600 * 1000;
  */
 describe('behind nginx: answers are the same as over a direct connection', function () {
   this.timeout(180_000);
+  const front = useFleetgateBehindNginx();
   let directDb: TestDatabase;
-  let proxiedDb: TestDatabase;
   let direct: FleetgateProcess;
-  let front: ProxiedFleetgate;
   const psks: { direct?: string; proxied?: string } = {};
 
-  before(async function () {
-    skipUnlessNginx(this);
-    [directDb, proxiedDb] = await Promise.all([
-      createTestDatabase({ migrated: true }),
-      createTestDatabase({ migrated: true }),
-    ]);
+  before(async () => {
+    directDb = await createTestDatabase({ migrated: true });
     direct = await startFleetgate(directDb);
-    front = await startBehindNginx((env) => startFleetgate(proxiedDb, env), proxiedDb.workDir);
     for (const [side, app] of [
       ['direct', direct],
       ['proxied', front.app],
@@ -45,10 +35,8 @@ describe('behind nginx: answers are the same as over a direct connection', funct
     }
   });
   after(async () => {
-    await front?.stop();
     await direct?.stop();
     await directDb?.drop();
-    await proxiedDb?.drop();
   });
 
   /** Sends one request both ways and returns the two answers without volatile headers. */

@@ -3,13 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
 import { newDevice } from '../support/device-client.js';
-import { startFleetgate } from '../support/fleetgate-process.js';
-import {
-  skipUnlessNginx,
-  startBehindNginx,
-  type ProxiedFleetgate,
-} from '../support/nginx-front.js';
-import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+import { useFleetgateBehindNginx } from '../support/nginx-suite.js';
 
 /** Runs `openssl s_client` against nginx, feeding `input`, and returns everything it printed. */
 function sClient(port: number, args: string[], input = ''): Promise<string> {
@@ -26,22 +20,15 @@ function sClient(port: number, args: string[], input = ''): Promise<string> {
 
 describe('behind nginx: the public TLS front', function () {
   this.timeout(120_000);
-  let db: TestDatabase;
-  let front: ProxiedFleetgate;
+  const front = useFleetgateBehindNginx();
   let certArgs: string[];
 
-  before(async function () {
-    skipUnlessNginx(this);
-    db = await createTestDatabase({ migrated: true });
-    front = await startBehindNginx((env) => startFleetgate(db, env), db.workDir);
+  before(() => {
     const device = newDevice();
-    fs.writeFileSync(path.join(db.workDir, 'd.crt'), device.certPem);
-    fs.writeFileSync(path.join(db.workDir, 'd.key'), device.keyPem);
-    certArgs = ['-cert', path.join(db.workDir, 'd.crt'), '-key', path.join(db.workDir, 'd.key')];
-  });
-  after(async () => {
-    await front?.stop();
-    await db?.drop();
+    const dir = front.db.workDir;
+    fs.writeFileSync(path.join(dir, 'd.crt'), device.certPem);
+    fs.writeFileSync(path.join(dir, 'd.key'), device.keyPem);
+    certArgs = ['-cert', path.join(dir, 'd.crt'), '-key', path.join(dir, 'd.key')];
   });
 
   it('speaks TLS 1.2 and 1.3 only', async () => {
@@ -90,7 +77,7 @@ describe('behind nginx: the public TLS front', function () {
 
   it('resumes by session ID and by ticket; tickets are encrypted with the shared current key', async () => {
     const ca = ['-CAfile', front.nginx.caPath];
-    const idFile = path.join(db.workDir, 'nginx-session-id.pem');
+    const idFile = path.join(front.db.workDir, 'nginx-session-id.pem');
     await sClient(front.nginx.port, [
       '-tls1_2',
       '-no_ticket',
@@ -107,7 +94,7 @@ describe('behind nginx: the public TLS front', function () {
       ...ca,
     ]);
     expect(byId).to.match(/Reused, TLSv1\.2/);
-    const ticketFile = path.join(db.workDir, 'nginx-ticket.pem');
+    const ticketFile = path.join(front.db.workDir, 'nginx-ticket.pem');
     const first = await sClient(front.nginx.port, ['-tls1_2', '-sess_out', ticketFile, ...ca]);
     const ticketStart = /TLS session ticket:\n\s*0000 - ((?:[0-9a-f]{2}[ -]+){16})/.exec(
       first,

@@ -1,12 +1,6 @@
 import { expect } from 'chai';
 import { DeviceClient, newDevice, type TestDevice } from '../support/device-client.js';
-import { startFleetgate } from '../support/fleetgate-process.js';
-import {
-  skipUnlessNginx,
-  startBehindNginx,
-  type ProxiedFleetgate,
-} from '../support/nginx-front.js';
-import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+import { useFleetgateBehindNginx } from '../support/nginx-suite.js';
 import { overMutualTls, rawRequest, writeUntilAnswered } from './raw-http.js';
 
 const LIMIT = 4 * 1024 * 1024;
@@ -20,27 +14,19 @@ const partHead = (name: string) =>
 
 describe('behind nginx: large uploads stream to the app and meet its limits', function () {
   this.timeout(180_000);
-  let db: TestDatabase;
-  let front: ProxiedFleetgate;
+  const front = useFleetgateBehindNginx({
+    FLEETGATE_MAX_UPLOAD_BYTES: String(LIMIT),
+    FLEETGATE_MAX_PARTS: '3',
+  });
   let device: TestDevice;
 
-  before(async function () {
-    skipUnlessNginx(this);
-    db = await createTestDatabase({ migrated: true });
-    front = await startBehindNginx((env) => startFleetgate(db, env), db.workDir, {
-      FLEETGATE_MAX_UPLOAD_BYTES: String(LIMIT),
-      FLEETGATE_MAX_PARTS: '3',
-    });
+  before(async () => {
     await front.app.cli(['identity', 'create', 'acme']);
     const psk = (await front.app.cli(['psk', 'issue', 'acme'])).stdout.trim();
     device = newDevice();
     const client = new DeviceClient(front.nginx, device);
     expect((await client.bind(psk)).status).to.equal(200);
     await client.close();
-  });
-  after(async () => {
-    await front?.stop();
-    await db?.drop();
   });
 
   const connect = () => overMutualTls(front.nginx.port, front.nginx.caPem, device);

@@ -1,12 +1,12 @@
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import type { TestDatabase } from './test-database.js';
+import { migrate, type TestDatabase } from './test-database.js';
 import { freePort } from './free-port.js';
+import { skipBecause } from './skip.js';
 import { findPostgresBinaries } from './throwaway-postgres.js';
 
 /**
@@ -37,6 +37,24 @@ export async function citusUnavailable(): Promise<string | undefined> {
     return 'the throwaway cluster runs initdb through runuser, which needs root';
   }
   return undefined;
+}
+
+/**
+ * The first hook of a Citus suite: skips it, saying why, outside the
+ * PostgreSQL run of the tests (the suite brings its own cluster, whatever the
+ * database of the run, and runs once) or where a cluster cannot run; otherwise
+ * starts the cluster, so that the suite's own hooks find it up.
+ */
+export function useCitusCluster(): void {
+  before(async function () {
+    this.timeout(180_000);
+    if (!process.env.DATABASE_URL) {
+      skipBecause(this, 'the Citus suite runs once, in the PostgreSQL run of the tests');
+    }
+    const why = await citusUnavailable();
+    if (why) skipBecause(this, why);
+    await citusCluster();
+  });
 }
 
 export function citusCluster(): Promise<CitusCluster> {
@@ -168,20 +186,6 @@ export async function createCitusTestDatabase(): Promise<TestDatabase> {
       fs.rmSync(workDir, { recursive: true, force: true });
     },
   };
-}
-
-const BIN = fileURLToPath(new URL('../../../bin/fleetgate.js', import.meta.url));
-
-function migrate(env: Record<string, string>): Promise<void> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      process.execPath,
-      [BIN, 'migrate'],
-      { env: { ...process.env, ...env } },
-      (error, out, err) =>
-        error ? reject(new Error(`fleetgate migrate failed: ${err}${out}`)) : resolve(),
-    );
-  });
 }
 
 export async function query<R extends pg.QueryResultRow>(

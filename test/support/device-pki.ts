@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { curl } from './curl.js';
+import { uniqueName } from './fixture.js';
 import type { FleetgateProcess } from './fleetgate-process.js';
 import { OpensslPki } from './openssl-ca.js';
 
@@ -57,6 +58,7 @@ export function useDevicePki(endpoint: () => PkiEndpoint) {
     made().file(`${device}.key`),
   ];
   let uploads = 0;
+  const ok = (args: string[]) => cliOk(endpoint().server, args);
   return {
     get pki(): OpensslPki {
       return made();
@@ -66,7 +68,21 @@ export function useDevicePki(endpoint: () => PkiEndpoint) {
     },
     url,
     tls,
-    ok: (args: string[]) => cliOk(endpoint().server, args),
+    ok,
+    /** A new identity (its name made from `prefix`) that trusts a new root CA `<identity>-root`. */
+    trustedRoot: async (prefix: string) => {
+      const identity = uniqueName(prefix);
+      const root = `${identity}-root`;
+      made().root(root);
+      await ok(['identity', 'create', identity]);
+      await ok(['ca', 'trust', identity, made().file(`${root}.crt`)]);
+      return { identity, root };
+    },
+    /** A device's certificate and key as PEM, for the WebSocket and MQTT clients. */
+    pems: (device: string) => ({
+      certPem: fs.readFileSync(made().file(`${device}.crt`), 'utf8'),
+      keyPem: fs.readFileSync(made().file(`${device}.key`), 'utf8'),
+    }),
     /** Enrollment by chain: `{}` with the device's certificate (and `chain`). */
     enroll: (device: string, chain: string[]) =>
       curl([...tls(device, chain), '-H', 'Content-Type: application/json', '-d', '{}', url()]),

@@ -1,6 +1,9 @@
-import { execFileSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { certificateRequest, openssl, selfSignedCertificate } from './openssl-cli.js';
+
+const ROOT_EXT = 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign';
 
 /** A CA hierarchy made with the plain openssl CLI: root, intermediates, devices, CRLs. */
 export class OpensslPki {
@@ -9,7 +12,7 @@ export class OpensslPki {
   }
 
   private run(args: string[]): void {
-    execFileSync('openssl', args, { stdio: 'pipe', cwd: this.dir });
+    openssl(args, this.dir);
   }
 
   file(name: string): string {
@@ -17,32 +20,43 @@ export class OpensslPki {
   }
 
   /** A self-signed root CA (its CN is `cn`, by default its name). */
-  root(
-    name: string,
-    ext = 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign',
-    cn = name,
-  ): void {
+  root(name: string, ext = ROOT_EXT, cn = name): void {
     fs.writeFileSync(this.file(`${name}.ext`), `${ext}\n`);
+    selfSignedCertificate({
+      keyFile: `${name}.key`,
+      certFile: `${name}.crt`,
+      subject: `/CN=${cn}`,
+      days: 3650,
+      more: ['-extensions', 'v3', '-config', this.config(name, ext)],
+      cwd: this.dir,
+    });
+  }
+
+  /**
+   * The root `name` issued once more as `as`: the same key and CN, another
+   * serial and validity (so another fingerprint), with `ext`.
+   */
+  reissueRoot(name: string, as: string, options: { serial: number; days: number; ext?: string }) {
+    const subject = new X509Certificate(fs.readFileSync(this.file(`${name}.crt`))).subject;
+    const cn = /^CN=(.+)$/m.exec(subject)![1]!.trim();
     this.run([
       'req',
       '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
+      '-new',
+      '-key',
       `${name}.key`,
-      '-out',
-      `${name}.crt`,
-      '-days',
-      '3650',
       '-subj',
       `/CN=${cn}`,
+      '-days',
+      String(options.days),
+      '-set_serial',
+      String(options.serial),
+      '-config',
+      this.config(as, options.ext ?? ROOT_EXT),
       '-extensions',
       'v3',
-      '-config',
-      this.config(name, ext),
+      '-out',
+      `${as}.crt`,
     ]);
   }
 
@@ -63,21 +77,7 @@ export class OpensslPki {
   ): void {
     const ext =
       options.ext ?? 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature';
-    this.run([
-      'req',
-      '-new',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      `${name}.key`,
-      '-out',
-      `${name}.csr`,
-      '-subj',
-      `/CN=${options.cn ?? name}`,
-    ]);
+    certificateRequest(`${name}.key`, `${name}.csr`, `/CN=${options.cn ?? name}`, this.dir);
     this.ensureCaDb(issuer);
     const args = [
       'ca',

@@ -1,10 +1,10 @@
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createHash, X509Certificate } from 'node:crypto';
 import type { PemPair } from '../../src/tls/dev-certificates.js';
 import type { TestDevice } from './device-client.js';
+import { selfSignedCertificate } from './openssl-cli.js';
 
 /**
  * Device certificates made by the openssl CLI, for shapes our own generator
@@ -19,27 +19,16 @@ export function opensslDevice(options: {
 }): TestDevice {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-openssl-'));
   try {
-    const args = [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      path.join(dir, 'key.pem'),
-      '-out',
-      path.join(dir, 'cert.pem'),
-      '-days',
-      '30',
-      '-subj',
-      options.subject,
-    ];
-    if (options.san) args.push('-addext', `subjectAltName=${options.san}`);
-    if (options.serialHex) args.push('-set_serial', `0x${options.serialHex}`);
-    for (const ext of options.extensions ?? []) args.push('-addext', ext);
-    execFileSync('openssl', args, { stdio: 'pipe' });
+    const more: string[] = [];
+    if (options.san) more.push('-addext', `subjectAltName=${options.san}`);
+    if (options.serialHex) more.push('-set_serial', `0x${options.serialHex}`);
+    for (const ext of options.extensions ?? []) more.push('-addext', ext);
+    selfSignedCertificate({
+      keyFile: path.join(dir, 'key.pem'),
+      certFile: path.join(dir, 'cert.pem'),
+      subject: options.subject,
+      more,
+    });
     return unvalidatedDevice({
       certPem: fs.readFileSync(path.join(dir, 'cert.pem'), 'utf8'),
       keyPem: fs.readFileSync(path.join(dir, 'key.pem'), 'utf8'),

@@ -4,34 +4,19 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Answer, DeviceClient } from './device-client.js';
 import { unvalidatedDevice } from './openssl-certificates.js';
+import { selfSignedCertificate } from './openssl-cli.js';
 import type { TestDevice } from './device-client.js';
 
 /** A device key and self-signed certificate made by the openssl CLI, as firmware tooling would. */
 export function opensslKeyPair(kind: 'ec' | 'rsa', commonName = 'sensor'): TestDevice {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleetgate-rotation-'));
   try {
-    const keyArgs =
-      kind === 'ec'
-        ? ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256']
-        : ['-newkey', 'rsa:2048'];
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        ...keyArgs,
-        '-nodes',
-        '-keyout',
-        path.join(dir, 'key.pem'),
-        '-out',
-        path.join(dir, 'cert.pem'),
-        '-days',
-        '30',
-        '-subj',
-        `/CN=${commonName}`,
-      ],
-      { stdio: 'pipe' },
-    );
+    selfSignedCertificate({
+      keyFile: path.join(dir, 'key.pem'),
+      certFile: path.join(dir, 'cert.pem'),
+      subject: `/CN=${commonName}`,
+      kind,
+    });
     return unvalidatedDevice({
       certPem: fs.readFileSync(path.join(dir, 'cert.pem'), 'utf8'),
       keyPem: fs.readFileSync(path.join(dir, 'key.pem'), 'utf8'),

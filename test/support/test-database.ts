@@ -90,16 +90,14 @@ function databaseUrl(serverUrl: string, name: string): string {
 const BIN = fileURLToPath(new URL('../../../bin/fleetgate.js', import.meta.url));
 
 /** `fleetgate migrate` as a real process, exactly as an operator runs it. */
-function migrate(env: Record<string, string>): Promise<void> {
+export function migrate(env: Record<string, string>): Promise<void> {
   return new Promise((resolve, reject) => {
     execFile(
       process.execPath,
       [BIN, 'migrate'],
       { env: { ...process.env, ...env } },
       (error, stdout, stderr) =>
-        error
-          ? reject(new Error(`template: fleetgate migrate failed: ${stderr}${stdout}`))
-          : resolve(),
+        error ? reject(new Error(`fleetgate migrate failed: ${stderr}${stdout}`)) : resolve(),
     );
   });
 }

@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { REPO_ROOT } from '../support/fleetgate-process.js';
 import type { TestDevice } from '../support/device-client.js';
+import { selfSignedCertificate } from '../support/openssl-cli.js';
 
 export type Stack = 'mbedtls' | 'wolfssl';
 
@@ -225,26 +226,7 @@ export function uploadRequest(
 export function factoryDevice(kind: 'ec' | 'rsa', dir: string, name: string) {
   const keyPath = path.join(dir, `${name}.key`);
   const certPath = path.join(dir, `${name}.crt`);
-  const newkey =
-    kind === 'ec'
-      ? ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256']
-      : ['-newkey', 'rsa:2048'];
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      ...newkey,
-      '-nodes',
-      '-keyout',
-      keyPath,
-      '-out',
-      certPath,
-      '-days',
-      '30',
-    ].concat(['-subj', `/CN=${name}`]),
-    { stdio: 'pipe' },
-  );
+  selfSignedCertificate({ keyFile: keyPath, certFile: certPath, subject: `/CN=${name}`, kind });
   const der = new X509Certificate(fs.readFileSync(certPath)).raw;
   const fingerprint = createHash('sha256').update(der).digest('hex');
   return { certPath, keyPath, fingerprint };

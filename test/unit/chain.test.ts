@@ -1,5 +1,4 @@
 import { expect } from 'chai';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -81,33 +80,7 @@ describe('unit: verifyChain', () => {
   // before the trust-time check may hold. The chain must not pick one silently.
   it('refuses a chain whose issuer is an anchor of two identities under two certificates: ambiguous_anchor', async () => {
     pki.root('twin-root');
-    fs.writeFileSync(
-      pki.file('twin.cnf'),
-      '[req]\ndistinguished_name=dn\n[dn]\n[v3]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n',
-    );
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-new',
-        '-key',
-        'twin-root.key',
-        '-subj',
-        '/CN=twin-root',
-        '-days',
-        '99',
-        '-set_serial',
-        '7',
-        '-config',
-        'twin.cnf',
-        '-extensions',
-        'v3',
-        '-out',
-        'twin-again.crt',
-      ],
-      { cwd: pki.dir, stdio: 'pipe' },
-    );
+    pki.reissueRoot('twin-root', 'twin-again', { serial: 7, days: 99 });
     pki.issue('twin-dev', 'twin-root');
     const first = anchor('twin-root');
     const second = { ...anchor('twin-again'), id: 2, identity_id: 2 } as AuthorityRow;
