@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import type { Config } from '../config/config.js';
 import type { Database } from '../db/schema.js';
 import { requireActiveCertificate } from '../devices/device-auth.js';
+import { takeServerTime } from '../devices/device.repository.js';
 import { ingestBatch, type IngestSummary } from '../ingest/ingest.service.js';
 import type { IngestBackend } from '../ingest/upload-transaction.js';
 import { countUploadedPoints } from '../observability/metrics.js';
@@ -10,7 +11,6 @@ import type { CertificateInfo } from '../tls/certificate-info.js';
 import { badRequest } from '../http/app-error.js';
 import { assertFaithfulJson, MessageBatch } from './message-batch.js';
 import { seriesPointsInput } from './series-points.js';
-import { deviceServerTimes } from './server-time.js';
 
 export interface MessageDeps {
   db: Kysely<Database>;
@@ -39,7 +39,7 @@ export async function storeMessages(
   body: unknown,
   rawText: string | undefined,
 ): Promise<StoredMessages> {
-  return storeForDevice(deps, certificate, (limits, now, claimNow) => {
+  return storeForDevice(deps, certificate, async (limits, now, serverTime) => {
     const batch = MessageBatch.from(
       body,
       {
@@ -50,11 +50,9 @@ export async function storeMessages(
           maxEpochMs: now + limits.maxClockSkewMs,
         },
       },
-      now,
       rawText,
     );
-    if (batch.usesServerTime) claimNow();
-    return batch.inputs();
+    return batch.inputs(batch.usesServerTime ? await serverTime() : undefined);
   });
 }
 
@@ -69,7 +67,7 @@ export async function storeSeriesPoints(
   body: unknown,
   rawText: string | undefined,
 ): Promise<StoredMessages> {
-  return storeForDevice(deps, certificate, (limits, now) => {
+  return storeForDevice(deps, certificate, async (limits, now) => {
     if (rawText !== undefined) assertFaithfulJson(rawText);
     return [
       seriesPointsInput(body, {
@@ -85,9 +83,11 @@ export async function storeSeriesPoints(
 
 /**
  * The rules both share: device looked up afresh, one upload from its budget,
- * then ingestBatch. `now` is the server's time for messages without `ts`,
- * unique per device once claimed (server-time.ts); inputsOf runs without an
- * await, so no other request of the device can take the same one.
+ * then ingestBatch. `now` is this node's clock, for the accepted range of
+ * `ts`. `serverTime` takes the time of the messages without `ts`, asked only
+ * by a batch that has some: unique per device across every node sharing the
+ * database (takeServerTime), so two readings of one device are never stored
+ * at one time and the second answered as a "duplicate".
  */
 async function storeForDevice(
   deps: MessageDeps,
@@ -95,14 +95,18 @@ async function storeForDevice(
   inputsOf: (
     limits: MessageDeps['config']['limits'],
     now: number,
-    claimNow: () => void,
-  ) => Parameters<typeof ingestBatch>[2],
+    serverTime: () => Promise<number>,
+  ) => Promise<Parameters<typeof ingestBatch>[2]>,
 ): Promise<StoredMessages> {
   const device = await requireActiveCertificate(deps.db, certificate);
   const rateLimit = await takeUploadAllowance(deps.throttles, device.deviceId);
   const { limits } = deps.config;
-  const now = deviceServerTimes.peek(device.deviceId);
-  const inputs = inputsOf(limits, now, () => deviceServerTimes.claim(device.deviceId, now));
+  const now = Date.now();
+  const inputs = await inputsOf(
+    limits,
+    now,
+    async () => (await takeServerTime(deps.db, device.deviceId, now)) ?? now,
+  );
   const summary = await ingestBatch(
     deps.ingest,
     device.deviceId,
