@@ -175,8 +175,9 @@ export async function touchLastSeen(db: Kysely<Database>, deviceId: number): Pro
  * lock, so two nodes (or two requests of one node) asking at once are served
  * one after the other and never get the same time. Its own statement, never
  * inside an upload's transaction: the lock lasts one statement and the time
- * is taken whether or not the batch is stored later. Undefined when there is
- * no such device.
+ * is taken whether or not the batch is stored later. Integer milliseconds:
+ * Citus refuses an UPDATE that calls a STABLE function (timestamptz +
+ * interval) on a column. Undefined when there is no such device.
  */
 export async function takeServerTime(
   db: Kysely<Database>,
@@ -191,11 +192,9 @@ export async function takeServerTime(
 }
 
 const TAKE_SERVER_TIME = `
-  update devices set last_server_time = greatest(
-    timestamptz 'epoch' + $2::bigint * interval '1 millisecond',
-    devices.last_server_time + interval '1 millisecond')
+  update devices set last_server_time_ms = greatest($2::bigint, devices.last_server_time_ms + 1)
   where devices.id = $1
-  returning (extract(epoch from devices.last_server_time) * 1000)::bigint::text as ms`;
+  returning devices.last_server_time_ms::text as ms`;
 // Asked for every message without ts: planned once per connection on PostgreSQL.
 prepareOnPostgres('fleetgate_take_server_time', TAKE_SERVER_TIME);
 
