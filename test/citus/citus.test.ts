@@ -111,8 +111,9 @@ describe('fleetgate on a Citus cluster', function () {
     // A database distributed before the migration that drops the devices trigger
     // (the news now comes from the application) takes it: Citus refuses even
     // `drop trigger if exists` on a distributed table.
+    // (With the migrations after it too: kysely refuses a gap in the executed ones.)
     await sql(
-      "delete from kysely_migration where name = '2026-12-03T0600_device_events_from_application'",
+      "delete from kysely_migration where name >= '2026-12-03T0600_device_events_from_application'",
     );
     const upgrade = await fg.server.cli(['migrate']);
     expect(upgrade.code, upgrade.stderr).to.equal(0);
