@@ -43,6 +43,8 @@ export interface DeviceTable {
   revoked_reason: ColumnType<string | null, string | null | undefined, string | null>;
   /** Waiting for its owner's confirmation: known, but refused until registered. */
   pending_confirmation: ColumnType<boolean, boolean | undefined, boolean>;
+  /** The last server time (epoch ms) given to a message of it without `ts` (takeServerTime). */
+  last_server_time_ms: ColumnType<string | null, number | null | undefined, number | null>;
 }
 
 export type CertificateState = 'active' | 'retired';

@@ -1,4 +1,4 @@
-import { sql, type CompiledQuery, type Kysely, type Selectable } from 'kysely';
+import { CompiledQuery, sql, type Kysely, type Selectable } from 'kysely';
 import { onCitus } from '../db/citus-mode.js';
 import { prepareOnPostgres } from '../db/prepared-statements.js';
 import type { CertificateInfo } from '../tls/certificate-info.js';
@@ -167,6 +167,36 @@ export async function touchLastSeen(db: Kysely<Database>, deviceId: number): Pro
     .where('id', '=', deviceId)
     .execute();
 }
+
+/**
+ * Takes the device's next server time (epoch ms) for a message without `ts`:
+ * `nowMs`, or one millisecond after the last one the device was given when
+ * that is not earlier, recorded on the device's row. The update holds the row
+ * lock, so two nodes (or two requests of one node) asking at once are served
+ * one after the other and never get the same time. Its own statement, never
+ * inside an upload's transaction: the lock lasts one statement and the time
+ * is taken whether or not the batch is stored later. Integer milliseconds:
+ * Citus refuses an UPDATE that calls a STABLE function (timestamptz +
+ * interval) on a column. Undefined when there is no such device.
+ */
+export async function takeServerTime(
+  db: Kysely<Database>,
+  deviceId: number,
+  nowMs: number,
+): Promise<number | undefined> {
+  const result = await db.executeQuery<{ ms: string }>(
+    CompiledQuery.raw(TAKE_SERVER_TIME, [deviceId, nowMs]),
+  );
+  const row = result.rows[0];
+  return row === undefined ? undefined : Number(row.ms);
+}
+
+const TAKE_SERVER_TIME = `
+  update devices set last_server_time_ms = greatest($2::bigint, devices.last_server_time_ms + 1)
+  where devices.id = $1
+  returning devices.last_server_time_ms::text as ms`;
+// Asked for every message without ts: planned once per connection on PostgreSQL.
+prepareOnPostgres('fleetgate_take_server_time', TAKE_SERVER_TIME);
 
 /**
  * Locks the device's row until the end of the transaction, at the strength

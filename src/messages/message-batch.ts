@@ -5,7 +5,8 @@ import { parsePointRecord, underflowsToZero, type TimestampRange } from '../inge
 /**
  * JSON messages (issue 13): `{"ts": epoch_ms?, "data": {"series": number, ...}}`,
  * one or an array. Every field of `data` is a point of the series of that name
- * at `ts` (the server's time when `ts` is missing). The whole batch is checked
+ * at `ts` (the server's time when `ts` is missing, given once the batch is
+ * checked: see `inputs`). The whole batch is checked
  * before anything is written, and refused whole with a typed 4xx; the points
  * then go through the one ingest path (ingestBatch) like a multipart upload.
  */
@@ -23,6 +24,8 @@ const MESSAGE_KEYS = new Set(['ts', 'data', 'id', 'type']);
 interface SeriesPoints {
   epochMs: number[];
   values: number[];
+  /** Where the one point of a message without `ts` is, if any: it takes the server's time. */
+  atServerTime?: number;
 }
 
 /** The points of a checked batch, grouped by series in order of first appearance. */
@@ -39,12 +42,21 @@ export class MessageBatch {
     return n;
   }
 
-  /** The series as ingest inputs; the first value of a repeated timestamp wins, as in uploads. */
-  inputs(): SeriesInput[] {
+  /**
+   * The series as ingest inputs; the first value of a repeated timestamp wins,
+   * as in uploads. `serverTimeMs` is the time of the messages without `ts`,
+   * needed when `usesServerTime`.
+   */
+  inputs(serverTimeMs?: number): SeriesInput[] {
+    if (this.usesServerTime && serverTimeMs === undefined) {
+      throw new Error('a batch with messages without ts needs the server time');
+    }
     return [...this.series].map(([name, points]) => ({
       name,
       async feed(add) {
-        for (let i = 0; i < points.epochMs.length; i++) add(points.epochMs[i]!, points.values[i]!);
+        for (let i = 0; i < points.epochMs.length; i++) {
+          add(i === points.atServerTime ? serverTimeMs! : points.epochMs[i]!, points.values[i]!);
+        }
         return points.epochMs.length;
       },
     }));
@@ -55,7 +67,7 @@ export class MessageBatch {
    * given, is the body as sent: a literal such as `1e-400` parses to 0 and
    * would be stored changed, so it is refused as in uploads.
    */
-  static from(body: unknown, limits: MessageLimits, now: number, rawText?: string): MessageBatch {
+  static from(body: unknown, limits: MessageLimits, rawText?: string): MessageBatch {
     const messages = Array.isArray(body) ? body : [body];
     if (messages.length === 0) {
       throw badRequest('empty_batch', 'the array holds no messages');
@@ -89,7 +101,7 @@ export class MessageBatch {
           );
         }
       }
-      const epochMs = timestampOf(message.ts, now, limits.timestampRange, where, at);
+      const epochMs = timestampOf(message.ts, limits.timestampRange, where, at);
       const data = message.data;
       if (!isPlainObject(data)) {
         throw badRequest('invalid_message', `${where} has no "data" object`, at);
@@ -134,9 +146,11 @@ export class MessageBatch {
           }
           atServerTime.add(name);
         }
-        const points = series.get(name) ?? { epochMs: [], values: [] };
+        const points: SeriesPoints = series.get(name) ?? { epochMs: [], values: [] };
         series.set(name, points);
-        points.epochMs.push(epochMs);
+        // At most one per series (above); its time is given by `inputs`.
+        if (epochMs === undefined) points.atServerTime = points.epochMs.length;
+        points.epochMs.push(epochMs ?? 0);
         points.values.push(value);
       }
     });
@@ -153,14 +167,14 @@ export function assertFaithfulJson(rawText: string): void {
   assertNoDuplicateKeys(rawText);
 }
 
+/** The message's `ts` checked, or undefined when it has none (the server's time). */
 function timestampOf(
   ts: unknown,
-  now: number,
   range: TimestampRange,
   where: string,
   at: Record<string, unknown>,
-): number {
-  if (ts === undefined) return now;
+): number | undefined {
+  if (ts === undefined) return undefined;
   if (typeof ts !== 'number') {
     throw badRequest('invalid_timestamp', `${where}: "ts" is not a number of epoch milliseconds`, {
       ...at,

@@ -1,8 +1,10 @@
 import type { Kysely } from 'kysely';
 import type { Config } from '../config/config.js';
+import { isRetryableConflict } from '../db/errors.js';
 import type { Database } from '../db/schema.js';
 import { requireActiveCertificate } from '../devices/device-auth.js';
-import { ingestBatch, type IngestSummary } from '../ingest/ingest.service.js';
+import { takeServerTime } from '../devices/device.repository.js';
+import { ingestBatch, type IngestSummary, type SeriesInput } from '../ingest/ingest.service.js';
 import type { IngestBackend } from '../ingest/upload-transaction.js';
 import { countUploadedPoints } from '../observability/metrics.js';
 import { takeUploadAllowance, type Throttles } from '../throttle/throttle.service.js';
@@ -10,7 +12,6 @@ import type { CertificateInfo } from '../tls/certificate-info.js';
 import { badRequest } from '../http/app-error.js';
 import { assertFaithfulJson, MessageBatch } from './message-batch.js';
 import { seriesPointsInput } from './series-points.js';
-import { deviceServerTimes } from './server-time.js';
 
 export interface MessageDeps {
   db: Kysely<Database>;
@@ -39,7 +40,7 @@ export async function storeMessages(
   body: unknown,
   rawText: string | undefined,
 ): Promise<StoredMessages> {
-  return storeForDevice(deps, certificate, (limits, now, claimNow) => {
+  return storeForDevice(deps, certificate, async (limits, now, serverTime) => {
     const batch = MessageBatch.from(
       body,
       {
@@ -50,11 +51,9 @@ export async function storeMessages(
           maxEpochMs: now + limits.maxClockSkewMs,
         },
       },
-      now,
       rawText,
     );
-    if (batch.usesServerTime) claimNow();
-    return batch.inputs();
+    return batch.inputs(batch.usesServerTime ? await serverTime() : undefined);
   });
 }
 
@@ -69,7 +68,7 @@ export async function storeSeriesPoints(
   body: unknown,
   rawText: string | undefined,
 ): Promise<StoredMessages> {
-  return storeForDevice(deps, certificate, (limits, now) => {
+  return storeForDevice(deps, certificate, async (limits, now) => {
     if (rawText !== undefined) assertFaithfulJson(rawText);
     return [
       seriesPointsInput(body, {
@@ -85,9 +84,11 @@ export async function storeSeriesPoints(
 
 /**
  * The rules both share: device looked up afresh, one upload from its budget,
- * then ingestBatch. `now` is the server's time for messages without `ts`,
- * unique per device once claimed (server-time.ts); inputsOf runs without an
- * await, so no other request of the device can take the same one.
+ * then ingestBatch. `now` is this node's clock, for the accepted range of
+ * `ts`. `serverTime` takes the time of the messages without `ts`, asked only
+ * by a batch that has some: unique per device across every node sharing the
+ * database (takeServerTime), so two readings of one device are never stored
+ * at one time and the second answered as a "duplicate".
  */
 async function storeForDevice(
   deps: MessageDeps,
@@ -95,21 +96,52 @@ async function storeForDevice(
   inputsOf: (
     limits: MessageDeps['config']['limits'],
     now: number,
-    claimNow: () => void,
-  ) => Parameters<typeof ingestBatch>[2],
+    serverTime: () => Promise<number>,
+  ) => Promise<SeriesInput[]>,
 ): Promise<StoredMessages> {
   const device = await requireActiveCertificate(deps.db, certificate);
   const rateLimit = await takeUploadAllowance(deps.throttles, device.deviceId);
   const { limits } = deps.config;
-  const now = deviceServerTimes.peek(device.deviceId);
-  const inputs = inputsOf(limits, now, () => deviceServerTimes.claim(device.deviceId, now));
-  const summary = await ingestBatch(
-    deps.ingest,
-    device.deviceId,
-    inputs,
-    { maxSeriesPerDevice: limits.maxSeriesPerDevice },
-    () => badRequest('empty_batch', 'the batch holds no points'),
+  const now = Date.now();
+  const inputs = await inputsOf(
+    limits,
+    now,
+    async () => (await takeServerTime(deps.db, device.deviceId, now)) ?? now,
+  );
+  const summary = await retryingConflicts(() =>
+    ingestBatch(
+      deps.ingest,
+      device.deviceId,
+      inputs,
+      { maxSeriesPerDevice: limits.maxSeriesPerDevice },
+      () => badRequest('empty_batch', 'the batch holds no points'),
+    ),
   );
   countUploadedPoints(summary);
   return { summary, rateLimit };
+}
+
+/** Times a batch of messages is tried when the database keeps aborting it for a deadlock. */
+const CONFLICT_ATTEMPTS = 5;
+
+/**
+ * Stores again a batch the database aborted to break a deadlock. Concurrent
+ * batches of one device that carry the same point (a resend racing its
+ * original) can take the point and the device's row in opposite orders: the
+ * one-statement path inserts the point, then sets the device's last-seen
+ * time; a transaction that waited for the device's row (to create a series)
+ * holds it, then inserts the point. The victim stored nothing, and messages
+ * are held in memory, so they are stored again here: the device waits
+ * instead of getting 503 conflict_retry, which is left for a batch that
+ * loses CONFLICT_ATTEMPTS times (a streamed upload cannot be read twice and
+ * still gets it at once).
+ */
+async function retryingConflicts<T>(store: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await store();
+    } catch (err) {
+      if (attempt >= CONFLICT_ATTEMPTS || !isRetryableConflict(err)) throw err;
+    }
+  }
 }

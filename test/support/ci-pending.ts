@@ -90,6 +90,11 @@ export const PENDING_ALLOWED: ReadonlyArray<{ title: string; on: Database; why: 
     why: 'several nodes share one PostgreSQL server; the embedded database belongs to one process',
   },
   {
+    title: 'server time of messages without ts on two nodes of one PostgreSQL *',
+    on: 'embedded',
+    why: 'several nodes share one PostgreSQL server; the embedded database belongs to one process',
+  },
+  {
     title: 'shared node state on PostgreSQL *',
     on: 'embedded',
     why: 'the stores shared by several nodes live in PostgreSQL; the embedded database keeps them in memory',
