@@ -17,15 +17,6 @@ import { pino, type Logger } from 'pino';
  */
 export const LOG_BUFFER_MAX_BYTES = 16 * 1024 * 1024;
 
-/**
- * Lines are gathered up to this many bytes (about 15 request lines), or for
- * LOG_FLUSH_MS at most, before one write: a write per line handed every line to
- * a libuv worker thread and back, which cost the busy device endpoint more CPU
- * than any other part of a resumed upload's request handling.
- */
-export const LOG_BATCH_BYTES = 4096;
-export const LOG_FLUSH_MS = 200;
-
 export function createLogger(
   level: string,
   destination: 1 | 2 = 1,
@@ -43,13 +34,7 @@ export function createLogger(
     pino.destination({
       dest: destination,
       sync: options.sync ?? true,
-      ...(options.sync === false
-        ? {
-            maxLength: LOG_BUFFER_MAX_BYTES,
-            minLength: LOG_BATCH_BYTES,
-            periodicFlush: LOG_FLUSH_MS,
-          }
-        : {}),
+      ...(options.sync === false ? { maxLength: LOG_BUFFER_MAX_BYTES } : {}),
     }),
   );
 }
