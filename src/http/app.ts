@@ -32,10 +32,10 @@ export interface AppDeps {
  * middlewares (security headers, proxy origin, request log, metrics) and
  * ends in the one error mapping. The two hot routes (status and multipart
  * upload, see hotDeviceRoute) run those middlewares and their handler on
- * Node's own request and response; express's per-request set-up (it re-parents
- * both objects, which slows every later property access on them, then matches
- * a dozen routes) cost more server CPU per resumed upload than the TLS
- * resumption itself. Everything else is routed by express.
+ * Node's own request and response, without express's per-request set-up (it
+ * re-parents both objects, which slows every later property access on them,
+ * then matches a dozen routes; see BENCHMARKS.md item 6). Everything else is
+ * routed by express.
  */
 export function createDeviceRequestListener({
   db,
