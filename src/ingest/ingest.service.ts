@@ -1,4 +1,5 @@
 import { touchLastSeen } from '../devices/device.repository.js';
+import { retryingConflicts } from './conflict-retry.js';
 import { AppError, badRequest } from '../http/app-error.js';
 import type { FilePart } from './multipart-parts.js';
 import type { TimestampRange } from './point-line.js';
@@ -99,21 +100,41 @@ export async function ingestBatch(
     assertSeriesName(first.name);
     const firstResult = await feedFirstSeries(first, () => writerOf(first.name));
     input = await next();
+    if (firstResult instanceof HeldPoints && input.done) {
+      // The whole batch is this one series, in memory: a try the database
+      // aborted for a deadlock stored nothing, and is made again.
+      const held = firstResult;
+      const months = held.months.take();
+      const n = await retryingConflicts(async () => {
+        try {
+          const single = backend.storeSingleSeries
+            ? await backend.storeSingleSeries(
+                deviceId,
+                first.name,
+                held.epochMs,
+                held.values,
+                months,
+              )
+            : null;
+          if (single !== null) return single;
+          const writer = await writerOf(first.name);
+          held.replay(writer);
+          const stored = await writer.finish();
+          const t = await open();
+          await touchLastSeen(t.db, deviceId);
+          await t.commit();
+          return stored;
+        } catch (err) {
+          await trx?.rollback().catch(() => undefined);
+          trx = undefined;
+          throw err;
+        }
+      });
+      count(first.name, { stored: n, duplicates: held.size - n });
+      return summary();
+    }
     if (firstResult instanceof HeldPoints) {
       const held = firstResult;
-      if (input.done && backend.storeSingleSeries) {
-        const n = await backend.storeSingleSeries(
-          deviceId,
-          first.name,
-          held.epochMs,
-          held.values,
-          held.months.take(),
-        );
-        if (n !== null) {
-          count(first.name, { stored: n, duplicates: held.size - n });
-          return summary();
-        }
-      }
       const writer = await writerOf(first.name);
       held.replay(writer);
       const n = await writer.finish();

@@ -1,9 +1,9 @@
 import type { Kysely } from 'kysely';
 import type { Config } from '../config/config.js';
-import { isRetryableConflict } from '../db/errors.js';
 import type { Database } from '../db/schema.js';
 import { requireActiveCertificate } from '../devices/device-auth.js';
 import { takeServerTime } from '../devices/device.repository.js';
+import { retryingConflicts } from '../ingest/conflict-retry.js';
 import { ingestBatch, type IngestSummary, type SeriesInput } from '../ingest/ingest.service.js';
 import type { IngestBackend } from '../ingest/upload-transaction.js';
 import { countUploadedPoints } from '../observability/metrics.js';
@@ -119,29 +119,4 @@ async function storeForDevice(
   );
   countUploadedPoints(summary);
   return { summary, rateLimit };
-}
-
-/** Times a batch of messages is tried when the database keeps aborting it for a deadlock. */
-const CONFLICT_ATTEMPTS = 5;
-
-/**
- * Stores again a batch the database aborted to break a deadlock. Concurrent
- * batches of one device that carry the same point (a resend racing its
- * original) can take the point and the device's row in opposite orders: the
- * one-statement path inserts the point, then sets the device's last-seen
- * time; a transaction that waited for the device's row (to create a series)
- * holds it, then inserts the point. The victim stored nothing, and messages
- * are held in memory, so they are stored again here: the device waits
- * instead of getting 503 conflict_retry, which is left for a batch that
- * loses CONFLICT_ATTEMPTS times (a streamed upload cannot be read twice and
- * still gets it at once).
- */
-async function retryingConflicts<T>(store: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await store();
-    } catch (err) {
-      if (attempt >= CONFLICT_ATTEMPTS || !isRetryableConflict(err)) throw err;
-    }
-  }
 }
