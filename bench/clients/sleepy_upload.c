@@ -17,11 +17,7 @@
  * nothing is stored). Prints "DONE uploads=N resumed=R cipher=SUITE" and exits 0, or
  * "FAILED ..." and exits 1 at the first error.
  */
-#include <mbedtls/net_sockets.h>
 #include <mbedtls/ssl_ciphersuites.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
 /* The set-up shared with the tests' mbed TLS client (compiled with -I test/tls/clients). */
 #include "mbedtls_setup.h"
 
@@ -90,20 +86,7 @@ int main(int argc, char **argv) {
   for (int n = 0; n < uploads; n++) {
     mbedtls_net_context net;
     mbedtls_ssl_context ssl;
-    mbedtls_net_init(&net);
-    mbedtls_ssl_init(&ssl);
-    if ((ret = mbedtls_ssl_setup(&ssl, conf)) != 0) fg_fail("setup", ret);
-    if ((ret = mbedtls_ssl_set_hostname(&ssl, "localhost")) != 0) fg_fail("hostname", ret);
-    if ((ret = mbedtls_net_connect(&net, host, port, MBEDTLS_NET_PROTO_TCP)) != 0) fg_fail("connect", ret);
-    /* As openssl s_time, which writes each flight at once: without it Nagle's
-       algorithm holds the client's Finished behind the server's delayed ACK. */
-    int one = 1;
-    setsockopt(net.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    mbedtls_ssl_set_bio(&ssl, &net, mbedtls_net_send, mbedtls_net_recv, NULL);
-    if (resume && have_session && (ret = mbedtls_ssl_set_session(&ssl, &saved)) != 0) fg_fail("set session", ret);
-    fg_resumed_flag = 0;
-    while ((ret = mbedtls_ssl_handshake(&ssl)) != 0)
-      if (ret != MBEDTLS_ERR_SSL_WANT_READ && ret != MBEDTLS_ERR_SSL_WANT_WRITE) fg_fail("handshake", ret);
+    fg_mbedtls_connect(&ssl, &net, conf, host, port, resume && have_session ? &saved : NULL, 1);
     resumed += fg_resumed_flag;
     snprintf(suite, sizeof suite, "%s", mbedtls_ssl_get_ciphersuite(&ssl));
     mbedtls_ssl_session_free(&saved);

@@ -15,6 +15,7 @@ import type { AdminArgs } from './admin-commands.js';
 const lazy = {
   serve: () => import('../server/serve.js'),
   logger: () => import('../server/logger.js'),
+  metrics: () => import('../observability/metrics.js'),
   devCertificates: () => import('../tls/dev-certificates.js'),
   ticketKeys: () => import('../tls/ticket-keys.js'),
   tlsPolicy: () => import('../tls/tls-policy.js'),
@@ -93,8 +94,12 @@ program
       adminHost: opts.adminHost,
       mqttPort: opts.mqttPort,
     });
-    const [{ createLogger }, { startServer }] = await Promise.all([lazy.logger(), lazy.serve()]);
-    const log = createLogger(config.logLevel, 1, { sync: false });
+    const [{ createLogger }, { startServer }, { countDroppedLogLine }] = await Promise.all([
+      lazy.logger(),
+      lazy.serve(),
+      lazy.metrics(),
+    ]);
+    const log = createLogger(config.logLevel, 1, { sync: false, onDrop: countDroppedLogLine });
     const server = await startServer(config, log);
     const stop = (signal: string) => {
       log.info({ signal }, 'shutting down');

@@ -113,6 +113,17 @@ const mqttPublishes = new client.Counter({
   registers: [registry],
 });
 
+const logLinesDropped = new client.Counter({
+  name: 'fleetgate_log_lines_dropped_total',
+  help: 'Server log lines dropped because the log buffer was full (stdout not read fast enough)',
+  registers: [registry],
+});
+
+/** One server log line dropped by the asynchronous log destination (src/server/logger.ts). */
+export function countDroppedLogLine(): void {
+  logLinesDropped.inc();
+}
+
 /** Reports the open connections of one MQTT broker; returns the unwatch. */
 export function watchMqttConnections(count: () => number): () => void {
   mqttConnectionCounters.add(count);

@@ -13,15 +13,23 @@ import { pino, type Logger } from 'pino';
  * stalled log collector), at most LOG_BUFFER_MAX_BYTES wait in memory and
  * later lines are dropped: a blocking write used to stall the server instead,
  * and an unbounded buffer would grow with every request until the process
- * runs out of memory.
+ * runs out of memory. `onDrop` is called once per dropped line (the server
+ * counts them in `fleetgate_log_lines_dropped_total`).
  */
 export const LOG_BUFFER_MAX_BYTES = 16 * 1024 * 1024;
 
 export function createLogger(
   level: string,
   destination: 1 | 2 = 1,
-  options: { sync?: boolean } = {},
+  options: { sync?: boolean; onDrop?: () => void } = {},
 ): Logger {
+  const stream = pino.destination({
+    dest: destination,
+    sync: options.sync ?? true,
+    ...(options.sync === false ? { maxLength: LOG_BUFFER_MAX_BYTES } : {}),
+  });
+  // SonicBoom emits 'drop' with the one line (one write) it did not buffer.
+  if (options.onDrop) stream.on('drop', options.onDrop);
   return pino(
     {
       level,
@@ -31,10 +39,6 @@ export function createLogger(
         censor: '[redacted]',
       },
     },
-    pino.destination({
-      dest: destination,
-      sync: options.sync ?? true,
-      ...(options.sync === false ? { maxLength: LOG_BUFFER_MAX_BYTES } : {}),
-    }),
+    stream,
   );
 }

@@ -2,9 +2,11 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { expect } from 'chai';
 import pg from 'pg';
+import { request } from 'undici';
 import { PreparingClient } from '../../src/db/prepared-statements.js';
 import { REPO_ROOT } from '../support/fleetgate-process.js';
 import { useFixture, uniqueName } from '../support/fixture.js';
+import { sample, scrape } from '../support/metrics-scrape.js';
 import { skipBecause } from '../support/skip.js';
 import { queryTestDatabase } from '../support/test-database.js';
 
@@ -96,5 +98,39 @@ describe('fourth pass: server log', function () {
     child.stdout.destroy();
     const { grown } = JSON.parse(stderr) as { grown: number };
     expect(grown, 'bytes of heap held by unwritten log lines').to.be.below(40 * 1024 * 1024);
+  });
+});
+
+describe('fourth pass: server log of a real server', function () {
+  this.timeout(120_000);
+  const fx = useFixture();
+
+  it('counts the lines it drops while nobody reads stdout, and keeps answering', async () => {
+    const { server } = fx();
+    const { client } = await fx().boundDevice(uniqueName('log-drop'));
+    // Nobody reads the server's stdout from here on: the pipe fills, then the
+    // 16 MiB buffer, then lines are dropped. Each admin request logs its path,
+    // 12 KB here, so a few thousand requests are enough.
+    server.child.stdout!.pause();
+    const longPath = `/${'x'.repeat(12_000)}`;
+    let dropped = 0;
+    try {
+      for (let batch = 0; batch < 200 && dropped === 0; batch++) {
+        await Promise.all(
+          Array.from({ length: 20 }, async () => {
+            const res = await request(`${server.adminUrl}${longPath}`);
+            await res.body.dump();
+          }),
+        );
+        if (batch % 10 === 9)
+          dropped = sample((await scrape(server)).text, 'fleetgate_log_lines_dropped_total');
+      }
+      expect(dropped, 'log lines dropped (metric)').to.be.above(0);
+      const upload = await client.upload([{ name: 'drop', content: '1764500000000,1\n' }]);
+      expect(upload.status, upload.text).to.equal(200);
+      expect((await scrape(server)).status).to.equal(200);
+    } finally {
+      server.child.stdout!.resume();
+    }
   });
 });

@@ -1,5 +1,4 @@
 /* A firmware-style HTTPS client on mbed TLS 2.28 (Debian libmbedtls-dev). See common.h. */
-#include <mbedtls/net_sockets.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/ssl_ciphersuites.h>
 #include "common.h"
@@ -39,18 +38,7 @@ int main(int argc, char **argv) {
   for (int n = 0; n < a.n_requests; n++) {
     mbedtls_net_context net;
     mbedtls_ssl_context ssl;
-    mbedtls_net_init(&net);
-    mbedtls_ssl_init(&ssl);
-    if ((ret = mbedtls_ssl_setup(&ssl, conf)) != 0) fg_fail("setup", ret);
-    if ((ret = mbedtls_ssl_set_hostname(&ssl, "localhost")) != 0) fg_fail("hostname", ret);
-    if ((ret = mbedtls_net_connect(&net, a.host, a.port, MBEDTLS_NET_PROTO_TCP)) != 0) fg_fail("connect", ret);
-    mbedtls_ssl_set_bio(&ssl, &net, mbedtls_net_send, mbedtls_net_recv, NULL);
-    if (have_session && (ret = mbedtls_ssl_set_session(&ssl, &saved)) != 0) fg_fail("set session", ret);
-    fg_resumed_flag = 0;
-    while ((ret = mbedtls_ssl_handshake(&ssl)) != 0) {
-      if (ret != MBEDTLS_ERR_SSL_WANT_READ && ret != MBEDTLS_ERR_SSL_WANT_WRITE) fg_fail("handshake", ret);
-    }
-    if ((ret = mbedtls_ssl_get_verify_result(&ssl)) != 0) fg_fail("verify", -1);
+    fg_mbedtls_connect(&ssl, &net, conf, a.host, a.port, have_session ? &saved : NULL, 0);
     printf("CONNECTION %d version=%s cipher=%s resumed=%d\n", n, mbedtls_ssl_get_version(&ssl),
            mbedtls_ssl_get_ciphersuite(&ssl), fg_resumed_flag);
     mbedtls_ssl_session_free(&saved);
