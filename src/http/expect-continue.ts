@@ -1,4 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import { AppError } from './app-error.js';
+import { answerError } from './error-handler.js';
+import { requestLog } from './request-log.js';
+import { securityHeaders } from './security-headers.js';
 
 /**
  * The listeners handle `checkContinue` themselves, so Node no longer answers
@@ -16,3 +21,28 @@ export function continueIfExpected(req: IncomingMessage, res: ServerResponse): v
 }
 
 const continued = new WeakSet<ServerResponse>();
+
+/**
+ * Answers a request whose Expect is not 100-continue (Node's `checkExpectation`)
+ * with 417, as Node would if nobody listened: the listener listens (to stop its
+ * first-request timer), and a request nobody answered held its connection,
+ * opened without a certificate, past every timeout. The answer carries the
+ * usual headers and request id and is logged like any other; the connection is
+ * closed, so an unread body is never taken for the next request.
+ */
+export function refuseUnknownExpectation(
+  log: Logger,
+): (req: IncomingMessage, res: ServerResponse) => void {
+  const middlewares = [securityHeaders(), requestLog(log, 'request')];
+  return (req, res) => {
+    const plain = Object.assign(res, { locals: {} });
+    for (const middleware of middlewares) middleware(req, plain, () => undefined);
+    res.setHeader('Connection', 'close');
+    answerError(
+      log,
+      new AppError(417, 'expectation_failed', 'only the expectation 100-continue is supported'),
+      req,
+      plain,
+    );
+  };
+}
