@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import { expect } from 'chai';
+import tls from 'node:tls';
 import { overMutualTls, rawRequest, type RawAnswer } from '../proxy/raw-http.js';
 import { useFixture } from '../support/fixture.js';
 
@@ -48,6 +49,42 @@ describe('fifth pass: requests the listener must answer', function () {
       expect(answer!.head).to.match(/\r\nx-request-id: \S+/i);
       expect(answer!.head).to.match(/\r\nx-content-type-options: nosniff/i);
       expect(answer!.head).to.match(/\r\nconnection: close/i);
+    });
+  }
+
+  for (const path of ['/device_endpoint', '/device_endpoint/', '/device_endpoint/messages']) {
+    it(`closes the connection of a request refused before its body was read (POST ${path}, no certificate, body trickled)`, async () => {
+      // Before the fix Node drained the unread body after the 401 with no idle
+      // or rate limit: a client without a certificate that sent a byte every
+      // half second held its connection until FLEETGATE_REQUEST_TIMEOUT_MS (15 min).
+      const socket = tls.connect({
+        host: '127.0.0.1',
+        port: fx().server.port,
+        servername: 'localhost',
+        ca: fx().server.caPem,
+      });
+      let received = '';
+      socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
+      socket.on('error', () => undefined);
+      const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      await new Promise((resolve) => socket.once('secureConnect', resolve));
+      socket.write(
+        `POST ${path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=b\r\n` +
+          'Content-Length: 1000000000\r\n\r\n--b\r\n',
+      );
+      const trickle = setInterval(() => socket.writable && socket.write('a'), 500);
+      try {
+        const outcome = await Promise.race([
+          closed.then(() => 'closed'),
+          new Promise((resolve) => setTimeout(() => resolve('still open'), 6000)),
+        ]);
+        expect(received, 'the refusal was delivered').to.match(/^HTTP\/1\.1 (401|415) /);
+        expect(received).to.match(/\r\nconnection: close\r\n/i);
+        expect(outcome, 'the connection 6 s after the refusal').to.equal('closed');
+      } finally {
+        clearInterval(trickle);
+        socket.destroy();
+      }
     });
   }
 });
