@@ -2,7 +2,11 @@ import type { Socket } from 'node:net';
 import { expect } from 'chai';
 import tls from 'node:tls';
 import { overMutualTls, rawRequest, type RawAnswer } from '../proxy/raw-http.js';
-import { useFixture } from '../support/fixture.js';
+import pg from 'pg';
+import { waitFor } from '../support/concurrency.js';
+import { uniqueName, useFixture } from '../support/fixture.js';
+import { skipBecause } from '../support/skip.js';
+import { queryTestDatabase } from '../support/test-database.js';
 
 /**
  * Findings of the fifth adversarial pass (docs/security-review-2026-12.md,
@@ -88,3 +92,89 @@ describe('fifth pass: requests the listener must answer', function () {
     });
   }
 });
+
+describe('fifth pass: a JSON batch the database aborts for a deadlock', function () {
+  this.timeout(60_000);
+  const fx = useFixture();
+
+  it('is stored once, whole, after the retry, and answered 200 (PostgreSQL)', async function () {
+    const url = fx().db.url;
+    if (!url) skipBecause(this, 'makes a deadlock from a second PostgreSQL session');
+    const { client } = await fx().boundDevice(uniqueName('deadlock'));
+    const ts = 1_764_600_000_000;
+    // The series "held" exists; "fresh" is new, so the batch inserts its point of
+    // "held" first, then waits for the device's row to create "fresh".
+    expect(
+      (await client.send('POST', JSON.stringify({ ts, data: { held: 0 } }), JSON_TYPE, MESSAGES))
+        .status,
+    ).to.equal(200);
+    const [series] = await queryTestDatabase<{ id: number; device_id: number }>(
+      fx().db,
+      "select id, device_id from series where name = 'held'",
+    );
+    const other = new pg.Client({ connectionString: url });
+    await other.connect();
+    try {
+      const deadlocksBefore = await deadlocks(other);
+      await other.query('begin');
+      await other.query('select id from devices where id = $1 for update', [series!.device_id]);
+      const answer = client.send(
+        'POST',
+        JSON.stringify([{ ts: ts + 1, data: { held: 1, fresh: 2 } }]),
+        JSON_TYPE,
+        MESSAGES,
+      );
+      await waitFor(
+        'the batch to wait for the device row',
+        async () => (await waitingOnLock(other)) > 0,
+        10_000,
+      );
+      // The same point from this session: it waits for the batch's uncommitted
+      // one, the batch waits for the device row: PostgreSQL aborts one of them.
+      const insert = other
+        .query('insert into points (device_id, series_id, ts, value) values ($1, $2, $3, 9)', [
+          series!.device_id,
+          series!.id,
+          new Date(ts + 1),
+        ])
+        .then(
+          () => 'inserted',
+          (err: { code?: string }) => err.code,
+        );
+      const outcome = await insert;
+      await other.query('rollback');
+      const stored = await answer;
+      expect(stored.status, stored.text).to.equal(200);
+      expect(stored.json).to.deep.include({ stored: 2, duplicates: 0 });
+      expect(await deadlocks(other), 'a deadlock happened').to.be.above(deadlocksBefore);
+      expect(outcome, 'the batch, not this session, was the victim').to.equal('inserted');
+      const rows = await other.query<{ name: string; value: number }>(
+        'select s.name, p.value from points p join series s on s.id = p.series_id where p.ts = $1 order by s.name',
+        [new Date(ts + 1)],
+      );
+      expect(rows.rows).to.deep.equal([
+        { name: 'fresh', value: 2 },
+        { name: 'held', value: 1 },
+      ]);
+    } finally {
+      await other.end();
+    }
+  });
+
+  async function deadlocks(db: pg.Client): Promise<number> {
+    const { rows } = await db.query<{ n: string }>(
+      'select deadlocks::text as n from pg_stat_database where datname = current_database()',
+    );
+    return Number(rows[0]!.n);
+  }
+
+  async function waitingOnLock(db: pg.Client): Promise<number> {
+    const { rows } = await db.query<{ n: number }>(
+      "select count(*)::int as n from pg_locks where not granted and locktype in ('tuple', 'transactionid')",
+    );
+    return rows[0]!.n;
+  }
+});
+
+const JSON_TYPE = { 'content-type': 'application/json' };
+const MESSAGES = '/device_endpoint/messages';
