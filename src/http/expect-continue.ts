@@ -13,14 +13,18 @@ import { securityHeaders } from './security-headers.js';
  * without the client ever sending the body.
  */
 export function continueIfExpected(req: IncomingMessage, res: ServerResponse): void {
+  // Whatever Node took for a 100-continue request (`checkContinue`), including
+  // two Expect headers joined as "100-continue, 100-continue".
   const expect = req.headers.expect;
-  if (typeof expect !== 'string' || expect.trim().toLowerCase() !== '100-continue') return;
+  if (typeof expect !== 'string' || !CONTINUE.test(expect)) return;
   if (res.headersSent || continued.has(res)) return;
   continued.add(res);
   res.writeContinue();
 }
 
 const continued = new WeakSet<ServerResponse>();
+/** Node's own test (`continueExpression` in _http_server.js). */
+const CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i;
 
 /**
  * Answers a request whose Expect is not 100-continue (Node's `checkExpectation`)

@@ -93,6 +93,51 @@ describe('fifth pass: requests the listener must answer', function () {
   }
 });
 
+describe('fifth pass: Expect: 100-continue in another spelling', function () {
+  this.timeout(60_000);
+  const fx = useFixture();
+
+  for (const path of ['/device_endpoint', '/device_endpoint/']) {
+    it(`sends 100 Continue to a bound device whose Expect lists 100-continue twice (POST ${path})`, async () => {
+      // Two Expect headers (a proxy that adds its own) reach Node as
+      // "100-continue, 100-continue": Node hands the request over as a
+      // 100-continue one, but the route compared the whole value and never
+      // sent 100 Continue. The client waited, then was cut off with 408.
+      const { device } = await fx().boundDevice(uniqueName('expect-twice'));
+      const socket = tls.connect({
+        host: '127.0.0.1',
+        port: fx().server.port,
+        servername: 'localhost',
+        ca: fx().server.caPem,
+        cert: device.certPem,
+        key: device.keyPem,
+      });
+      try {
+        let received = '';
+        const continued = new Promise<boolean>((resolve) => {
+          socket.on('data', (chunk: Buffer) => {
+            received += chunk.toString('latin1');
+            if (received.startsWith('HTTP/1.1 100 ')) resolve(true);
+          });
+          setTimeout(() => resolve(false), 4000);
+        });
+        socket.on('error', () => undefined);
+        await new Promise((resolve) => socket.once('secureConnect', resolve));
+        socket.write(
+          `POST ${path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=b\r\n` +
+            'Expect: 100-continue\r\nExpect: 100-continue\r\nContent-Length: 80\r\n\r\n',
+        );
+        expect(
+          await continued,
+          `100 Continue within 4 s; got ${JSON.stringify(received)}`,
+        ).to.equal(true);
+      } finally {
+        socket.destroy();
+      }
+    });
+  }
+});
+
 describe('fifth pass: a JSON batch the database aborts for a deadlock', function () {
   this.timeout(60_000);
   const fx = useFixture();
