@@ -96,11 +96,23 @@ export function answerError(
     return;
   }
   for (const [name, value] of Object.entries(appError.headers ?? {})) res.setHeader(name, value);
+  // Refused before its body was read: close once answered. Node would otherwise
+  // read the rest to keep the connection, with none of the body guard's idle
+  // or rate limits, so a client without a certificate could trickle it for
+  // FLEETGATE_REQUEST_TIMEOUT_MS. A device that is refused opens a new connection.
+  if (hasUnreadBody(req)) res.setHeader('Connection', 'close');
   answerJson(res, appError.status, {
     error: appError.message,
     code: appError.code,
     ...(appError.details ? { details: appError.details } : {}),
   });
+}
+
+/** Whether the request announced a body that has not been read to its end. */
+function hasUnreadBody(req: IncomingMessage): boolean {
+  if (req.complete) return false;
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
 /**

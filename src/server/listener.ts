@@ -5,6 +5,7 @@ import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { clientErrorHandler } from '../http/error-handler.js';
+import { refuseUnknownExpectation } from '../http/expect-continue.js';
 import type { Config } from '../config/config.js';
 import { serverTimeouts } from './server-timeouts.js';
 import { ConfigError } from '../config/config.js';
@@ -79,6 +80,8 @@ export async function listen(
   server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
     app(req, res);
   });
+  // Any other expectation: 417 (nobody answered it while the first-request timer listened).
+  server.on('checkExpectation', refuseUnknownExpectation(log));
   // Requests Node's parser refuses (huge or slow headers, garbage) get our JSON error too.
   server.on('clientError', clientErrorHandler(log));
   server.on('tlsClientError', (err: Error) =>

@@ -15,6 +15,12 @@ type Database = 'postgres' | 'embedded';
 export const PENDING_ALLOWED: ReadonlyArray<{ title: string; on: Database; why: string }> = [
   {
     title:
+      'fifth pass: a JSON batch the database aborts for a deadlock is stored once, whole, after the retry, and answered 200 (PostgreSQL)',
+    on: 'embedded',
+    why: 'makes a deadlock from a second PostgreSQL session; the embedded database has one session',
+  },
+  {
+    title:
       'fourth pass: prepared statements sends a named query config of the pool (the single-statement upload) again after its plan went stale',
     on: 'embedded',
     why: 'a pg pool on a PostgreSQL server; the embedded database prepares nothing',
