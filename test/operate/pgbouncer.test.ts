@@ -1,0 +1,146 @@
+/**
+ * fleetgate behind a real PgBouncer (Debian 12's 1.18), in session and in
+ * transaction pool mode: what README's "Through a connection pooler" says.
+ * The test database is made and checked over a direct connection; the server
+ * and its CLI reach it only through the bouncer (the device news listener of
+ * transaction mode excepted, which needs a direct URL).
+ */
+import { once } from 'node:events';
+import { expect } from 'chai';
+import { AdminClient } from '../support/admin-client.js';
+import { DeviceClient, newDevice } from '../support/device-client.js';
+import { startFleetgate, type FleetgateProcess } from '../support/fleetgate-process.js';
+import { pgbouncerUnavailable, startPgBouncer, type PgBouncer } from '../support/pgbouncer.js';
+import { skipBecause } from '../support/skip.js';
+import {
+  createTestDatabase,
+  queryTestDatabase,
+  type TestDatabase,
+} from '../support/test-database.js';
+import { openWatchedSocket } from '../support/websocket-client.js';
+
+const DEVICES = 6;
+const POINTS = 40;
+
+/** Two series of POINTS points each, the same on every call for one device. */
+function parts(device: number) {
+  const series = (offset: number) =>
+    Array.from(
+      { length: POINTS },
+      (_, i) => `${1_700_000_000_000 + i * 1000},${device * 1000 + offset + i}\n`,
+    ).join('');
+  return [
+    { name: 'temperature', content: series(0) },
+    { name: 'humidity', content: series(500) },
+  ];
+}
+
+async function storedRows(db: TestDatabase): Promise<number> {
+  const [row] = await queryTestDatabase<{ n: string }>(
+    db,
+    'select count(*)::text as n from points',
+  );
+  return Number(row!.n);
+}
+
+function behindPgBouncer(
+  mode: 'session' | 'transaction',
+  settings: Record<string, string>,
+  env: (db: TestDatabase) => object,
+) {
+  describe(`behind PgBouncer 1.18 in ${mode} mode`, function () {
+    this.timeout(180_000);
+    let bouncer: PgBouncer | undefined;
+    let db: TestDatabase | undefined;
+    let server: FleetgateProcess | undefined;
+    let admin: AdminClient | undefined;
+    const clients: DeviceClient[] = [];
+
+    before(async function () {
+      const why = pgbouncerUnavailable();
+      if (why) skipBecause(this, why);
+      bouncer = await startPgBouncer(mode, settings);
+      db = await createTestDatabase({ migrated: true });
+      server = await startFleetgate(db, {
+        DATABASE_URL: bouncer.through(db.url!),
+        // Closed at once only by the news: the poll would take a minute.
+        FLEETGATE_WS_REVOCATION_POLL_MS: '60000',
+        FLEETGATE_UPLOADS_PER_DEVICE: '0',
+        ...env(db),
+      });
+      admin = new AdminClient(server);
+    });
+    after(async function () {
+      this.timeout(60_000);
+      await Promise.all(clients.map((client) => client.close()));
+      await admin?.close();
+      await server?.stop();
+      await db?.drop();
+      await bouncer?.stop();
+    });
+
+    it('binds devices and stores each multipart upload once, retries included, with no 500', async () => {
+      const psk = await admin!.identityWithPsk('pooled', DEVICES + 1);
+      for (let i = 0; i < DEVICES; i++) clients.push(new DeviceClient(server!, newDevice()));
+      // Together: in transaction mode more requests at once than the bouncer has server
+      // connections (3), so that one connection of fleetgate's pool runs its statements on
+      // several of them.
+      const bound = await Promise.all(clients.map((client) => client.bind(psk)));
+      for (const answer of bound) expect(answer.status, answer.text).to.equal(200);
+      for (let round = 0; round < 3; round++) {
+        const answers = await Promise.all(clients.map((client, i) => client.upload(parts(i))));
+        for (const answer of answers) {
+          expect(answer.status, `round ${round}: ${answer.text}`).to.equal(200);
+          // The first round stores every point; a retry of the same points stores none again.
+          expect(answer.json.stored).to.equal(round === 0 ? 2 * POINTS : 0);
+        }
+        expect(await storedRows(db!), `round ${round}`).to.equal(DEVICES * 2 * POINTS);
+      }
+      expect(server!.output()).to.not.match(/"status":5\d\d/);
+    });
+
+    it('serves the admin API and the CLI through the bouncer', async () => {
+      const device = clients[0]!.device!;
+      const shown = await admin!.get(`/v1/devices/${device.fingerprint}`);
+      expect(shown.status, shown.text).to.equal(200);
+      const listed = await server!.cli(['devices', 'list', 'pooled']);
+      expect(listed.code, listed.stderr).to.equal(0);
+      expect(listed.stdout).to.include(device.fingerprint);
+    });
+
+    it('closes the WebSocket of a device revoked from the CLI at once (the news), and refuses it', async () => {
+      const client = clients[1]!;
+      const device = client.device!;
+      const { closed } = await openWatchedSocket(server!, device);
+      const revoked = await server!.cli(['device', 'revoke', device.fingerprint]);
+      expect(revoked.code, revoked.stderr).to.equal(0);
+      expect(await closed).to.deep.equal({ code: 1008, reason: 'device_revoked' });
+      const closes = () =>
+        server!
+          .output()
+          .split('\n')
+          .filter((line) => line.includes('WebSocket connections closed'))
+          .map((line) => JSON.parse(line) as { by: string });
+      // The client may see its socket closed before the server's log line reaches us.
+      while (closes().length === 0) await once(server!.child.stdout!, 'data');
+      expect(closes().map((entry) => entry.by)).to.deep.equal(['news']);
+      const refused = await client.upload(parts(1));
+      expect(refused.status, refused.text).to.equal(403);
+      expect(refused.json.code).to.equal('device_revoked');
+    });
+  });
+}
+
+describe('through a connection pooler', function () {
+  // Session mode: each connection of fleetgate holds a server connection for its life,
+  // so the bouncer's pool must hold them all (the pool, the DDL and the news connections,
+  // the CLI's).
+  behindPgBouncer('session', { default_pool_size: '12' }, () => ({
+    FLEETGATE_DB_POOLER: 'session',
+    FLEETGATE_DB_POOL_SIZE: '5',
+  }));
+  behindPgBouncer('transaction', { default_pool_size: '3' }, (db) => ({
+    FLEETGATE_DB_POOLER: 'transaction',
+    FLEETGATE_DB_LISTEN_URL: db.url!,
+  }));
+});
