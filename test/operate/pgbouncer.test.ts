@@ -97,6 +97,8 @@ function behindPgBouncer(
         expect(await storedRows(db!), `round ${round}`).to.equal(DEVICES * 2 * POINTS);
       }
       expect(server!.output()).to.not.match(/"status":5\d\d/);
+      // The commit mode is the server's default here (on): the start says so.
+      expect(server!.output()).to.match(/database commits are durable/);
     });
 
     it('serves the admin API and the CLI through the bouncer', async () => {
@@ -132,6 +134,27 @@ function behindPgBouncer(
 }
 
 describe('through a connection pooler', function () {
+  it('in transaction mode without FLEETGATE_DB_LISTEN_URL, says at start that no news will come', async function () {
+    this.timeout(120_000);
+    const why = pgbouncerUnavailable();
+    if (why) skipBecause(this, why);
+    const bouncer = await startPgBouncer('transaction');
+    const db = await createTestDatabase({ migrated: true });
+    try {
+      const server = await startFleetgate(db, {
+        DATABASE_URL: bouncer.through(db.url!),
+        FLEETGATE_DB_POOLER: 'transaction',
+      });
+      await server.stop();
+      expect(server.output()).to.match(
+        /FLEETGATE_DB_POOLER=transaction without FLEETGATE_DB_LISTEN_URL: no device news/,
+      );
+    } finally {
+      await db.drop();
+      await bouncer.stop();
+    }
+  });
+
   // Session mode: each connection of fleetgate holds a server connection for its life,
   // so the bouncer's pool must hold them all (the pool, the DDL and the news connections,
   // the CLI's).
