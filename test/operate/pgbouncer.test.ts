@@ -5,11 +5,12 @@
  * and its CLI reach it only through the bouncer (the device news listener of
  * transaction mode excepted, which needs a direct URL).
  */
+import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import { expect } from 'chai';
 import { AdminClient } from '../support/admin-client.js';
 import { DeviceClient, newDevice } from '../support/device-client.js';
-import { startFleetgate, type FleetgateProcess } from '../support/fleetgate-process.js';
+import { BIN, startFleetgate, type FleetgateProcess } from '../support/fleetgate-process.js';
 import { pgbouncerUnavailable, startPgBouncer, type PgBouncer } from '../support/pgbouncer.js';
 import { skipBecause } from '../support/skip.js';
 import {
@@ -133,14 +134,49 @@ function behindPgBouncer(
   });
 }
 
+/** Runs `check` with a fresh PgBouncer in `mode` and a migrated database, both gone after. */
+async function withBouncer(
+  ctx: Mocha.Context,
+  mode: 'session' | 'transaction',
+  check: (bouncer: PgBouncer, db: TestDatabase) => Promise<void>,
+): Promise<void> {
+  const why = pgbouncerUnavailable();
+  if (why) skipBecause(ctx, why);
+  const bouncer = await startPgBouncer(mode);
+  const db = await createTestDatabase({ migrated: true });
+  try {
+    await check(bouncer, db);
+  } finally {
+    await db.drop();
+    await bouncer.stop();
+  }
+}
+
 describe('through a connection pooler', function () {
+  this.timeout(120_000);
+
+  it('refuses to start through PgBouncer 1.18 without FLEETGATE_DB_POOLER, naming the setting', async function () {
+    await withBouncer(this, 'session', async (bouncer, db) => {
+      const env = { ...process.env, ...db.env, DATABASE_URL: bouncer.through(db.url!) };
+      // Killed after 30 s: the server retried forever, as if the database were down.
+      const ended = await new Promise<{ code: unknown; output: string }>((resolve) => {
+        execFile(
+          process.execPath,
+          [BIN, 'serve', '--port', '0', '--host', '127.0.0.1', '--admin-port', 'off'],
+          { env, timeout: 30_000 },
+          (error, stdout, stderr) => resolve({ code: error?.code, output: stdout + stderr }),
+        );
+      });
+      expect(ended.code, ended.output).to.equal(1);
+      expect(ended.output).to.match(/unsupported startup parameter: options/);
+      expect(ended.output).to.match(
+        /FLEETGATE_DB_POOLER=session or FLEETGATE_DB_POOLER=transaction/,
+      );
+    });
+  });
+
   it('in transaction mode without FLEETGATE_DB_LISTEN_URL, says at start that no news will come', async function () {
-    this.timeout(120_000);
-    const why = pgbouncerUnavailable();
-    if (why) skipBecause(this, why);
-    const bouncer = await startPgBouncer('transaction');
-    const db = await createTestDatabase({ migrated: true });
-    try {
+    await withBouncer(this, 'transaction', async (bouncer, db) => {
       const server = await startFleetgate(db, {
         DATABASE_URL: bouncer.through(db.url!),
         FLEETGATE_DB_POOLER: 'transaction',
@@ -149,10 +185,7 @@ describe('through a connection pooler', function () {
       expect(server.output()).to.match(
         /FLEETGATE_DB_POOLER=transaction without FLEETGATE_DB_LISTEN_URL: no device news/,
       );
-    } finally {
-      await db.drop();
-      await bouncer.stop();
-    }
+    });
   });
 
   // Session mode: each connection of fleetgate holds a server connection for its life,
