@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Logger } from 'pino';
 import { announceAdminToken, startAdminListener } from '../admin/admin-server.js';
-import { ConfigError, type Config } from '../config/config.js';
+import type { Config } from '../config/config.js';
 import { acquireDataDirLock } from '../control/data-dir-lock.js';
 import { startControlSocket } from '../control/control-socket.js';
 import { writeRunNote } from '../control/run-file.js';
@@ -147,14 +147,8 @@ async function waitForDatabase(database: DatabaseHandle, log: Logger): Promise<v
       await sql`select 1`.execute(database.db);
       return;
     } catch (err) {
-      if (isPoolerRefusingOptions(err)) {
-        throw new ConfigError(
-          `${(err as Error).message}: DATABASE_URL leads to a connection pooler (PgBouncer); set ` +
-            'FLEETGATE_DB_POOLER=session or FLEETGATE_DB_POOLER=transaction to its pool mode ' +
-            '(README: Through a connection pooler)',
-        );
-      }
-      if (!isDatabaseUnavailable(err)) throw err;
+      // A pooler refusing our startup parameters is not down: the CLI's error line says what to set.
+      if (!isDatabaseUnavailable(err) || isPoolerRefusingOptions(err)) throw err;
       const delayMs = Math.min(500 * 2 ** (attempt - 1), 10_000);
       log.warn(
         {

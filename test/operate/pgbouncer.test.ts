@@ -10,7 +10,12 @@ import { once } from 'node:events';
 import { expect } from 'chai';
 import { AdminClient } from '../support/admin-client.js';
 import { DeviceClient, newDevice } from '../support/device-client.js';
-import { BIN, startFleetgate, type FleetgateProcess } from '../support/fleetgate-process.js';
+import {
+  BIN,
+  runCli,
+  startFleetgate,
+  type FleetgateProcess,
+} from '../support/fleetgate-process.js';
 import { pgbouncerUnavailable, startPgBouncer, type PgBouncer } from '../support/pgbouncer.js';
 import { skipBecause } from '../support/skip.js';
 import {
@@ -155,7 +160,7 @@ async function withBouncer(
 describe('through a connection pooler', function () {
   this.timeout(120_000);
 
-  it('refuses to start through PgBouncer 1.18 without FLEETGATE_DB_POOLER, naming the setting', async function () {
+  it('refuses to start (serve, the CLI) through PgBouncer 1.18 without FLEETGATE_DB_POOLER, naming the setting', async function () {
     await withBouncer(this, 'session', async (bouncer, db) => {
       const env = { ...process.env, ...db.env, DATABASE_URL: bouncer.through(db.url!) };
       // Killed after 30 s: the server retried forever, as if the database were down.
@@ -171,6 +176,12 @@ describe('through a connection pooler', function () {
       expect(ended.output).to.match(/unsupported startup parameter: options/);
       expect(ended.output).to.match(
         /FLEETGATE_DB_POOLER=session or FLEETGATE_DB_POOLER=transaction/,
+      );
+      // The CLI, too.
+      const listed = await runCli(env as Record<string, string>, ['identity', 'list']);
+      expect(listed.code, listed.stderr).to.equal(1);
+      expect(listed.stderr).to.match(
+        /options: DATABASE_URL leads to a connection pooler .*FLEETGATE_DB_POOLER=session/,
       );
     });
   });
