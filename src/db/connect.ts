@@ -51,10 +51,19 @@ function openPostgres(
     // With every connection busy (slow uploads), a request waits at most this
     // long and then gets a 503 with Retry-After instead of hanging.
     connectionTimeoutMillis: acquireTimeoutMs,
-    // PgBouncer (1.18) refuses the `options` startup parameter: through a pooler
-    // the commit mode is the server's (or the role's) default, which
-    // checkDurability reports at start.
+    // PgBouncer (1.18) refuses the `options` startup parameter. In session mode
+    // a connection keeps its server connection for life, so a SET once it is
+    // open does the same; in transaction mode it would hold for one transaction
+    // on one server connection: there the commit mode is the server's (or the
+    // role's) default, which checkDurability reports at start.
     ...(pooler === 'off' ? { options: durableSessionOptions(url) } : {}),
+    ...(pooler === 'session'
+      ? {
+          onConnect: async (client: pg.ClientBase) => {
+            await client.query('set synchronous_commit to on');
+          },
+        }
+      : {}),
     // Hot statements (the device lookup) go out prepared: see prepared-statements.ts.
     // A transaction-mode pooler runs each transaction on any server connection,
     // where a statement prepared on another is unknown: everything goes unnamed.
