@@ -6,6 +6,7 @@ import type cliProgress from 'cli-progress';
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig, type ConfigOverrides } from '../config/config.js';
 import { AppError } from '../http/app-error.js';
+import { isPoolerRefusingOptions } from '../db/errors.js';
 import type { AdminArgs } from './admin-commands.js';
 
 // Each command imports what it needs when it runs: every `fleetgate` process
@@ -607,7 +608,12 @@ function positiveInt(value: string): number {
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   // Operators get one clear line, not a stack trace; FLEETGATE_DEBUG shows it.
-  const message = err instanceof AppError || err instanceof Error ? err.message : String(err);
+  let message = err instanceof AppError || err instanceof Error ? err.message : String(err);
+  if (isPoolerRefusingOptions(err)) {
+    message +=
+      ': DATABASE_URL leads to a connection pooler (PgBouncer); set FLEETGATE_DB_POOLER=session ' +
+      'or FLEETGATE_DB_POOLER=transaction to its pool mode (README: Through a connection pooler)';
+  }
   process.stderr.write(`fleetgate: ${message}\n`);
   if (process.env.FLEETGATE_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? ''}\n`);
   process.exitCode = 1;

@@ -30,18 +30,19 @@ const DIRECT_PORT = 8443;
 const BEHIND_PROXY_PORT = 8081;
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', 'localhost']);
 
+const postgresUrl = z
+  .string()
+  .url('must be a URL such as postgres://user:password@host:5432/database')
+  .refine((url) => /^postgres(ql)?:\/\//i.test(url), {
+    message:
+      'must be a PostgreSQL URL (postgres:// or postgresql://); fleetgate stores its data in ' +
+      'PostgreSQL only (leave DATABASE_URL unset for the embedded database)',
+  });
+
 const schema = z.object({
   port: intFrom(0, 65535),
   host: z.string().min(1).default('0.0.0.0'),
-  databaseUrl: z
-    .string()
-    .url('must be a URL such as postgres://user:password@host:5432/database')
-    .refine((url) => /^postgres(ql)?:\/\//i.test(url), {
-      message:
-        'must be a PostgreSQL URL (postgres:// or postgresql://); fleetgate stores its data in ' +
-        'PostgreSQL only (leave DATABASE_URL unset for the embedded database)',
-    })
-    .optional(),
+  databaseUrl: postgresUrl.optional(),
   /**
    * Redis for the throttle buckets of several nodes (rate-limiter-flexible);
    * unset: they live in PostgreSQL (or in memory on the embedded database).
@@ -197,6 +198,18 @@ const schema = z.object({
     uploadWindowSeconds: intFrom(1, 86_400).default(60),
   }),
   dbPoolSize: intFrom(1, 1000).default(20),
+  /**
+   * What DATABASE_URL points at. `off`: PostgreSQL itself. `session` or
+   * `transaction`: a pooler (PgBouncer) in that pool mode, which refuses the
+   * `options` startup parameter (1.18) and, in transaction mode, runs one
+   * client's statements on any server connection: see connect.ts.
+   */
+  dbPooler: z.enum(['off', 'session', 'transaction']).default('off'),
+  /**
+   * A direct URL (not through a transaction-mode pooler) for the connection
+   * that LISTENs for device news (control/device-event-bus.ts).
+   */
+  dbListenUrl: postgresUrl.optional(),
   proxy: z.object({
     /**
      * `off`: devices connect over mTLS to the app itself. `nginx`: nginx
@@ -311,6 +324,8 @@ export function loadConfig(env: Env, overrides: ConfigOverrides = {}): Config {
       uploadWindowSeconds: env.FLEETGATE_UPLOAD_WINDOW_SECONDS,
     },
     dbPoolSize: env.FLEETGATE_DB_POOL_SIZE,
+    dbPooler: env.FLEETGATE_DB_POOLER || undefined,
+    dbListenUrl: env.FLEETGATE_DB_LISTEN_URL || undefined,
     proxy: {
       mode: env.FLEETGATE_PROXY_MODE || undefined,
       trustedProxies: commaList(env.FLEETGATE_TRUSTED_PROXIES),
@@ -445,6 +460,8 @@ const SETTING_NAMES: Record<string, { env: string; flag?: keyof ConfigOverrides;
   'throttle.uploadsPerDevice': { env: 'FLEETGATE_UPLOADS_PER_DEVICE' },
   'throttle.uploadWindowSeconds': { env: 'FLEETGATE_UPLOAD_WINDOW_SECONDS' },
   dbPoolSize: { env: 'FLEETGATE_DB_POOL_SIZE' },
+  dbPooler: { env: 'FLEETGATE_DB_POOLER' },
+  dbListenUrl: { env: 'FLEETGATE_DB_LISTEN_URL' },
   'proxy.mode': { env: 'FLEETGATE_PROXY_MODE' },
   'proxy.trustedProxies': { env: 'FLEETGATE_TRUSTED_PROXIES' },
   'proxy.certHeader': { env: 'FLEETGATE_CLIENT_CERT_HEADER' },

@@ -5,7 +5,7 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
 import { PgliteSingleConnectionPool } from './pglite-pool.js';
-import { PreparingClient } from './prepared-statements.js';
+import { PreparingClient, UnnamedClient } from './prepared-statements.js';
 import type { Database } from './schema.js';
 
 export type DatabaseKind = 'postgres' | 'embedded';
@@ -28,7 +28,13 @@ export interface DatabaseHandle {
 
 export async function openDatabase(config: Config, log: Logger): Promise<DatabaseHandle> {
   return config.databaseUrl
-    ? openPostgres(config.databaseUrl, config.dbPoolSize, config.timeouts.dbAcquireMs, log)
+    ? openPostgres(
+        config.databaseUrl,
+        config.dbPoolSize,
+        config.timeouts.dbAcquireMs,
+        config.dbPooler,
+        log,
+      )
     : openEmbedded(config.dataDir, config.timeouts.dbAcquireMs);
 }
 
@@ -36,6 +42,7 @@ function openPostgres(
   url: string,
   poolSize: number,
   acquireTimeoutMs: number,
+  pooler: Config['dbPooler'],
   log: Logger,
 ): DatabaseHandle {
   const pool = new pg.Pool({
@@ -44,9 +51,23 @@ function openPostgres(
     // With every connection busy (slow uploads), a request waits at most this
     // long and then gets a 503 with Retry-After instead of hanging.
     connectionTimeoutMillis: acquireTimeoutMs,
-    options: durableSessionOptions(url),
+    // PgBouncer (1.18) refuses the `options` startup parameter. In session mode
+    // a connection keeps its server connection for life, so a SET once it is
+    // open does the same; in transaction mode it would hold for one transaction
+    // on one server connection: there the commit mode is the server's (or the
+    // role's) default, which checkDurability reports at start.
+    ...(pooler === 'off' ? { options: durableSessionOptions(url) } : {}),
+    ...(pooler === 'session'
+      ? {
+          onConnect: async (client: pg.ClientBase) => {
+            await client.query('set synchronous_commit to on');
+          },
+        }
+      : {}),
     // Hot statements (the device lookup) go out prepared: see prepared-statements.ts.
-    Client: PreparingClient,
+    // A transaction-mode pooler runs each transaction on any server connection,
+    // where a statement prepared on another is unknown: everything goes unnamed.
+    Client: pooler === 'transaction' ? UnnamedClient : PreparingClient,
   });
   // An idle client that loses its server (restart, network) emits 'error' on
   // the pool; unhandled, that would crash the process. The pool drops the

@@ -7,6 +7,17 @@ export function sqlStateOf(err: unknown): string | undefined {
 export const isUniqueViolation = (err: unknown) => sqlStateOf(err) === '23505';
 
 /**
+ * DATABASE_URL leads to a connection pooler that refuses the `options` startup
+ * parameter fleetgate sends on a direct connection (PgBouncer 1.18 answers
+ * `unsupported startup parameter: options`, SQLSTATE 08P01). It is not down:
+ * it will refuse every attempt until FLEETGATE_DB_POOLER says it is a pooler.
+ */
+export function isPoolerRefusingOptions(err: unknown): boolean {
+  const message = err instanceof Error ? err.message : '';
+  return /unsupported startup parameter: options/i.test(message);
+}
+
+/**
  * Errors that mean "the database is not reachable right now", as opposed to a
  * bug: connection refused or reset, server shutting down, pool checkout timeout.
  */

@@ -132,3 +132,28 @@ export class PreparingClient extends pg.Client {
     return undefined as never;
   }
 }
+
+/**
+ * pg's client with every statement sent unnamed, for a pooler in transaction
+ * mode (FLEETGATE_DB_POOLER=transaction): there consecutive queries of one
+ * client run on different server connections, so a named statement prepared
+ * on one is unknown on the next (26000), or already exists there under the
+ * same name, prepared by another client (42P05). Registered texts are not
+ * looked up here; a query config that names its statement loses the name.
+ */
+export class UnnamedClient extends pg.Client {
+  override query(...args: unknown[]): never {
+    const call = super.query as (...a: unknown[]) => never;
+    const [first, ...rest] = args;
+    const config = first as { name?: unknown; submit?: unknown } | null;
+    if (
+      typeof config === 'object' &&
+      config !== null &&
+      typeof config.submit !== 'function' &&
+      config.name !== undefined
+    ) {
+      return call.call(this, { ...config, name: undefined }, ...rest);
+    }
+    return call.apply(this, args);
+  }
+}

@@ -7,7 +7,7 @@ import { startControlSocket } from '../control/control-socket.js';
 import { writeRunNote } from '../control/run-file.js';
 import { openDatabase, type DatabaseHandle } from '../db/connect.js';
 import { checkDurability } from '../db/durability.js';
-import { isDatabaseUnavailable } from '../db/errors.js';
+import { isDatabaseUnavailable, isPoolerRefusingOptions } from '../db/errors.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { hasCitus } from '../db/citus.repository.js';
 import { setOnCitus } from '../db/citus-mode.js';
@@ -138,7 +138,8 @@ function leaveRunNote(config: Config, location: string, log: Logger): () => void
 /**
  * A database that is not up yet (container start order, a restart) is waited
  * for with a clear log line per attempt; any other failure (bad credentials,
- * missing database) ends the start at once.
+ * missing database, a pooler that refuses fleetgate's startup parameters) ends
+ * the start at once.
  */
 async function waitForDatabase(database: DatabaseHandle, log: Logger): Promise<void> {
   for (let attempt = 1; ; attempt++) {
@@ -146,7 +147,8 @@ async function waitForDatabase(database: DatabaseHandle, log: Logger): Promise<v
       await sql`select 1`.execute(database.db);
       return;
     } catch (err) {
-      if (!isDatabaseUnavailable(err)) throw err;
+      // A pooler refusing our startup parameters is not down: the CLI's error line says what to set.
+      if (!isDatabaseUnavailable(err) || isPoolerRefusingOptions(err)) throw err;
       const delayMs = Math.min(500 * 2 ** (attempt - 1), 10_000);
       log.warn(
         {

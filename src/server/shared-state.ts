@@ -43,8 +43,19 @@ export async function openSharedState(
   closers.push(() => throttleStore.close());
   let resumption: SharedResumption | undefined;
   if (database.kind === 'postgres' && config.databaseUrl) {
-    const bus = startDeviceEventBus(config.databaseUrl, log);
-    closers.push(() => bus.close());
+    // Through a transaction-mode pooler a LISTEN holds nothing: the news needs a direct URL.
+    const listenUrl =
+      config.dbListenUrl ?? (config.dbPooler === 'transaction' ? undefined : config.databaseUrl);
+    if (listenUrl) {
+      const bus = startDeviceEventBus(listenUrl, log);
+      closers.push(() => bus.close());
+    } else {
+      log.warn(
+        'FLEETGATE_DB_POOLER=transaction without FLEETGATE_DB_LISTEN_URL: no device news from ' +
+          'other nodes or the CLI; their revocations close WebSocket and MQTT sessions only at ' +
+          'the next poll',
+      );
+    }
     if (config.proxy.mode === 'off') {
       const lifetimeMs = config.tls.sessionLifetimeSeconds * 1000;
       // FLEETGATE_TLS_SESSION_CACHE_SIZE=0 keeps resumption by session ID off. Else

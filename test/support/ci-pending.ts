@@ -91,6 +91,11 @@ export const PENDING_ALLOWED: ReadonlyArray<{ title: string; on: Database; why: 
     why: 'the Citus suite starts its own cluster and runs once, in the PostgreSQL run',
   },
   {
+    title: 'through a connection pooler *',
+    on: 'embedded',
+    why: 'PgBouncer sits in front of a PostgreSQL server; the embedded database has none',
+  },
+  {
     title: 'several nodes on one PostgreSQL behind nginx *',
     on: 'embedded',
     why: 'several nodes share one PostgreSQL server; the embedded database belongs to one process',

@@ -54,6 +54,26 @@ describe('configuration', () => {
   });
 });
 
+describe('configuration: a connection pooler in front of PostgreSQL', () => {
+  it('is off unless FLEETGATE_DB_POOLER names its pool mode, and refuses anything else', () => {
+    expect(loadConfig({}).dbPooler).to.equal('off');
+    const pooled = loadConfig({
+      FLEETGATE_DB_POOLER: 'transaction',
+      FLEETGATE_DB_LISTEN_URL: 'postgres://u@db/fleet',
+    });
+    expect(pooled.dbPooler).to.equal('transaction');
+    expect(pooled.dbListenUrl).to.equal('postgres://u@db/fleet');
+    expect(() => loadConfig({ FLEETGATE_DB_POOLER: 'statement' })).to.throw(
+      ConfigError,
+      /FLEETGATE_DB_POOLER/,
+    );
+    expect(() => loadConfig({ FLEETGATE_DB_LISTEN_URL: 'redis://db' })).to.throw(
+      ConfigError,
+      /FLEETGATE_DB_LISTEN_URL/,
+    );
+  });
+});
+
 describe('PSK secrets', () => {
   it('carry 256 random bits and are stored as SHA-256', () => {
     const a = generatePskSecret();
