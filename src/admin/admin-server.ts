@@ -7,6 +7,7 @@ import type { Config } from '../config/config.js';
 import type { Database } from '../db/schema.js';
 import type { ServerState } from '../observability/server-state.js';
 import { httpsOptions, loadServerTlsMaterial } from '../server/tls-options.js';
+import { refusingWhileLingering } from '../http/lingering-close.js';
 import { createAdminApp } from './admin-app.js';
 import { isLoopback } from './admin-net.js';
 import { ensureAdminToken } from './admin-token.service.js';
@@ -29,7 +30,8 @@ export async function startAdminListener(
 ): Promise<AdminListener | null> {
   const { port, host } = config.admin;
   if (port === 'off') return null;
-  const app = createAdminApp({ db, config }, log, state);
+  // A connection that answered `Connection: close` before its body was read serves no more requests.
+  const app = refusingWhileLingering(createAdminApp({ db, config }, log, state));
   const secure = !isLoopback(host);
   const server = secure
     ? https.createServer(

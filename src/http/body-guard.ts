@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Config } from '../config/config.js';
 import { AppError } from './app-error.js';
 import { answerJson } from './json-answer.js';
+import { closeAfterAnswer } from './lingering-close.js';
 
 export interface BodyGuardOptions {
   /** No byte for this long: 408 `body_timeout` (0: off). */
@@ -122,7 +123,7 @@ export function answerAndClose(res: ServerResponse, err: AppError): void {
     return;
   }
   for (const [name, value] of Object.entries(err.headers ?? {})) res.setHeader(name, value);
-  res.setHeader('Connection', 'close');
+  closeAfterAnswer(res.req, res);
   answerJson(res, err.status, {
     error: err.message,
     code: err.code,

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { isDatabaseUnavailable, isRetryableConflict } from '../db/errors.js';
 import { AppError, notFound } from './app-error.js';
 import { answerJson } from './json-answer.js';
+import { closeAfterAnswer } from './lingering-close.js';
 
 /** body-parser reports its own failures with a `type`; give them our codes. */
 function fromBodyParser(err: {
@@ -100,7 +101,7 @@ export function answerError(
   // read the rest to keep the connection, with none of the body guard's idle
   // or rate limits, so a client without a certificate could trickle it for
   // FLEETGATE_REQUEST_TIMEOUT_MS. A device that is refused opens a new connection.
-  if (hasUnreadBody(req)) res.setHeader('Connection', 'close');
+  if (hasUnreadBody(req)) closeAfterAnswer(req, res);
   answerJson(res, appError.status, {
     error: appError.message,
     code: appError.code,

@@ -9,6 +9,7 @@ import { refuseUnknownExpectation } from '../http/expect-continue.js';
 import type { Config } from '../config/config.js';
 import { serverTimeouts } from './server-timeouts.js';
 import { ConfigError } from '../config/config.js';
+import { refusingWhileLingering } from '../http/lingering-close.js';
 import type { TlsSessionStore } from '../tls/session-store.js';
 import {
   enableResumption,
@@ -48,6 +49,8 @@ export async function listen(
   log: Logger,
   shared?: SharedResumption,
 ): Promise<Listener> {
+  // A connection that answered `Connection: close` before its body was read serves no more requests.
+  app = refusingWhileLingering(app);
   let stop = () => {};
   let server: http.Server | https.Server;
   if (config.proxy.mode === 'nginx') {
