@@ -39,7 +39,7 @@ export function closeAfterAnswer(req: IncomingMessage, res: ServerResponse): voi
   };
   req.on('data', count);
   // Node's HTTP server calls destroySoon() once an answer with
-  // \`Connection: close\` has gone out: end our side, keep reading.
+  // `Connection: close` has gone out: end our side, keep reading.
   socket.destroySoon = function lingerThenDestroy(this: Socket) {
     if (this.writable) this.end();
     const destroy = () => {
