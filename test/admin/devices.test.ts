@@ -148,8 +148,11 @@ describe('admin API: devices, revocation and the audit log', () => {
         error: 'this device has been revoked',
         code: 'device_revoked',
       });
+      // The refused upload went over the connection opened before the revocation. The
+      // server may close it after that answer (its body may not have been read yet:
+      // README, refusals), so the status request below may open a new one.
+      expect(connects, 'the refused upload went over the open keep-alive connection').to.equal(1);
       expect((await client.send('GET')).json.status).to.equal('revoked');
-      expect(connects, 'all requests went over one TLS connection').to.equal(1);
 
       // Permanent: neither a second revoke nor a re-bind with a valid PSK brings it back.
       expect((await fg.admin.post(`/v1/devices/${device.fingerprint}/revoke`)).status).to.equal(
