@@ -1,4 +1,4 @@
-import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import type { Logger } from 'pino';
@@ -6,6 +6,7 @@ import { isDatabaseUnavailable, isRetryableConflict } from '../db/errors.js';
 import { AppError, notFound } from './app-error.js';
 import { answerJson } from './json-answer.js';
 import { closeAfterAnswer } from './lingering-close.js';
+import { rawJsonAnswer } from './raw-answer.js';
 
 /** body-parser reports its own failures with a `type`; give them our codes. */
 function fromBodyParser(err: {
@@ -130,12 +131,7 @@ export function clientErrorHandler(log: Logger) {
       socket.destroy();
       return;
     }
-    const body = JSON.stringify({ error: appError.message, code: appError.code });
-    socket.end(
-      `HTTP/1.1 ${appError.status} ${STATUS_CODES[appError.status] ?? ''}\r\n` +
-        'Content-Type: application/json; charset=utf-8\r\n' +
-        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-    );
+    socket.end(rawJsonAnswer(appError.status, { error: appError.message, code: appError.code }));
     // Whatever the client still sends is read and dropped: closing with unread bytes
     // would make the kernel answer with a reset, which can destroy the answer above
     // before the client has read it (a 431 to a client still writing its headers).

@@ -10,6 +10,7 @@ import type { Config } from '../config/config.js';
 import { serverTimeouts } from './server-timeouts.js';
 import { ConfigError } from '../config/config.js';
 import { refusingWhileLingering } from '../http/lingering-close.js';
+import { rawJsonAnswer } from '../http/raw-answer.js';
 import type { TlsSessionStore } from '../tls/session-store.js';
 import {
   enableResumption,
@@ -148,13 +149,11 @@ function closeConnectionsWithoutRequest(
     const timer = setTimeout(() => {
       timers.delete(socket);
       if (socket.destroyed) return;
-      const body = JSON.stringify({
-        error: `no request within ${ms} ms of connecting`,
-        code: 'request_timeout',
-      });
       socket.end(
-        'HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json; charset=utf-8\r\n' +
-          `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+        rawJsonAnswer(408, {
+          error: `no request within ${ms} ms of connecting`,
+          code: 'request_timeout',
+        }),
       );
       setTimeout(() => socket.destroy(), 1000).unref();
     }, ms);

@@ -1,7 +1,13 @@
 import { expect } from 'chai';
 import { DeviceClient, newDevice, type TestDevice } from '../support/device-client.js';
 import { startFleetgate, type FleetgateProcess } from '../support/fleetgate-process.js';
-import { connectRaw, parseRawAnswer, rawRequest, readUntilClosed } from '../support/raw-tls.js';
+import {
+  connectRaw,
+  expectSecurityHeaders,
+  parseRawAnswer,
+  rawRequest,
+  readUntilClosed,
+} from '../support/raw-tls.js';
 import {
   bindDevice,
   expectJsonError,
@@ -85,6 +91,9 @@ describe('hostile requests', function () {
     );
     expect(answer.status).to.equal(431);
     expect(answer.json.code).to.equal('headers_too_large');
+    // Written straight to the socket by the parser's error handler, yet with
+    // the security headers every other answer carries (fifth pass: it had none).
+    expectSecurityHeaders(answer.head);
   });
 
   it('cuts off a client that sends its headers too slowly', async () => {
@@ -102,6 +111,7 @@ describe('hostile requests', function () {
     const answer = parseRawAnswer(await closed);
     expect(answer.status).to.equal(408);
     expect(answer.json.code).to.equal('request_timeout');
+    expectSecurityHeaders(answer.head);
   });
 
   it('cuts off a slow body and stores nothing of it', async () => {

@@ -3,7 +3,12 @@ import tls from 'node:tls';
 import { expect } from 'chai';
 import { DeviceClient, newDevice, type TestDevice } from '../support/device-client.js';
 import { startFleetgate, type FleetgateProcess } from '../support/fleetgate-process.js';
-import { connectRaw, parseRawAnswer, readUntilClosed } from '../support/raw-tls.js';
+import {
+  connectRaw,
+  expectSecurityHeaders,
+  parseRawAnswer,
+  readUntilClosed,
+} from '../support/raw-tls.js';
 import { bindDevice, expectJsonError, storedPoints } from '../support/stored-points.js';
 import { linesPastHeldPoints, sessionsInTransaction, waitFor } from '../support/concurrency.js';
 import { sample, scrape } from '../support/metrics-scrape.js';
@@ -294,6 +299,7 @@ describe('one device must not starve the others', function () {
     expect(tlsAnswer.status, tlsAnswer.head).to.equal(408);
     expect(tlsAnswer.json?.code).to.equal('request_timeout');
     expect(tlsAnswer.json?.error).to.equal('no request within 1500 ms of connecting');
+    expectSecurityHeaders(tlsAnswer.head);
 
     const handshakeTimeouts = () => server.output().split('TLS handshake timeout').length - 1;
     const before = handshakeTimeouts();

@@ -1,4 +1,5 @@
 import tls from 'node:tls';
+import { expect } from 'chai';
 import type { TestDevice } from './device-client.js';
 import type { FleetgateProcess } from './fleetgate-process.js';
 
@@ -63,4 +64,13 @@ export async function rawRequest(
   socket.write(bytes);
   const answer = parseRawAnswer(await closed);
   return answer;
+}
+
+/** The headers helmet sets on every express answer, also on answers written to the socket. */
+export function expectSecurityHeaders(head: string): void {
+  expect(head).to.match(/\r\nx-content-type-options: nosniff\r\n/i);
+  expect(head).to.match(/\r\nstrict-transport-security: max-age=\d+/i);
+  expect(head).to.match(/\r\ncontent-security-policy: default-src 'self'/i);
+  expect(head).to.match(/\r\nx-frame-options: SAMEORIGIN\r\n/i);
+  expect(head).to.match(/\r\ncontent-type: application\/json; charset=utf-8\r\n/i);
 }
