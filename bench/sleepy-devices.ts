@@ -80,7 +80,8 @@ export async function benchSleepyDevices(
   );
   const status = await measured(() => uploads(runs, rsa, 'status'));
   const bySessionId = await measured(() => uploads(runs, rsa, 'session-id'));
-  const floor = await nodeFloor(server, { ...runs, options }, rsa);
+  const floor = await nodeFloor(server, { ...runs, options }, rsa, 'constant');
+  const floorStore = await nodeFloor(server, { ...runs, options }, rsa, 'store');
   rows.push(
     {
       item: '6 sleepy devices',
@@ -122,6 +123,14 @@ export async function benchSleepyDevices(
       ratio: (floor.rate / bare.rate).toFixed(2),
       cpu: '',
     },
+    {
+      item: '6 sleepy devices',
+      measure: `floor with store: the same bare server storing each upload of 100 points (body cut out by hand, one prepared INSERT ... ON CONFLICT DO NOTHING, no device, no checks, no log), resumed by ticket, ${options.workers} at once (server CPU ${floorStore.serverCpu} each)`,
+      value: rate(floorStore.rate),
+      reference: `${rate(bare.rate)} (openssl s_time -reuse)`,
+      ratio: (floorStore.rate / bare.rate).toFixed(2),
+      cpu: '',
+    },
   );
   for (const [label, devices, mode] of [
     ['ECDSA P-256 device and server', ecdsa, 'full-ecdsa'],
@@ -142,12 +151,15 @@ export async function benchSleepyDevices(
 /**
  * Node's https server with fleetgate's TLS options in a process of its own
  * (bench/support/floor-server.ts), answering every request with a constant
- * JSON; warmed up like fleetgate's server, then measured by its CPU.
+ * JSON (`constant`: the status requests) or storing each upload with one
+ * INSERT and nothing else (`store`: the ticket-resumed uploads); warmed up
+ * like fleetgate's server, then measured by its CPU.
  */
 async function nodeFloor(
   server: FleetgateProcess,
   runs: UploadRuns,
   devices: readonly DeviceFiles[],
+  mode: 'constant' | 'store',
 ): Promise<{ rate: number; count: number; serverCpu: string }> {
   const child = spawn(
     process.execPath,
@@ -155,8 +167,9 @@ async function nodeFloor(
       fileURLToPath(new URL('./support/floor-server.js', import.meta.url)),
       server.env.FLEETGATE_DATA_DIR!,
       server.env.FLEETGATE_CERTS_DIR!,
+      mode,
     ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
+    { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...server.env } },
   );
   try {
     const port = await new Promise<number>((resolve, reject) => {
@@ -168,9 +181,10 @@ async function nodeFloor(
       });
       child.once('exit', (code) => reject(new Error(`the floor server exited with ${code}`)));
     });
-    await uploads({ ...runs, port }, devices, 'status');
+    const what = mode === 'store' ? 'ticket' : 'status';
+    await uploads({ ...runs, port }, devices, what);
     const before = cpuSnapshot(child.pid!, []).server;
-    const result = await uploads({ ...runs, port }, devices, 'status');
+    const result = await uploads({ ...runs, port }, devices, what);
     const ms = (1000 * (cpuSnapshot(child.pid!, []).server - before)) / result.count;
     return { ...result, serverCpu: `${ms.toFixed(2)} ms` };
   } finally {
