@@ -8,16 +8,19 @@ const givenUp = new WeakSet<object>();
 
 /**
  * Stores again a batch the database aborted to break a deadlock (or a
- * serialization failure). Concurrent batches of one device that carry the
- * same point (a resend racing its original) can take the point and the
- * device's row in opposite orders: the one-statement path inserts the point,
- * then sets the device's last-seen time; a transaction that waited for the
- * device's row (to create a series) holds it, then inserts the point. The
- * victim stored nothing. Only a batch whose points are all in memory may be
- * stored again this way (JSON messages; a small upload of one series, read
- * whole before anything is written); a streamed upload cannot be read twice
- * and still gets 503 conflict_retry at once. The device waits instead of
- * getting 503, which is left for a batch that loses CONFLICT_ATTEMPTS times.
+ * serialization failure). Concurrent batches of one device no longer
+ * deadlock with each other: every writer of a device's points takes the
+ * device's row lock before its first point (ingestBatch when it opens a
+ * transaction, the one-statement path by updating the last-seen time first),
+ * so they write one after the other. Before that order, a resend racing its
+ * original took the point and the device's row in opposite orders, and two
+ * streamed uploads carrying the same points held rows the other one needed.
+ * This stays as a safety net for what the order does not cover. Only a batch
+ * whose points are all in memory may be stored again this way (JSON messages;
+ * a small upload of one series, read whole before anything is written); a
+ * streamed upload cannot be read twice and gets 503 conflict_retry at once.
+ * The device waits instead of getting 503, which is left for a batch that
+ * loses CONFLICT_ATTEMPTS times.
  */
 export async function retryingConflicts<T>(store: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {

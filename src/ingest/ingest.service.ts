@@ -81,7 +81,18 @@ export async function ingestBatch(
   // fromEntries defines own properties; it never invokes the __proto__ setter.
   const summary = () => ({ series: Object.fromEntries(perSeries), stored, duplicates });
   let trx: UploadTransaction | undefined;
-  const open = async () => (trx ??= await backend.begin(deviceId));
+  // Every transaction of a batch takes the device's row lock before it writes
+  // anything (see UploadTransaction.lockDevice): concurrent batches of one
+  // device then write one after the other, and two of them never hold point
+  // rows the other one needs (a deadlock, which a streamed batch could not
+  // survive: its input cannot be read twice).
+  const open = async () => {
+    if (trx) return trx;
+    const t = await backend.begin(deviceId);
+    trx = t;
+    await t.lockDevice();
+    return t;
+  };
   const writerOf = async (name: string) => {
     const t = await open();
     return t.seriesWriter(await seriesOf(t, deviceId, name, options.maxSeriesPerDevice));
@@ -264,8 +275,9 @@ function partInput(part: FilePart, options: IngestOptions): SeriesInput {
 
 /**
  * The id of the device's series `name`, created if new and the device has
- * fewer than `max` series. The count is taken under the device's row lock, so
- * concurrent uploads of one device cannot together go over the cap.
+ * fewer than `max` series. Looked up and counted under the device's row lock
+ * (taken when the transaction opened), so concurrent uploads of one device
+ * cannot together go over the cap nor create one name twice.
  */
 async function seriesOf(
   trx: UploadTransaction,
@@ -273,12 +285,9 @@ async function seriesOf(
   name: string,
   max: number,
 ): Promise<number> {
+  await trx.lockDevice();
   const existing = await findSeriesId(trx.db, deviceId, name);
   if (existing !== undefined) return existing;
-  await trx.lockDevice();
-  // A concurrent upload may have created it while this one waited for the lock.
-  const raced = await findSeriesId(trx.db, deviceId, name);
-  if (raced !== undefined) return raced;
   const count = await countSeriesOfDevice(trx.db, deviceId);
   if (count >= max) {
     throw new AppError(

@@ -64,10 +64,11 @@ export async function insertPointBatch(
  * of its own (autocommit: durable when it returns, all or nothing): looks the
  * series up by name, inserts the points as `insertPointBatch` does (retries
  * and repeats skipped, the first one winning) and sets the device's
- * last-seen time. The update reads the insert's count, so it runs after the
- * insert: the device row is locked last, as in a transaction of the slow
- * path, and two uploads of one device never wait for each other in opposite
- * orders. Returns null and writes nothing when the series does not exist yet
+ * last-seen time. The insert reads the update's count, so the update runs
+ * first: the device's row is locked before any point is written, as in a
+ * transaction of the slow path (ingestBatch locks it when it opens one), so
+ * every writer of a device's points takes the row first and two of them
+ * never wait for each other in opposite orders. Returns null and writes nothing when the series does not exist yet
  * (its creation needs the device lock and the series cap: the caller takes
  * the transactional path).
  */
@@ -106,22 +107,19 @@ function arrayLiteral(numbers: readonly number[]): string {
 const STORE_SERIES_OF_EXISTING_NAME = `
   with s as (
     select series.id from series where series.device_id = $1 and series.name = $2
+  ), touched as (
+    update devices set last_seen_at = $5
+    where devices.id = $1 and exists (select from s)
+    returning 1
   ), inserted as (
     insert into points (device_id, series_id, ts, value)
     select $1::int, (select s.id from s), timestamptz 'epoch' + u.ms * interval '1 millisecond', u.v
     from unnest($3::bigint[], $4::float8[]) as u(ms, v)
-    where exists (select from s)
+    where exists (select from s) and (select count(*) from touched) >= 0
     on conflict do nothing
     returning 1
-  ), counted as (
-    select count(*)::int as n from inserted
-  ), touched as (
-    update devices set last_seen_at = $5
-    where devices.id = $1 and exists (select from s) and (select n from counted) >= 0
-    returning 1
   )
-  select (select s.id from s) as "seriesId", (select n from counted) as stored,
-    (select count(*)::int from touched) as touched`;
+  select (select s.id from s) as "seriesId", (select count(*)::int from inserted) as stored`;
 
 export interface StoredPoint {
   epochMs: string;

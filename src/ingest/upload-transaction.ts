@@ -22,12 +22,14 @@ export interface UploadTransaction {
   /** For the repositories (series, devices) inside the same transaction. */
   readonly db: Kysely<Database>;
   /**
-   * Takes the device's row lock until the end of the upload, once. Taken
-   * before anything that must be decided with no concurrent upload of the
-   * same device in between (a new series against the per-device cap) and
-   * before creating a partition, so every upload takes its locks in the same
-   * order (device row, then partition lock) and two uploads never deadlock on
-   * them.
+   * Takes the device's row lock until the end of the upload, once. ingestBatch
+   * takes it as soon as the transaction opens, before any point, series or
+   * partition is written: every writer of a device's points takes this row
+   * first (the one-statement path too, see storeSeriesOfExistingName), so
+   * uploads of one device write one after the other and never hold point
+   * rows, series or partition locks that another one waits for while it
+   * waits for them. It also makes a new series' check against the
+   * per-device cap see no concurrent upload of the device.
    */
   lockDevice(): Promise<void>;
   seriesWriter(seriesId: number): SeriesWriter;
