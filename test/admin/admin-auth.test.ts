@@ -21,6 +21,7 @@ import {
   servedAdminRoutes,
 } from '../support/openapi-check.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+import { serverLogCaughtUp } from '../support/server-log.js';
 
 describe('admin API: authentication and the OpenAPI document', () => {
   const fg = useFleetgate();
@@ -278,18 +279,21 @@ describe('admin API: the generated token', () => {
     let token!: string;
     let fresh!: string;
     try {
+      await serverLogCaughtUp(first);
       const printed = first.output().match(/fgadm_[A-Za-z0-9_-]{43}/g) ?? [];
       expect(printed).to.have.length(1);
       token = printed[0]!;
+      expect(first.output()).to.match(/"token":"generated"/);
+      const admin = new AdminClient(first, token);
+      expect((await admin.get('/v1/identities')).status).to.equal(200);
+      await admin.close();
+      // Not logged at start, nor by a request that carried it.
+      await serverLogCaughtUp(first);
       const logLines = first
         .output()
         .split('\n')
         .filter((l) => l.startsWith('{'));
       for (const line of logLines) expect(line).to.not.include(token);
-      expect(first.output()).to.match(/"token":"generated"/);
-      const admin = new AdminClient(first, token);
-      expect((await admin.get('/v1/identities')).status).to.equal(200);
-      await admin.close();
     } finally {
       await first.stop();
     }
@@ -300,6 +304,7 @@ describe('admin API: the generated token', () => {
 
     const second = await startFleetgate(db, { FLEETGATE_ADMIN_TOKEN: '' });
     try {
+      await serverLogCaughtUp(second);
       expect(second.output()).to.not.match(/fgadm_/);
       expect(second.output()).to.match(/"token":"stored"/);
       const admin = new AdminClient(second, token);
@@ -315,6 +320,8 @@ describe('admin API: the generated token', () => {
       await admin.close();
       await renewed.close();
       fresh = reset.stdout.trim();
+      await serverLogCaughtUp(second);
+      expect(second.output()).to.not.include(fresh);
     } finally {
       await second.stop();
     }
@@ -352,6 +359,7 @@ describe('admin API switched off', () => {
   const fg = useFleetgate({ FLEETGATE_ADMIN_PORT: 'off' });
 
   it('starts without the admin listener; devices and the CLI still work', async () => {
+    await serverLogCaughtUp(fg.server);
     expect(fg.server.output()).to.not.match(/admin API listening/);
     const device = new DeviceClient(fg.server, newDevice());
     try {

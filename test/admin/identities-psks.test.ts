@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { useFleetgate, boundDevice } from '../support/admin-client.js';
 import { DeviceClient, newDevice } from '../support/device-client.js';
+import { serverLogCaughtUp } from '../support/server-log.js';
 
 const csv = (from: number, n: number) =>
   Array.from({ length: n }, (_, i) => `${from + i * 1000},${i}`).join('\n');
@@ -92,6 +93,7 @@ describe('admin API: identities and PSKs', () => {
         'uses',
       ].sort(),
     );
+    await serverLogCaughtUp(fg.server);
     expect(fg.server.output()).to.not.include(secret);
   });
 

@@ -15,6 +15,7 @@ import { startFleetgate, type FleetgateProcess } from '../support/fleetgate-proc
 import { burstWithoutTs, expectBurstStoredOnce } from '../support/server-time-burst.js';
 import { completeRotation, opensslKeyPair, proveRotation } from '../support/rotation.js';
 import { openWatchedSocket } from '../support/websocket-client.js';
+import { serverLogCaughtUp } from '../support/server-log.js';
 
 const lines = (from: number, n: number, step = 1000) =>
   Array.from({ length: n }, (_, i) => `${from + i * step},${i}`).join('\n');
@@ -347,6 +348,8 @@ describe('fleetgate on a Citus cluster', function () {
       // The client may see its socket closed before the server's log line reaches us.
       const stdout = fg.server.child.stdout!;
       while (logged().length < count) await once(stdout, 'data');
+      // Those closes and no other (a line still on its way included).
+      await serverLogCaughtUp(fg.server);
       return logged();
     }
 

@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { startFleetgate, runCli } from '../support/fleetgate-process.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 import { DeviceClient, newDevice } from '../support/device-client.js';
+import { serverLogCaughtUp } from '../support/server-log.js';
 
 describe('serve and migrate', () => {
   let db: TestDatabase;
@@ -16,6 +17,7 @@ describe('serve and migrate', () => {
     expect(second.stdout).to.equal('schema is up to date\n');
     const server = await startFleetgate(db, {}, ['--no-migrate']);
     try {
+      await serverLogCaughtUp(server);
       expect(server.output()).not.to.contain('database schema is up to date');
       const psk = await server
         .cli(['identity', 'create', 'm'])

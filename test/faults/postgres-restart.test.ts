@@ -15,6 +15,7 @@ import {
   findPostgresBinaries,
   type ThrowawayPostgres,
 } from '../support/throwaway-postgres.js';
+import { serverLogCaughtUp } from '../support/server-log.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const LINES = 40_000;
@@ -84,6 +85,14 @@ describe('faults: Postgres restarted under fleetgate', function () {
         () => undefined,
       );
       expect(output).to.match(/fleetgate listening/);
+      // No stack trace at all, the lines of the retries still on their way included.
+      const port = /"port":(\d+)[^\n]*fleetgate listening/.exec(output)?.[1];
+      await serverLogCaughtUp({
+        baseUrl: `https://localhost:${port}`,
+        caPem: fs.readFileSync(path.join(db.env.FLEETGATE_CERTS_DIR!, 'dev-ca.crt'), 'utf8'),
+        output: () => output,
+      });
+      expect(output).to.not.match(/\n\s+at /);
     } finally {
       child.kill('SIGTERM');
       await once(child, 'exit');
@@ -162,6 +171,7 @@ describe('faults: Postgres restarted under fleetgate', function () {
       expect(await storedPoints(db, server!, client.device!, 'temp')).to.have.length(LINES);
     }
     expect(server!.child.exitCode).to.equal(null);
+    await serverLogCaughtUp(server!);
     expect(server!.output()).to.not.match(/"status":500/);
     for (const client of clients) await client.close();
   });

@@ -12,6 +12,7 @@ import {
   expectServerUp,
 } from '../support/stored-points.js';
 import { queryTestDatabase, type TestDatabase } from '../support/test-database.js';
+import { serverLogCaughtUp } from '../support/server-log.js';
 
 const B = 'hostileboundary';
 const CT = `multipart/form-data; boundary=${B}`;
@@ -163,6 +164,7 @@ describe('hostile multipart uploads', function () {
     }
     expect(now).to.be.at.most(fdsBefore);
     expect(await countStoredPoints(db, server, device, ['abort'])).to.equal(0);
+    await serverLogCaughtUp(server);
     expect(server.output()).to.not.match(/"level":50/);
   });
 });

@@ -35,6 +35,7 @@ import {
   type TestDatabase,
 } from '../support/test-database.js';
 import { sClient } from '../support/openssl-client.js';
+import { serverLogCaughtUp } from '../support/server-log.js';
 
 const REDIS_URL = process.env.FLEETGATE_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
@@ -150,6 +151,9 @@ describe('several nodes on one PostgreSQL behind nginx', function () {
   }
 
   it('nodes started together on an empty database generate one admin token, accepted by all', async () => {
+    // Every line each node wrote at start is in (the token goes to stderr before the
+    // listening line), so that a second node showing a token would be seen.
+    await Promise.all(nodes.map((node) => serverLogCaughtUp(node)));
     const tokens = printedTokens(nodes);
     expect(tokens, 'exactly one node generated and showed the token').to.have.length(1);
     for (const admin of admins) {
@@ -249,6 +253,8 @@ describe('several nodes on one PostgreSQL behind nginx', function () {
         .filter((entry) => entry.devices.includes(Number(id)));
     // The client may see its socket closed before the server's log line reaches us.
     while (closes().length === 0) await once(nodes[2]!.child.stdout!, 'data');
+    // Closed once, by the news, and by nothing else (a line still on its way included).
+    await serverLogCaughtUp(nodes[2]!);
     expect(closes().map((entry) => entry.by)).to.deep.equal(['news']);
   });
 

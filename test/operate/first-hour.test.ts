@@ -9,6 +9,7 @@ import { AdminClient } from '../support/admin-client.js';
 import { useFixture, uniqueName } from '../support/fixture.js';
 import { BIN, REPO_ROOT, runCli, startFleetgate } from '../support/fleetgate-process.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+import { serverLogCaughtUp } from '../support/server-log.js';
 
 /** Issue 14, "a smoother first hour": each rough edge a newcomer hit, as a test. */
 
@@ -91,6 +92,7 @@ describe('first hour: the generated admin token survives a failed first start', 
 
     const server = await startFleetgate(db, { FLEETGATE_ADMIN_TOKEN: '' });
     try {
+      await serverLogCaughtUp(server);
       const printed = server.output().match(/fgadm_[A-Za-z0-9_-]{43}/g) ?? [];
       expect(printed, server.output()).to.have.length(1);
       expect(server.output()).to.match(/"token":"generated"/);

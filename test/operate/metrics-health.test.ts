@@ -6,6 +6,7 @@ import { AdminClient } from '../support/admin-client.js';
 import { useFixture, uniqueName } from '../support/fixture.js';
 import type { FleetgateProcess } from '../support/fleetgate-process.js';
 import { sample, scrape } from '../support/metrics-scrape.js';
+import { serverLogCaughtUp } from '../support/server-log.js';
 
 /** One TLS connection to the device port; resumes `session` when given. */
 function handshake(
@@ -199,7 +200,7 @@ describe('operate: request ids', () => {
     expect(refused.status).to.equal(404);
     await admin.close();
 
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await serverLogCaughtUp(server);
     const lines = server
       .output()
       .split('\n')

@@ -24,6 +24,7 @@ import {
   type TestDatabase,
 } from '../support/test-database.js';
 import { openWatchedSocket } from '../support/websocket-client.js';
+import { serverLogCaughtUp } from '../support/server-log.js';
 
 const DEVICES = 6;
 const POINTS = 40;
@@ -110,6 +111,7 @@ function behindPgBouncer(
         }
         expect(await storedRows(db!), `round ${round}`).to.equal(DEVICES * 2 * POINTS);
       }
+      await serverLogCaughtUp(server!);
       expect(server!.output()).to.not.match(/"status":5\d\d/);
       // Session mode: on, whatever the database's default (off); transaction mode: the
       // server's default (on). The start says so.
@@ -140,6 +142,8 @@ function behindPgBouncer(
           .map((line) => JSON.parse(line) as { by: string });
       // The client may see its socket closed before the server's log line reaches us.
       while (closes().length === 0) await once(server!.child.stdout!, 'data');
+      // Closed once, by the news, and by nothing else (a line still on its way included).
+      await serverLogCaughtUp(server!);
       expect(closes().map((entry) => entry.by)).to.deep.equal(['news']);
       const refused = await client.upload(parts(1));
       expect(refused.status, refused.text).to.equal(403);

@@ -5,6 +5,7 @@ import { expect } from 'chai';
 import { dumpAllTables, expectSecretNowhere } from '../support/database-dump.js';
 import { useFixture, uniqueName } from '../support/fixture.js';
 import { RegistrationCurl, type DeviceFiles } from './registration-support.js';
+import { serverLogCaughtUp } from '../support/server-log.js';
 
 const PIN = /^[34679ACEFGHJKMNPRTWXY]{8}$/;
 
@@ -120,6 +121,7 @@ describe('owner confirmation with a PIN', function () {
     ]);
     expect(events[1]).to.include({ actor: 'cli' });
     expect(JSON.stringify(events)).not.to.contain(s.pin);
+    await serverLogCaughtUp(fx().server);
     expect(fx().server.output()).not.to.contain(s.pin);
   });
 
