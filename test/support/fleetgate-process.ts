@@ -148,8 +148,15 @@ export function runCli(env: Record<string, string>, args: string[]): Promise<Cli
 async function stopProcess(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
   child.kill('SIGTERM');
   const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
   await exited;
   clearTimeout(timer);
+  // 'exit' can come before the last of the server's output has been read;
+  // 'close' comes once its pipes have ended, so output() then holds every
+  // line. Bounded, in case something else still held a pipe open.
+  let waited: NodeJS.Timeout | undefined;
+  await Promise.race([closed, new Promise((resolve) => (waited = setTimeout(resolve, 2000)))]);
+  clearTimeout(waited);
 }
