@@ -3,6 +3,7 @@ import http from 'node:http';
 import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
+import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { clientErrorHandler } from '../http/error-handler.js';
 import { refuseUnknownExpectation } from '../http/expect-continue.js';
@@ -70,6 +71,17 @@ export async function listen(
       shared?.ticketKeys,
     ).stop;
   }
+  // A client that shuts its write side once its request is out (HTTP/1.0 style,
+  // `nc -N`, a FIN or a TLS close_notify) still gets its answer, then the
+  // close, as from nginx. Node's default aborts the request on that FIN and
+  // ends the socket, so an answer that came after it (a database lookup) was
+  // lost: test/hostile/lingering-peers.test.ts.
+  (server as { httpAllowHalfOpen?: boolean }).httpAllowHalfOpen = true;
+  if (config.proxy.mode !== 'nginx') {
+    server.on('secureConnection', (socket: TLSSocket) => {
+      socket.allowHalfOpen = true;
+    });
+  }
   // Idle connections cost a file descriptor and memory each: bounded, and closed
   // when no request comes (keepAliveTimeout covers them after the first answer).
   server.maxConnections = config.maxConnections;
@@ -118,6 +130,8 @@ function createTlsServer(config: Config, app: http.RequestListener, log: Logger)
         ...httpsOptions(loadServerTlsMaterial(config, log), config),
         // Node's default is 120 s: a client that opens TLS and stalls holds a socket that long.
         handshakeTimeout: config.timeouts.tlsHandshakeMs,
+        // With the TLS socket's own (listen()): a client's FIN does not end our side.
+        allowHalfOpen: true,
       },
       app,
     );
