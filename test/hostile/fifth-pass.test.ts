@@ -142,62 +142,38 @@ describe('fifth pass: a JSON batch the database aborts for a deadlock', function
   this.timeout(60_000);
   const fx = useFixture();
 
-  it('is stored once, whole, after the retry, and answered 200 (PostgreSQL)', async function () {
+  // A batch takes its device's row before any point (lock order, see
+  // ingestBatch): the interleaving the fifth pass used to make a deadlock,
+  // device row first in another session, then the batch's point, now only
+  // makes the batch wait, holding nothing.
+  it('waits for a device row held elsewhere before writing any point (no deadlock) and stores the batch whole (PostgreSQL)', async function () {
     const url = fx().db.url;
-    if (!url) skipBecause(this, 'makes a deadlock from a second PostgreSQL session');
-    const { client } = await fx().boundDevice(uniqueName('deadlock'));
-    const ts = 1_764_600_000_000;
-    // The series "held" exists; "fresh" is new, so the batch inserts its point of
-    // "held" first, then waits for the device's row to create "fresh".
-    expect(
-      (await client.send('POST', JSON.stringify({ ts, data: { held: 0 } }), JSON_TYPE, MESSAGES))
-        .status,
-    ).to.equal(200);
-    const [series] = await queryTestDatabase<{ id: number; device_id: number }>(
-      fx().db,
-      "select id, device_id from series where name = 'held'",
-    );
+    if (!url) skipBecause(this, 'holds the device row from a second PostgreSQL session');
+    const { client, series, ts } = await heldSeries('lock-order');
     const other = new pg.Client({ connectionString: url });
     await other.connect();
     try {
       const deadlocksBefore = await deadlocks(other);
       await other.query('begin');
-      await other.query('select id from devices where id = $1 for update', [series!.device_id]);
-      const answer = client.send(
-        'POST',
-        JSON.stringify([{ ts: ts + 1, data: { held: 1, fresh: 2 } }]),
-        JSON_TYPE,
-        MESSAGES,
-      );
+      await other.query('select id from devices where id = $1 for update', [series.device_id]);
+      const answer = sendBatch(client, ts + 1);
       await waitFor(
         'the batch to wait for the device row',
         async () => (await waitingOnLock(other)) > 0,
         10_000,
       );
-      // The same point from this session: it waits for the batch's uncommitted
-      // one, the batch waits for the device row: PostgreSQL aborts one of them.
-      const insert = other
-        .query('insert into points (device_id, series_id, ts, value) values ($1, $2, $3, 9)', [
-          series!.device_id,
-          series!.id,
-          new Date(ts + 1),
-        ])
-        .then(
-          () => 'inserted',
-          (err: { code?: string }) => err.code,
-        );
-      const outcome = await insert;
+      // The batch holds no point: this insert of the same point does not wait.
+      await other.query('set local lock_timeout = 2000');
+      const outcome = await insertPoint(other, series, ts + 1);
       await other.query('rollback');
       const stored = await answer;
+      expect(outcome, 'the batch held the point while waiting for the device row').to.equal(
+        'inserted',
+      );
       expect(stored.status, stored.text).to.equal(200);
       expect(stored.json).to.deep.include({ stored: 2, duplicates: 0 });
-      expect(await deadlocks(other), 'a deadlock happened').to.be.above(deadlocksBefore);
-      expect(outcome, 'the batch, not this session, was the victim').to.equal('inserted');
-      const rows = await other.query<{ name: string; value: number }>(
-        'select s.name, p.value from points p join series s on s.id = p.series_id where p.ts = $1 order by s.name',
-        [new Date(ts + 1)],
-      );
-      expect(rows.rows).to.deep.equal([
+      expect(await deadlocks(other), 'no deadlock').to.equal(deadlocksBefore);
+      expect(await pointsAt(other, series.device_id, ts + 1)).to.deep.equal([
         { name: 'fresh', value: 2 },
         { name: 'held', value: 1 },
       ]);
@@ -205,6 +181,94 @@ describe('fifth pass: a JSON batch the database aborts for a deadlock', function
       await other.end();
     }
   });
+
+  it('is stored once, whole, after the retry, and answered 200 (PostgreSQL)', async function () {
+    const url = fx().db.url;
+    if (!url) skipBecause(this, 'makes a deadlock from a second PostgreSQL session');
+    const { client, series, ts } = await heldSeries('deadlock');
+    const other = new pg.Client({ connectionString: url });
+    await other.connect();
+    try {
+      const deadlocksBefore = await deadlocks(other);
+      // This session writes the batch's point first, uncommitted: the batch
+      // takes the device row, then waits for that point; this session then
+      // asks for the device row. The batch has waited longer, so PostgreSQL's
+      // deadlock check aborts it, and the server stores it again.
+      await other.query('begin');
+      const point = await insertPoint(other, series, ts + 1);
+      expect(point).to.equal('inserted');
+      const answer = sendBatch(client, ts + 1);
+      await waitFor(
+        'the batch to wait for the point',
+        async () => (await waitingOnLock(other)) > 0,
+        10_000,
+      );
+      const outcome = await other
+        .query('select id from devices where id = $1 for update', [series.device_id])
+        .then(
+          () => 'locked',
+          (err: { code?: string }) => err.code,
+        );
+      await other.query('rollback');
+      const stored = await answer;
+      expect(stored.status, stored.text).to.equal(200);
+      expect(stored.json).to.deep.include({ stored: 2, duplicates: 0 });
+      expect(await deadlocks(other), 'a deadlock happened').to.be.above(deadlocksBefore);
+      expect(outcome, 'the batch, not this session, was the victim').to.equal('locked');
+      expect(await pointsAt(other, series.device_id, ts + 1)).to.deep.equal([
+        { name: 'fresh', value: 2 },
+        { name: 'held', value: 1 },
+      ]);
+    } finally {
+      await other.end();
+    }
+  });
+
+  /** A bound device whose series "held" exists; a batch with "fresh" too takes the transaction path. */
+  async function heldSeries(name: string) {
+    const { client } = await fx().boundDevice(uniqueName(name));
+    const ts = 1_764_600_000_000;
+    expect(
+      (await client.send('POST', JSON.stringify({ ts, data: { held: 0 } }), JSON_TYPE, MESSAGES))
+        .status,
+    ).to.equal(200);
+    const [series] = await queryTestDatabase<{ id: number; device_id: number }>(
+      fx().db,
+      `select s.id, s.device_id from series s join devices d on d.id = s.device_id
+       where s.name = 'held' order by s.id desc limit 1`,
+    );
+    return { client, series: series!, ts };
+  }
+
+  function sendBatch(client: Awaited<ReturnType<typeof heldSeries>>['client'], ts: number) {
+    return client.send(
+      'POST',
+      JSON.stringify([{ ts, data: { held: 1, fresh: 2 } }]),
+      JSON_TYPE,
+      MESSAGES,
+    );
+  }
+
+  function insertPoint(db: pg.Client, series: { id: number; device_id: number }, ts: number) {
+    return db
+      .query('insert into points (device_id, series_id, ts, value) values ($1, $2, $3, 9)', [
+        series.device_id,
+        series.id,
+        new Date(ts),
+      ])
+      .then(
+        () => 'inserted',
+        (err: { code?: string }) => err.code,
+      );
+  }
+
+  async function pointsAt(db: pg.Client, deviceId: number, ts: number) {
+    const rows = await db.query<{ name: string; value: number }>(
+      'select s.name, p.value from points p join series s on s.id = p.series_id where p.ts = $1 and p.device_id = $2 order by s.name',
+      [new Date(ts), deviceId],
+    );
+    return rows.rows;
+  }
 
   async function deadlocks(db: pg.Client): Promise<number> {
     const { rows } = await db.query<{ n: string }>(
